@@ -1,0 +1,157 @@
+//! Wiring: connect and migrate the store, build the state, bind the listener (port 0 in tests),
+//! spawn the group-commit writers and the sweeper, serve until stopped, then shut down in order.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::bot::{BotContext, Dispatcher};
+use crate::channels::Channels;
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::ingress::{InboxWriter, Ingress, IngressOptions, WriterOptions};
+use crate::state::AppState;
+use crate::store::{Backend, Store, StoreOptions};
+use crate::telemetry::Metrics;
+use crate::templates::Templates;
+
+/// A built application, listening but not yet serving.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+    writers: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Connects to the configured database and applies migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let options = StoreOptions {
+        max_connections: config.database.max_connections,
+        acquire_timeout: Duration::from_millis(config.database.acquire_timeout_ms),
+        sqlite_full_sync: config.database.sqlite_synchronous == "full",
+    };
+    let store = Store::connect(config.database.url.expose(), &options).await.context("connecting to the database")?;
+    store.migrate().await.context("applying migrations")?;
+    Ok(store)
+}
+
+impl App {
+    /// Builds everything and binds `server.listen`. Nothing is served until
+    /// [`App::run_until_stopped`].
+    pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let templates = Templates::load(Path::new(&config.templates.dir))?;
+        let channels = Arc::new(Channels::from_config(&config).context("channel keys")?);
+        let store = open_store(&config).await?;
+        let metrics = Metrics::new(channels.ids());
+        let shutdown = CancellationToken::new();
+
+        let writers = match (config.database.writers, store.backend()) {
+            (0, Backend::Sqlite) => 1,
+            (0, Backend::Postgres) => 4,
+            (n, _) => n,
+        };
+        let (writer, writer_handles) = InboxWriter::spawn(
+            store.clone(),
+            WriterOptions { batch_max: config.database.batch_max, writers, timezone: config.timezone() },
+            shutdown.clone(),
+        );
+        let bot = BotContext { store: store.clone(), templates, clock, timezone: config.timezone() };
+        let ingress = Ingress::new(
+            Arc::clone(&channels),
+            writer,
+            Dispatcher::standard(),
+            bot,
+            metrics.clone(),
+            IngressOptions {
+                replay_window_secs: config.server.replay_window_secs,
+                handler_budget: Duration::from_millis(config.server.handler_budget_ms),
+                sweep_after: Duration::from_secs(u64::try_from(config.server.sweep_after_secs).unwrap_or(60)),
+            },
+        );
+        let listener = TcpListener::bind(&config.server.listen)
+            .await
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        let state = AppState { config, store, ingress, metrics };
+        let background = vec![tokio::spawn(sweeper(state.ingress.clone(), shutdown.clone()))];
+        Ok(Self { listener, state, shutdown, writers: writer_handles, background })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Cancelling this token stops the server gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token fires; in-flight requests finish, queued writes are
+    /// committed, then the pool closes.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self { listener, state, shutdown, writers, background } = self;
+        let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
+        let router = crate::web::router(state.clone());
+        let stop = shutdown.clone();
+        let server = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await });
+        let result = server.await;
+        shutdown.cancel();
+        let _ = tokio::time::timeout(grace, async {
+            for handle in writers.into_iter().chain(background) {
+                let _ = handle.await;
+            }
+        })
+        .await;
+        state.store.close().await;
+        result.context("HTTP server")
+    }
+}
+
+/// Re-runs accepted but unprocessed deliveries now and then (crash recovery).
+async fn sweeper(ingress: Ingress, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match ingress.sweep().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rows = n, "sweeper re-ran unprocessed deliveries"),
+            Err(e) => tracing::warn!(error = %e, "sweeper failed"),
+        }
+    }
+}
+
+/// Cancels `token` on Ctrl-C or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                s.recv().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            () = term => {}
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}

@@ -1,0 +1,74 @@
+//! What happens to an accepted event: an ordered chain of handlers, the first that answers
+//! wins. Handlers see the normalized [`Event`] and the domain context, never HTTP or XML.
+
+mod ping;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use ping::Ping;
+
+use crate::clock::SharedClock;
+use crate::events::Event;
+use crate::store::Store;
+use crate::templates::Templates;
+
+/// What a handler decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answer with this text; later handlers do not run.
+    Reply(String),
+    /// Not mine (or nothing to say); let the next handler look.
+    Continue,
+}
+
+/// Everything a handler may use.
+#[derive(Clone)]
+pub struct BotContext {
+    pub store: Store,
+    pub templates: Templates,
+    pub clock: SharedClock,
+    pub timezone: chrono_tz::Tz,
+}
+
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Outcome>> + Send + 'a>>;
+
+/// One step of the chain. Handlers must be idempotent per event (`dedupe_key`): after a crash
+/// the sweeper runs an accepted event again.
+pub trait Handler: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn handle<'a>(&'a self, ctx: &'a BotContext, event: &'a Event) -> HandlerFuture<'a>;
+}
+
+/// The ordered handler chain.
+#[derive(Clone, Default)]
+pub struct Dispatcher {
+    handlers: Vec<Arc<dyn Handler>>,
+}
+
+impl Dispatcher {
+    /// The built-in chain.
+    pub fn standard() -> Self {
+        Self::default().with(Ping)
+    }
+
+    #[must_use]
+    pub fn with(mut self, handler: impl Handler) -> Self {
+        self.handlers.push(Arc::new(handler));
+        self
+    }
+
+    /// Runs handlers in order until one replies. A failing handler is logged and skipped so one
+    /// bug cannot silence the others.
+    pub async fn dispatch(&self, ctx: &BotContext, event: &Event) -> Option<String> {
+        for handler in &self.handlers {
+            match handler.handle(ctx, event).await {
+                Ok(Outcome::Reply(text)) => return Some(text),
+                Ok(Outcome::Continue) => {}
+                Err(e) => tracing::error!(handler = handler.name(), key = %event.dedupe_key, error = %e, "handler failed"),
+            }
+        }
+        None
+    }
+}

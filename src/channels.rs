@@ -1,0 +1,85 @@
+//! The channel registry built from configuration: channel id → kind, member scope and keys.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::config::{ChannelKind, Config};
+use crate::wecom::crypto::{KeyError, MsgCrypt};
+
+/// One configured, enabled channel with its decoded keys.
+#[derive(Debug)]
+pub struct Channel {
+    pub id: String,
+    pub kind: ChannelKind,
+    /// Members of channels sharing a scope are the same people.
+    pub scope: String,
+    /// Callback crypto (absent for the gateway and for MP plaintext mode).
+    pub crypt: Option<MsgCrypt>,
+    /// Callback token for MP plaintext-mode signatures.
+    pub token: Option<String>,
+    /// HMAC secret of a gateway channel.
+    pub gateway_secret: Option<Vec<u8>>,
+    /// `@name` stripped from robot message texts.
+    pub robot_name: Option<String>,
+    /// CorpID of a `wecom_app`; AppID of a `wechat_mp`.
+    pub receive_id: String,
+}
+
+/// All enabled channels by id.
+#[derive(Debug, Default)]
+pub struct Channels {
+    by_id: HashMap<String, Arc<Channel>>,
+}
+
+impl Channels {
+    /// Builds the registry; keys were validated at load, so errors here are only defensive.
+    pub fn from_config(config: &Config) -> Result<Self, KeyError> {
+        let mut by_id = HashMap::new();
+        for (id, c) in config.channels.iter().filter(|(_, c)| c.enabled) {
+            let token = c.token.as_ref().map(|t| t.expose().to_owned());
+            let receive_id = match c.kind {
+                ChannelKind::WecomApp => c.corp_id.clone().unwrap_or_default(),
+                ChannelKind::WechatMp => c.app_id.clone().unwrap_or_default(),
+                ChannelKind::WecomRobot | ChannelKind::Gateway => String::new(),
+            };
+            let crypt = match (&token, &c.encoding_aes_key) {
+                (Some(token), Some(key)) => Some(MsgCrypt::new(token, key.expose(), &receive_id)?),
+                _ => None,
+            };
+            let scope = c.scope.clone().unwrap_or_else(|| match c.kind {
+                ChannelKind::WecomApp | ChannelKind::WechatMp => receive_id.clone(),
+                ChannelKind::WecomRobot | ChannelKind::Gateway => id.clone(),
+            });
+            let channel = Channel {
+                id: id.clone(),
+                kind: c.kind,
+                scope,
+                crypt,
+                token,
+                gateway_secret: (c.kind == ChannelKind::Gateway)
+                    .then(|| c.secret.as_ref().map(|s| s.expose().as_bytes().to_vec()))
+                    .flatten(),
+                robot_name: c.robot_name.clone(),
+                receive_id,
+            };
+            by_id.insert(id.clone(), Arc::new(channel));
+        }
+        Ok(Self { by_id })
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Channel>> {
+        self.by_id.get(id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.by_id.keys().map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}

@@ -1,0 +1,175 @@
+//! The `yunying` command line: `serve`, `migrate`, `check-config`, `config-example`, `send`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, App};
+use crate::channels::Channels;
+use crate::clock::{Clock as _, SystemClock};
+use crate::config::{self, Config};
+use crate::send::{self, Simulated};
+
+#[derive(Debug, Parser)]
+#[command(name = "yunying", version, about = "运营 — community-operations assistant for WeCom and WeChat groups")]
+pub struct Cli {
+    /// Configuration file (TOML). Without it the built-in defaults (config.example.toml) apply.
+    #[arg(long, global = true, env = "YUNYING_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the webhook server (migrations are applied first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Validate the configuration and print it with secrets hidden.
+    CheckConfig,
+    /// Print the example configuration (the built-in defaults).
+    ConfigExample,
+    /// Send a signed, encrypted callback to a running server and print the reply.
+    Send(SendArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// Channel id from the configuration, e.g. demo_robot.
+    #[arg(long)]
+    pub channel: String,
+    /// Sender's platform user id.
+    #[arg(long, default_value = "zhangsan")]
+    pub from: String,
+    /// Sender's display name (robot and gateway channels carry one).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Group chat id; omit for a one-to-one message.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Message text.
+    #[arg(long, conflicts_with_all = ["join", "verify"])]
+    pub text: Option<String>,
+    /// Send a "members joined the group" event for --from (requires --group).
+    #[arg(long, requires = "group")]
+    pub join: bool,
+    /// Perform URL verification (GET with echostr) instead of a delivery.
+    #[arg(long)]
+    pub verify: bool,
+    /// Platform message id (default: random). Repeat a value to simulate a retry.
+    #[arg(long)]
+    pub msg_id: Option<String>,
+    /// Server base URL (default: http:// + server.listen).
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+/// Runs a parsed command; errors are printed, not panicked.
+pub async fn run(cli: Cli) -> ExitCode {
+    let loaded = match config::load(cli.config.as_deref()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init(&loaded.config.log);
+    let result = match cli.command {
+        Command::Serve => serve(loaded.config).await,
+        Command::Migrate => migrate(&loaded.config).await,
+        Command::CheckConfig => {
+            check_config(&loaded);
+            Ok(())
+        }
+        Command::ConfigExample => {
+            print!("{}", config::EXAMPLE_TOML);
+            Ok(())
+        }
+        Command::Send(args) => send_cmd(&loaded.config, &args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let channels: Vec<String> = config.channels.iter().filter(|(_, c)| c.enabled).map(|(id, c)| format!("{id} ({})", c.kind.as_str())).collect();
+    let app = App::build(config, Arc::new(SystemClock)).await?;
+    app::cancel_on_signal(app.shutdown_token());
+    tracing::info!(port = app.port(), backend = ?app.state().store.backend(), channels = %channels.join(", "), "yunying is listening");
+    app.run_until_stopped().await
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let store = app::open_store(config).await?;
+    println!("migrations applied ({:?})", store.backend());
+    store.close().await;
+    Ok(())
+}
+
+fn check_config(loaded: &config::LoadedConfig) {
+    let source = loaded.file.as_ref().map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string());
+    println!("# configuration OK (from {source}, with YUNYING_* overrides); secrets shown as ***");
+    print!("{}", loaded.config.to_redacted_toml());
+}
+
+async fn send_cmd(config: &Config, args: &SendArgs) -> anyhow::Result<()> {
+    let channels = Channels::from_config(config).context("channel keys")?;
+    let channel = channels
+        .get(&args.channel)
+        .with_context(|| format!("no enabled channel `{}` (configured: {})", args.channel, channels.ids().collect::<Vec<_>>().join(", ")))?;
+    let base = args.url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
+    let url = format!("{}/callbacks/{}", base.trim_end_matches('/'), channel.id);
+    let now = SystemClock.now_secs();
+    let nonce = format!("{}", rand::random::<u32>());
+    let client = reqwest::Client::new();
+
+    if args.verify {
+        let (query, echo) = send::build_verification(channel, now, &nonce)?;
+        let response = client.get(format!("{url}?{query}")).send().await.context("sending")?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        println!("GET {url} → {status}");
+        anyhow::ensure!(status.is_success(), "verification refused: {body}");
+        anyhow::ensure!(body == echo, "server answered `{body}`, expected the echo `{echo}`");
+        println!("URL verification OK: echo {echo}");
+        return Ok(());
+    }
+
+    let what = if args.join {
+        Simulated::Join { group: args.group.clone().unwrap_or_default(), members: vec![args.from.clone()] }
+    } else {
+        let text = args.text.clone().context("give --text, --join or --verify")?;
+        Simulated::Text {
+            from: args.from.clone(),
+            name: args.name.clone(),
+            group: args.group.clone(),
+            text,
+            msg_id: args.msg_id.clone().unwrap_or_else(|| format!("{}", rand::random::<u32>())),
+        }
+    };
+    let inner = send::inner_payload(channel, &what, now)?;
+    let request = send::build_request(channel, &inner, now, &nonce)?;
+    let mut builder = client.post(if request.query.is_empty() { url.clone() } else { format!("{url}?{}", request.query) }).body(request.body);
+    for (name, value) in &request.headers {
+        builder = builder.header(*name, value);
+    }
+    let response = builder.send().await.context("sending")?;
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    println!("POST {url} → {status}");
+    anyhow::ensure!(status.is_success(), "refused: {}", String::from_utf8_lossy(&body));
+    match send::open_reply(channel, &body)? {
+        Some(text) => println!("reply: {text}"),
+        None => println!("(no reply)"),
+    }
+    Ok(())
+}

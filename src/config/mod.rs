@@ -1,0 +1,163 @@
+//! Typed configuration: one TOML file whose every key can be overridden by a `YUNYING_…`
+//! environment variable. The embedded `config.example.toml` is the default. Validation after
+//! loading names the key and the reason; secrets are [`Secret`]s that never print.
+
+mod load;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load, ConfigError, ConfigIssue, LoadedConfig, EXAMPLE_TOML};
+pub use secret::Secret;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub community: CommunityConfig,
+    pub templates: TemplatesConfig,
+    pub log: LogConfig,
+    #[serde(default)]
+    pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// Largest accepted callback body in bytes.
+    pub body_limit_bytes: usize,
+    /// Callbacks whose timestamp is further from now than this are refused; 0 disables.
+    pub replay_window_secs: i64,
+    /// Time budget for handlers before the answer goes out without a passive reply.
+    pub handler_budget_ms: u64,
+    /// Unprocessed inbox rows older than this are re-dispatched by the sweeper.
+    pub sweep_after_secs: i64,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: Secret,
+    pub max_connections: u32,
+    /// A pool wait longer than this answers 503 so the platform retries.
+    pub acquire_timeout_ms: u64,
+    /// Most callbacks written in one group-commit transaction.
+    pub batch_max: usize,
+    /// Parallel group-commit writers; 0 picks 1 for SQLite and 4 for PostgreSQL.
+    pub writers: usize,
+    /// SQLite `synchronous` pragma: `normal` (durable across process crashes) or `full`
+    /// (also across power loss).
+    pub sqlite_synchronous: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommunityConfig {
+    /// IANA time zone for "today" (sign-in days, daily activity).
+    pub timezone: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesConfig {
+    /// Folder with reply templates; files missing there fall back to the built-in copies.
+    pub dir: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. `info` or `yunying=debug,info`; `YUNYING_LOG` wins when set.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelKind {
+    WecomApp,
+    WecomRobot,
+    WechatMp,
+    Gateway,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::WecomApp => "wecom_app",
+            Self::WecomRobot => "wecom_robot",
+            Self::WechatMp => "wechat_mp",
+            Self::Gateway => "gateway",
+        }
+    }
+}
+
+/// One configured connection. Which keys are required depends on `kind`; validation says which.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    pub kind: ChannelKind,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Members of channels with the same scope are the same people (default: corp id / app id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Callback Token (WeCom/MP console).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// Callback EncodingAESKey, 43 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding_aes_key: Option<Secret>,
+    /// `wecom_app`: CorpID (`ww…`), the receive id of its callbacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corp_id: Option<String>,
+    /// `wecom_app`: AgentId.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<i64>,
+    /// `wecom_app` / `wechat_mp`: API secret (outbound); `gateway`: the HMAC secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// `wechat_mp`: AppID (`wx…`), the receive id; `gh_` id is taken from each message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// `wecom_robot`: the webhook key (outbound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_key: Option<Secret>,
+    /// `wecom_robot`: the robot's display name, stripped from `@name` at the start of texts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robot_name: Option<String>,
+    /// `gateway`: URL to POST active messages to (outbound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_url: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Config {
+    /// The built-in defaults (`config.example.toml`), validated.
+    pub fn example() -> Result<Self, ConfigError> {
+        load(None).map(|loaded| loaded.config)
+    }
+
+    /// The time zone, already validated at load.
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.community.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
+    }
+
+    /// Renders the resolved configuration as TOML with every secret shown as `***`.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}

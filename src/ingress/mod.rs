@@ -1,0 +1,299 @@
+//! Callback → verified, decrypted, normalized [`Event`] → durable inbox (group commit) →
+//! handlers → passive reply. Every rejection is an [`IngressError`] with a 4xx status and a
+//! short reason; a database outage is a 503 so the platform retries; nothing panics.
+
+pub mod normalize;
+mod reply;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+pub use reply::ReplyShape;
+pub use writer::{InboxWriter, WriteError, WriterOptions};
+
+use crate::bot::{BotContext, Dispatcher};
+use crate::channels::{Channel, Channels};
+use crate::config::ChannelKind;
+use crate::events::Event;
+use crate::store::inbox::{Accepted, NewInbox, Processed};
+use crate::telemetry::{Metrics, Outcome};
+use crate::wecom::crypto::{self, CryptoError};
+use crate::wecom::gateway;
+use crate::wecom::xml::{self, ParseError};
+
+/// Query parameters WeCom and WeChat put on callback URLs (each URL-decoded exactly once).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct CallbackQuery {
+    pub msg_signature: Option<String>,
+    pub signature: Option<String>,
+    pub timestamp: Option<String>,
+    pub nonce: Option<String>,
+    pub echostr: Option<String>,
+    pub encrypt_type: Option<String>,
+}
+
+/// Gateway signature headers.
+#[derive(Debug, Default, Clone)]
+pub struct GatewayHeaders {
+    pub timestamp: Option<String>,
+    pub signature: Option<String>,
+}
+
+/// Why a callback was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IngressError {
+    #[error("unknown channel")]
+    UnknownChannel,
+    #[error("method not supported for this channel kind")]
+    MethodNotAllowed,
+    #[error("missing query parameter or header `{0}`")]
+    Missing(&'static str),
+    #[error("{0}")]
+    Crypto(#[from] CryptoError),
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    #[error("storage unavailable")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl IngressError {
+    /// HTTP status: 4xx for the sender's fault, 503 for ours-but-temporary.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::UnknownChannel => 404,
+            Self::MethodNotAllowed => 405,
+            Self::Missing(_) | Self::Parse(_) => 400,
+            Self::Crypto(CryptoError::BadSignature) => 401,
+            Self::Crypto(CryptoError::StaleTimestamp { .. } | CryptoError::ReceiveIdMismatch) => 403,
+            Self::Crypto(_) => 400,
+            Self::Unavailable(_) => 503,
+            Self::Internal(_) => 500,
+        }
+    }
+}
+
+/// The answer to a callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackResponse {
+    /// Raw text body (URL verification echo).
+    Text(String),
+    Xml(String),
+    Json(String),
+    /// 200 with an empty body: "received, no passive reply".
+    Empty,
+}
+
+/// Settings of the ingress pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct IngressOptions {
+    pub replay_window_secs: i64,
+    pub handler_budget: Duration,
+    pub sweep_after: Duration,
+}
+
+/// The callback pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Ingress {
+    channels: Arc<Channels>,
+    writer: InboxWriter,
+    dispatcher: Dispatcher,
+    bot: BotContext,
+    metrics: Metrics,
+    options: IngressOptions,
+}
+
+/// A verified, parsed delivery waiting for the inbox.
+struct Verified {
+    event: Event,
+    shape: ReplyShape,
+}
+
+impl Ingress {
+    pub fn new(channels: Arc<Channels>, writer: InboxWriter, dispatcher: Dispatcher, bot: BotContext, metrics: Metrics, options: IngressOptions) -> Self {
+        Self { channels, writer, dispatcher, bot, metrics, options }
+    }
+
+    fn channel(&self, channel_id: &str) -> Result<&Arc<Channel>, IngressError> {
+        self.channels.get(channel_id).ok_or(IngressError::UnknownChannel)
+    }
+
+    fn check_time(&self, timestamp: &str) -> Result<i64, IngressError> {
+        Ok(crypto::check_replay_window(timestamp, self.bot.clock.now_secs(), self.options.replay_window_secs)?)
+    }
+
+    /// URL verification (GET): WeCom gets the decrypted echo, WeChat MP the echostr verbatim.
+    pub fn verify_url(&self, channel_id: &str, q: &CallbackQuery) -> Result<CallbackResponse, IngressError> {
+        let result = self.verify_url_inner(channel_id, q);
+        self.count(channel_id, &result.as_ref().map(|_| Outcome::Verified));
+        result
+    }
+
+    fn verify_url_inner(&self, channel_id: &str, q: &CallbackQuery) -> Result<CallbackResponse, IngressError> {
+        let channel = self.channel(channel_id)?;
+        let timestamp = q.timestamp.as_deref().ok_or(IngressError::Missing("timestamp"))?;
+        let nonce = q.nonce.as_deref().ok_or(IngressError::Missing("nonce"))?;
+        let echostr = q.echostr.as_deref().ok_or(IngressError::Missing("echostr"))?;
+        self.check_time(timestamp)?;
+        match channel.kind {
+            ChannelKind::Gateway => Err(IngressError::MethodNotAllowed),
+            ChannelKind::WechatMp => {
+                let token = channel.token.as_deref().unwrap_or_default();
+                let sig = q.signature.as_deref().ok_or(IngressError::Missing("signature"))?;
+                crypto::verify_signature(token, timestamp, nonce, None, sig)?;
+                Ok(CallbackResponse::Text(echostr.to_owned()))
+            }
+            ChannelKind::WecomApp | ChannelKind::WecomRobot => {
+                let crypt = channel.crypt.as_ref().ok_or_else(|| IngressError::Internal("channel without keys".into()))?;
+                let sig = q.msg_signature.as_deref().ok_or(IngressError::Missing("msg_signature"))?;
+                let echo = crypt.open(sig, timestamp, nonce, echostr)?;
+                let echo = String::from_utf8(echo).map_err(|_| CryptoError::NotUtf8)?;
+                Ok(CallbackResponse::Text(echo))
+            }
+        }
+    }
+
+    /// A delivery (POST): verify, decrypt, normalize, write durably, run handlers, reply.
+    pub async fn receive(&self, channel_id: &str, q: &CallbackQuery, headers: &GatewayHeaders, body: &[u8]) -> Result<CallbackResponse, IngressError> {
+        let result = self.receive_inner(channel_id, q, headers, body).await;
+        self.count(channel_id, &result.as_ref().map(|(_, o)| *o));
+        result.map(|(r, _)| r)
+    }
+
+    fn count<T>(&self, channel_id: &str, result: &Result<Outcome, T>)
+    where
+        T: std::borrow::Borrow<IngressError>,
+    {
+        let outcome = match result {
+            Ok(o) => *o,
+            Err(e) if matches!(e.borrow(), IngressError::Unavailable(_)) => Outcome::Unavailable,
+            Err(_) => Outcome::Rejected,
+        };
+        self.metrics.callback(channel_id, outcome);
+    }
+
+    async fn receive_inner(&self, channel_id: &str, q: &CallbackQuery, headers: &GatewayHeaders, body: &[u8]) -> Result<(CallbackResponse, Outcome), IngressError> {
+        let channel = Arc::clone(self.channel(channel_id)?);
+        let verified = self.verify_and_parse(&channel, q, headers, body)?;
+        let event = Arc::new(verified.event);
+        let row = NewInbox {
+            channel_id: channel.id.clone(),
+            dedupe_key: event.dedupe_key.clone(),
+            kind: event.kind.name().to_owned(),
+            sender: event.actor().map(|u| u.id.clone()),
+            group_id: event.group().map(|g| g.id.clone()),
+            occurred_at: event.occurred_at.saturating_mul(1000),
+            received_at: self.bot.clock.now_ms(),
+            payload: serde_json::to_string(event.as_ref()).map_err(|e| IngressError::Internal(e.to_string()))?,
+        };
+        let accepted = self.writer.accept(row, Arc::clone(&event)).await.map_err(|e| match e {
+            WriteError::Unavailable(m) => IngressError::Unavailable(m),
+            WriteError::Failed(m) => IngressError::Internal(m),
+        })?;
+        let (reply, outcome) = match accepted {
+            Accepted::New { id } => (self.run_handlers(id, event).await, Outcome::Accepted),
+            Accepted::Duplicate { reply, .. } => (reply, Outcome::Duplicate),
+        };
+        let response = match reply {
+            Some(text) => reply::render(&channel, &verified.shape, &text, self.bot.clock.now_secs()),
+            None => verified.shape.empty_response(),
+        };
+        Ok((response, outcome))
+    }
+
+    fn verify_and_parse(&self, channel: &Channel, q: &CallbackQuery, headers: &GatewayHeaders, body: &[u8]) -> Result<Verified, IngressError> {
+        if channel.kind == ChannelKind::Gateway {
+            let timestamp = headers.timestamp.as_deref().ok_or(IngressError::Missing(gateway::TIMESTAMP_HEADER))?;
+            let signature = headers.signature.as_deref().ok_or(IngressError::Missing(gateway::SIGNATURE_HEADER))?;
+            let secret = channel.gateway_secret.as_deref().unwrap_or_default();
+            if !gateway::verify(secret, timestamp, body, signature) {
+                return Err(CryptoError::BadSignature.into());
+            }
+            let ts = self.check_time(timestamp)?;
+            let event = normalize::gateway(channel, body, ts)?;
+            let shape = ReplyShape::GatewayJson { mention: event.message().filter(|m| m.group.is_some()).map(|m| m.sender.id.clone()) };
+            return Ok(Verified { event, shape });
+        }
+
+        let timestamp = q.timestamp.as_deref().ok_or(IngressError::Missing("timestamp"))?;
+        let nonce = q.nonce.as_deref().ok_or(IngressError::Missing("nonce"))?;
+        let mp_plaintext = channel.kind == ChannelKind::WechatMp && q.encrypt_type.as_deref() != Some("aes");
+        let (inner, json_envelope) = if mp_plaintext {
+            let sig = q.signature.as_deref().ok_or(IngressError::Missing("signature"))?;
+            crypto::verify_signature(channel.token.as_deref().unwrap_or_default(), timestamp, nonce, None, sig)?;
+            (body.to_vec(), false)
+        } else {
+            let sig = q.msg_signature.as_deref().ok_or(IngressError::Missing("msg_signature"))?;
+            let envelope = xml::parse_any(body)?;
+            let json_envelope = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            let encrypt = envelope.get_any(&["Encrypt", "encrypt"]).ok_or(ParseError::Missing("Encrypt"))?;
+            let crypt = channel.crypt.as_ref().ok_or_else(|| IngressError::Internal("channel without keys".into()))?;
+            // Authenticate before anything else is trusted, then bound the timestamp.
+            crypto::verify_signature(crypt.token(), timestamp, nonce, Some(encrypt.trim()), sig)?;
+            (crypt.decrypt(encrypt)?, json_envelope)
+        };
+        let ts = self.check_time(timestamp)?;
+        let fields = xml::parse_any(&inner)?;
+        let event = match channel.kind {
+            ChannelKind::WecomApp => normalize::wecom_app(channel, &fields, ts)?,
+            ChannelKind::WecomRobot => normalize::wecom_robot(channel, &fields, ts)?,
+            ChannelKind::WechatMp => normalize::wechat_mp(channel, &fields, ts)?,
+            ChannelKind::Gateway => return Err(IngressError::Internal("unreachable gateway branch".into())),
+        };
+        let shape = ReplyShape::for_event(channel, &event, &fields, json_envelope, mp_plaintext);
+        Ok(Verified { event, shape })
+    }
+
+    /// Runs the handler chain within the budget. A chain that overruns keeps going in the
+    /// background and records its reply when done; the platform gets an empty answer now.
+    async fn run_handlers(&self, inbox_id: i64, event: Arc<Event>) -> Option<String> {
+        let this = self.clone();
+        let started = Instant::now();
+        let task = tokio::spawn(async move {
+            let reply = this.dispatcher.dispatch(&this.bot, &event).await;
+            this.metrics.handler_latency(started.elapsed().as_secs_f64());
+            this.writer.mark_processed(Processed { id: inbox_id, at: this.bot.clock.now_ms(), reply: reply.clone() });
+            reply
+        });
+        match tokio::time::timeout(self.options.handler_budget, task).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(join)) => {
+                tracing::error!(inbox_id, error = %join, "handler task panicked");
+                None
+            }
+            Err(_) => {
+                self.metrics.handler_timeout();
+                tracing::warn!(inbox_id, "handlers missed the reply budget; answering without a passive reply");
+                None
+            }
+        }
+    }
+
+    /// Re-runs accepted deliveries that were never marked processed (a crash between the
+    /// commit and the handlers). Handlers are idempotent per event, so a re-run is safe.
+    /// Returns how many rows were handled.
+    pub async fn sweep(&self) -> Result<usize, crate::store::StoreError> {
+        let cutoff = self.bot.clock.now_ms() - i64::try_from(self.options.sweep_after.as_millis()).unwrap_or(i64::MAX);
+        let rows = self.bot.store.inbox_unprocessed(cutoff, 500).await?;
+        let count = rows.len();
+        for row in rows {
+            let reply = match serde_json::from_str::<Event>(&row.payload) {
+                Ok(event) => self.dispatcher.dispatch(&self.bot, &event).await,
+                Err(e) => {
+                    tracing::error!(inbox_id = row.id, error = %e, "stored event does not parse; marking processed");
+                    None
+                }
+            };
+            if reply.is_some() {
+                // Too late for a passive reply; active delivery goes through the outbox.
+                tracing::info!(inbox_id = row.id, "swept event produced a reply; stored for retries");
+            }
+            self.bot.store.inbox_mark_processed(&Processed { id: row.id, at: self.bot.clock.now_ms(), reply }).await?;
+        }
+        Ok(count)
+    }
+}

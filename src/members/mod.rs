@@ -1,0 +1,6 @@
+//! The member registry: who is in the community, where, and when they were last active.
+//! Domain code: it sees normalized events and the store, never HTTP or platform payloads.
+
+pub mod activity;
+
+pub use activity::{changes_for, local_day};

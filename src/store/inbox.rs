@@ -1,0 +1,192 @@
+//! The durable inbox: one row per accepted delivery, unique on (channel, dedupe key). Written
+//! in batches by the group-commit writer; a retry finds the existing row and is not re-run.
+
+use std::collections::HashMap;
+
+use sqlx::{FromRow, QueryBuilder};
+
+use super::{Store, StoreError, Tx};
+use crate::{on_pool, on_tx};
+
+/// A delivery to record.
+#[derive(Debug, Clone)]
+pub struct NewInbox {
+    pub channel_id: String,
+    pub dedupe_key: String,
+    pub kind: String,
+    pub sender: Option<String>,
+    pub group_id: Option<String>,
+    pub occurred_at: i64,
+    pub received_at: i64,
+    /// The normalized event as JSON.
+    pub payload: String,
+}
+
+/// What the insert found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// First time this delivery was seen: process it.
+    New { id: i64 },
+    /// A retry: answer with the stored reply if processing finished, otherwise with nothing.
+    Duplicate { id: i64, processed: bool, reply: Option<String> },
+}
+
+/// Marks a row handled, with the reply it produced (kept for retries).
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub id: i64,
+    pub at: i64,
+    pub reply: Option<String>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct InboxRow {
+    pub id: i64,
+    pub channel_id: String,
+    pub dedupe_key: String,
+    pub kind: String,
+    pub occurred_at: i64,
+    pub received_at: i64,
+    pub payload: String,
+    pub processed_at: Option<i64>,
+    pub reply: Option<String>,
+}
+
+#[derive(FromRow)]
+struct InsertedKey {
+    id: i64,
+    channel_id: String,
+    dedupe_key: String,
+}
+
+#[derive(FromRow)]
+struct ExistingRow {
+    id: i64,
+    processed_at: Option<i64>,
+    reply: Option<String>,
+}
+
+const SELECT_BY_KEY: &str = "select id, processed_at, reply from inbox where channel_id = $1 and dedupe_key = $2";
+const MARK_PROCESSED: &str = "update inbox set processed_at = $1, reply = $2 where id = $3";
+const SELECT_ROW: &str = "select id, channel_id, dedupe_key, kind, occurred_at, received_at, payload, processed_at, reply from inbox where id = $1";
+const SELECT_UNPROCESSED: &str = "select id, channel_id, dedupe_key, kind, occurred_at, received_at, payload, processed_at, reply \
+     from inbox where processed_at is null and received_at < $1 order by received_at limit $2";
+const COUNT_UNPROCESSED: &str = "select cast(count(*) as bigint) from inbox where processed_at is null";
+const COUNT_ALL: &str = "select cast(count(*) as bigint) from inbox";
+const PRUNE_PROCESSED: &str = "delete from inbox where processed_at is not null and processed_at < $1";
+
+/// Rows per multi-row statement; keeps binds under SQLite's and PostgreSQL's limits.
+const CHUNK: usize = 1000;
+
+/// Inserts a batch; returns one [`Accepted`] per row, in input order. Two copies of the same
+/// delivery in one batch: the first is `New`, the second a `Duplicate`.
+pub async fn insert_batch(tx: &mut Tx, rows: &[NewInbox]) -> Result<Vec<Accepted>, StoreError> {
+    // Insert in key order so concurrent PostgreSQL writers take index locks in the same order.
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by(|&a, &b| (&rows[a].channel_id, &rows[a].dedupe_key).cmp(&(&rows[b].channel_id, &rows[b].dedupe_key)));
+    let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+    for chunk in order.chunks(CHUNK) {
+        let keys: Vec<InsertedKey> = on_tx!(tx, c => {
+            let mut qb = QueryBuilder::new(
+                "insert into inbox (channel_id, dedupe_key, kind, sender, group_id, occurred_at, received_at, payload) ",
+            );
+            qb.push_values(chunk, |mut b, &i| {
+                let r = &rows[i];
+                b.push_bind(&r.channel_id)
+                    .push_bind(&r.dedupe_key)
+                    .push_bind(&r.kind)
+                    .push_bind(&r.sender)
+                    .push_bind(&r.group_id)
+                    .push_bind(r.occurred_at)
+                    .push_bind(r.received_at)
+                    .push_bind(&r.payload);
+            });
+            qb.push(" on conflict (channel_id, dedupe_key) do nothing returning id, channel_id, dedupe_key");
+            qb.build_query_as::<InsertedKey>().fetch_all(&mut **c).await?
+        });
+        for k in keys {
+            inserted.insert((k.channel_id, k.dedupe_key), k.id);
+        }
+    }
+
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for row in rows {
+        let key = (row.channel_id.clone(), row.dedupe_key.clone());
+        if let Some(id) = inserted.remove(&key) {
+            outcomes.push(Accepted::New { id });
+            continue;
+        }
+        let existing: ExistingRow = on_tx!(tx, c => sqlx::query_as::<_, ExistingRow>(SELECT_BY_KEY)
+            .bind(&row.channel_id)
+            .bind(&row.dedupe_key)
+            .fetch_one(&mut **c)
+            .await?);
+        outcomes.push(Accepted::Duplicate {
+            id: existing.id,
+            processed: existing.processed_at.is_some(),
+            reply: existing.reply,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Records that rows were handled (and the reply each produced).
+pub async fn mark_processed(tx: &mut Tx, marks: &[Processed]) -> Result<(), StoreError> {
+    let (plain, with_reply): (Vec<&Processed>, Vec<&Processed>) = marks.iter().partition(|m| m.reply.is_none());
+    for chunk in plain.chunks(CHUNK) {
+        let Some(at) = chunk.iter().map(|m| m.at).max() else { continue };
+        on_tx!(tx, c => {
+            let mut qb = QueryBuilder::new("update inbox set processed_at = ");
+            qb.push_bind(at).push(" where processed_at is null and id in (");
+            let mut ids = qb.separated(", ");
+            for m in chunk {
+                ids.push_bind(m.id);
+            }
+            qb.push(")");
+            qb.build().execute(&mut **c).await?;
+        });
+    }
+    for m in with_reply {
+        on_tx!(tx, c => {
+            sqlx::query(MARK_PROCESSED).bind(m.at).bind(&m.reply).bind(m.id).execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
+impl Store {
+    pub async fn inbox_row(&self, id: i64) -> Result<InboxRow, StoreError> {
+        Ok(on_pool!(self.pool(), p => sqlx::query_as::<_, InboxRow>(SELECT_ROW).bind(id).fetch_one(p).await?))
+    }
+
+    /// Accepted rows not yet processed that arrived before `cutoff_ms` (crash leftovers).
+    pub async fn inbox_unprocessed(&self, cutoff_ms: i64, limit: i64) -> Result<Vec<InboxRow>, StoreError> {
+        Ok(on_pool!(self.pool(), p => sqlx::query_as::<_, InboxRow>(SELECT_UNPROCESSED)
+            .bind(cutoff_ms)
+            .bind(limit)
+            .fetch_all(p)
+            .await?))
+    }
+
+    /// Number of accepted rows still waiting to be processed.
+    pub async fn inbox_depth(&self) -> Result<i64, StoreError> {
+        Ok(on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(COUNT_UNPROCESSED).fetch_one(p).await?))
+    }
+
+    pub async fn inbox_count(&self) -> Result<i64, StoreError> {
+        Ok(on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(COUNT_ALL).fetch_one(p).await?))
+    }
+
+    /// Deletes processed rows older than `before_ms`; returns how many went.
+    pub async fn inbox_prune(&self, before_ms: i64) -> Result<u64, StoreError> {
+        Ok(on_pool!(self.pool(), p => sqlx::query(PRUNE_PROCESSED).bind(before_ms).execute(p).await?.rows_affected()))
+    }
+
+    /// Marks one row processed outside the group-commit writer (sweeper).
+    pub async fn inbox_mark_processed(&self, mark: &Processed) -> Result<(), StoreError> {
+        on_pool!(self.pool(), p => {
+            sqlx::query(MARK_PROCESSED).bind(mark.at).bind(&mark.reply).bind(mark.id).execute(p).await?;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! Logs (tracing) and the Prometheus counters behind `/metrics`: callbacks by channel and
+//! outcome, and a handler-latency histogram. Plain atomics, no registry crate.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogConfig;
+
+/// Starts the global subscriber. `YUNYING_LOG` overrides the configured level.
+pub fn init(log: &LogConfig) {
+    let filter = std::env::var("YUNYING_LOG")
+        .ok()
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .or_else(|| EnvFilter::try_new(&log.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = if log.format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+/// How a callback ended, for the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Accepted,
+    Duplicate,
+    Verified,
+    Rejected,
+    Unavailable,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 5] = [Self::Accepted, Self::Duplicate, Self::Verified, Self::Rejected, Self::Unavailable];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Duplicate => "duplicate",
+            Self::Verified => "verified",
+            Self::Rejected => "rejected",
+            Self::Unavailable => "unavailable",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 4.0];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+type Counters = [AtomicU64; 5];
+
+/// Process-wide counters. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    inner: Arc<MetricsInner>,
+}
+
+#[derive(Default)]
+struct MetricsInner {
+    /// Known channels get a fixed slot so the hot path never allocates or locks.
+    callbacks: HashMap<String, Counters>,
+    unknown_channel: Counters,
+    handler_latency: Histogram,
+    handler_timeouts: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new<'a>(channel_ids: impl IntoIterator<Item = &'a str>) -> Self {
+        let callbacks = channel_ids.into_iter().map(|id| (id.to_owned(), Counters::default())).collect();
+        Self { inner: Arc::new(MetricsInner { callbacks, ..MetricsInner::default() }) }
+    }
+
+    pub fn callback(&self, channel_id: &str, outcome: Outcome) {
+        let counters = self.inner.callbacks.get(channel_id).unwrap_or(&self.inner.unknown_channel);
+        counters[outcome.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn handler_latency(&self, seconds: f64) {
+        let h = &self.inner.handler_latency;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                h.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        h.count.fetch_add(1, Ordering::Relaxed);
+        // Saturating float-to-int conversion; latency is never negative.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        h.sum_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    pub fn handler_timeout(&self) {
+        self.inner.handler_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn callbacks_total(&self, channel_id: &str, outcome: Outcome) -> u64 {
+        self.inner.callbacks.get(channel_id).map_or(0, |c| c[outcome.index()].load(Ordering::Relaxed))
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self, inbox_depth: Option<i64>) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP yunying_callbacks_total Callbacks received, by channel and outcome.\n");
+        out.push_str("# TYPE yunying_callbacks_total counter\n");
+        let mut ids: Vec<&String> = self.inner.callbacks.keys().collect();
+        ids.sort();
+        let rows = ids
+            .into_iter()
+            .map(|id| (id.as_str(), &self.inner.callbacks[id]))
+            .chain(std::iter::once(("_unknown", &self.inner.unknown_channel)));
+        for (id, counters) in rows {
+            for outcome in Outcome::ALL {
+                let _ = writeln!(
+                    out,
+                    "yunying_callbacks_total{{channel=\"{id}\",outcome=\"{}\"}} {}",
+                    outcome.label(),
+                    counters[outcome.index()].load(Ordering::Relaxed)
+                );
+            }
+        }
+        let h = &self.inner.handler_latency;
+        out.push_str("# HELP yunying_handler_duration_seconds Time spent in handlers per accepted event.\n");
+        out.push_str("# TYPE yunying_handler_duration_seconds histogram\n");
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(out, "yunying_handler_duration_seconds_bucket{{le=\"{bound}\"}} {}", h.buckets[i].load(Ordering::Relaxed));
+        }
+        let count = h.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "yunying_handler_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        #[allow(clippy::cast_precision_loss)]
+        let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "yunying_handler_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "yunying_handler_duration_seconds_count {count}");
+        out.push_str("# HELP yunying_handler_timeouts_total Events whose handlers missed the reply budget.\n");
+        out.push_str("# TYPE yunying_handler_timeouts_total counter\n");
+        let _ = writeln!(out, "yunying_handler_timeouts_total {}", self.inner.handler_timeouts.load(Ordering::Relaxed));
+        if let Some(depth) = inbox_depth {
+            out.push_str("# HELP yunying_inbox_depth Accepted deliveries not yet processed.\n");
+            out.push_str("# TYPE yunying_inbox_depth gauge\n");
+            let _ = writeln!(out, "yunying_inbox_depth {depth}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::new(["a"]);
+        m.callback("a", Outcome::Accepted);
+        m.callback("a", Outcome::Accepted);
+        m.callback("zzz", Outcome::Rejected);
+        m.handler_latency(0.002);
+        let text = m.render(Some(3));
+        assert!(text.contains("yunying_callbacks_total{channel=\"a\",outcome=\"accepted\"} 2"));
+        assert!(text.contains("yunying_callbacks_total{channel=\"_unknown\",outcome=\"rejected\"} 1"));
+        assert!(text.contains("yunying_handler_duration_seconds_bucket{le=\"0.001\"} 0"));
+        assert!(text.contains("yunying_handler_duration_seconds_bucket{le=\"0.0025\"} 1"));
+        assert!(text.contains("yunying_inbox_depth 3"));
+    }
+}

@@ -1,0 +1,93 @@
+//! Reply templates (minijinja), loaded at run time from `templates.dir` so ops staff can edit
+//! them without recompiling; a file missing there falls back to the copy built into the binary.
+//! Every template is compiled at start-up, so a syntax error stops start-up with file and line.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use minijinja::Environment;
+
+/// Templates shipped in the binary: (name, source).
+const BUILTIN: &[(&str, &str)] = &[("replies/pong.txt.j2", include_str!("../templates/replies/pong.txt.j2"))];
+
+/// A template problem found at start-up or render time.
+#[derive(Debug, thiserror::Error)]
+#[error("template {file}{}: {reason}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct TemplateError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+/// The loaded template set. Cheap to clone.
+#[derive(Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+}
+
+impl Templates {
+    /// Loads every known template (folder first, built-in fallback) and compiles it.
+    pub fn load(dir: &Path) -> Result<Self, TemplateError> {
+        let mut env = Environment::new();
+        env.set_keep_trailing_newline(false);
+        for (name, builtin) in BUILTIN {
+            let path: PathBuf = dir.join(name);
+            let (source, file) = match std::fs::read_to_string(&path) {
+                Ok(text) => (text, path.display().to_string()),
+                Err(_) => ((*builtin).to_owned(), format!("(built-in) {name}")),
+            };
+            env.add_template_owned(*name, source).map_err(|e| TemplateError {
+                file: file.clone(),
+                line: e.line(),
+                reason: e.detail().unwrap_or("syntax error").to_owned(),
+            })?;
+        }
+        Ok(Self { env: Arc::new(env) })
+    }
+
+    /// Only the built-in copies (tests, tools).
+    pub fn builtin() -> Self {
+        Self::load(Path::new("/nonexistent")).expect("built-in templates compile")
+    }
+
+    /// Renders `name` (without the `.txt.j2` suffix) with `vars`; trailing whitespace trimmed.
+    pub fn render(&self, name: &str, vars: impl serde::Serialize) -> Result<String, TemplateError> {
+        let full = format!("{name}.txt.j2");
+        let tmpl = self.env.get_template(&full).map_err(|e| TemplateError { file: full.clone(), line: None, reason: e.to_string() })?;
+        tmpl.render(vars)
+            .map(|s| s.trim_end().to_owned())
+            .map_err(|e| TemplateError { file: full, line: e.line(), reason: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_pong_renders() {
+        let t = Templates::builtin();
+        let text = t.render("replies/pong", minijinja::context! { name => "张三" }).expect("render");
+        assert!(text.starts_with("pong"), "{text}");
+        assert!(text.contains("张三"));
+    }
+
+    #[test]
+    fn a_broken_override_is_reported_with_file_and_line() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(dir.path().join("replies")).expect("mkdir");
+        std::fs::write(dir.path().join("replies/pong.txt.j2"), "line one\n{% if %}\n").expect("write");
+        let err = Templates::load(dir.path()).err().expect("must fail");
+        assert!(err.file.ends_with("replies/pong.txt.j2"), "{err}");
+        assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn an_override_replaces_the_builtin() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir_all(dir.path().join("replies")).expect("mkdir");
+        std::fs::write(dir.path().join("replies/pong.txt.j2"), "自定义 {{ name }}").expect("write");
+        let t = Templates::load(dir.path()).expect("load");
+        assert_eq!(t.render("replies/pong", minijinja::context! { name => "A" }).expect("render"), "自定义 A");
+    }
+}

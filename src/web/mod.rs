@@ -1,0 +1,26 @@
+//! HTTP surface: router assembly and layers. Handlers are thin: extract, call one function of
+//! the pipeline, map the result.
+
+mod callbacks;
+mod health;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+
+use crate::state::AppState;
+
+/// The full router.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.server.body_limit_bytes;
+    let callbacks = Router::new()
+        .route("/callbacks/{channel_id}", get(callbacks::verify).post(callbacks::receive))
+        .layer(DefaultBodyLimit::max(body_limit));
+    Router::new()
+        .merge(callbacks)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(health::not_found)
+        .with_state(state)
+}
