@@ -36,7 +36,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         acquire_timeout: Duration::from_millis(config.database.acquire_timeout_ms),
         sqlite_full_sync: config.database.sqlite_synchronous == "full",
     };
-    let store = Store::connect(config.database.url.expose(), &options).await.context("connecting to the database")?;
+    let store = Store::connect(config.database.url.expose(), &options)
+        .await
+        .context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;
     Ok(store)
 }
@@ -59,10 +61,19 @@ impl App {
         };
         let (writer, writer_handles) = InboxWriter::spawn(
             store.clone(),
-            WriterOptions { batch_max: config.database.batch_max, writers, timezone: config.timezone() },
+            WriterOptions {
+                batch_max: config.database.batch_max,
+                writers,
+                timezone: config.timezone(),
+            },
             shutdown.clone(),
         );
-        let bot = BotContext { store: store.clone(), templates, clock, timezone: config.timezone() };
+        let bot = BotContext {
+            store: store.clone(),
+            templates,
+            clock,
+            timezone: config.timezone(),
+        };
         let ingress = Ingress::new(
             Arc::clone(&channels),
             writer,
@@ -72,15 +83,31 @@ impl App {
             IngressOptions {
                 replay_window_secs: config.server.replay_window_secs,
                 handler_budget: Duration::from_millis(config.server.handler_budget_ms),
-                sweep_after: Duration::from_secs(u64::try_from(config.server.sweep_after_secs).unwrap_or(60)),
+                sweep_after: Duration::from_secs(
+                    u64::try_from(config.server.sweep_after_secs).unwrap_or(60),
+                ),
             },
         );
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
-        let state = AppState { config, store, ingress, metrics };
-        let background = vec![tokio::spawn(sweeper(state.ingress.clone(), shutdown.clone()))];
-        Ok(Self { listener, state, shutdown, writers: writer_handles, background })
+        let state = AppState {
+            config,
+            store,
+            ingress,
+            metrics,
+        };
+        let background = vec![tokio::spawn(sweeper(
+            state.ingress.clone(),
+            shutdown.clone(),
+        ))];
+        Ok(Self {
+            listener,
+            state,
+            shutdown,
+            writers: writer_handles,
+            background,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -99,11 +126,18 @@ impl App {
     /// Serves until the shutdown token fires; in-flight requests finish, queued writes are
     /// committed, then the pool closes.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, state, shutdown, writers, background } = self;
+        let Self {
+            listener,
+            state,
+            shutdown,
+            writers,
+            background,
+        } = self;
         let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
         let router = crate::web::router(state.clone());
         let stop = shutdown.clone();
-        let server = axum::serve(listener, router).with_graceful_shutdown(async move { stop.cancelled().await });
+        let server = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await });
         let result = server.await;
         shutdown.cancel();
         let _ = tokio::time::timeout(grace, async {
@@ -139,7 +173,9 @@ pub fn cancel_on_signal(token: CancellationToken) {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         let term = async {
-            if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
                 s.recv().await;
             } else {
                 std::future::pending::<()>().await;

@@ -14,7 +14,11 @@ use crate::config::{self, Config};
 use crate::send::{self, Simulated};
 
 #[derive(Debug, Parser)]
-#[command(name = "yunying", version, about = "运营 — community-operations assistant for WeCom and WeChat groups")]
+#[command(
+    name = "yunying",
+    version,
+    about = "运营 — community-operations assistant for WeCom and WeChat groups"
+)]
 pub struct Cli {
     /// Configuration file (TOML). Without it the built-in defaults (config.example.toml) apply.
     #[arg(long, global = true, env = "YUNYING_CONFIG")]
@@ -101,7 +105,12 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let channels: Vec<String> = config.channels.iter().filter(|(_, c)| c.enabled).map(|(id, c)| format!("{id} ({})", c.kind.as_str())).collect();
+    let channels: Vec<String> = config
+        .channels
+        .iter()
+        .filter(|(_, c)| c.enabled)
+        .map(|(id, c)| format!("{id} ({})", c.kind.as_str()))
+        .collect();
     let app = App::build(config, Arc::new(SystemClock)).await?;
     app::cancel_on_signal(app.shutdown_token());
     tracing::info!(port = app.port(), backend = ?app.state().store.backend(), channels = %channels.join(", "), "yunying is listening");
@@ -116,17 +125,27 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 fn check_config(loaded: &config::LoadedConfig) {
-    let source = loaded.file.as_ref().map_or_else(|| "built-in defaults".to_owned(), |p| p.display().to_string());
+    let source = loaded.file.as_ref().map_or_else(
+        || "built-in defaults".to_owned(),
+        |p| p.display().to_string(),
+    );
     println!("# configuration OK (from {source}, with YUNYING_* overrides); secrets shown as ***");
     print!("{}", loaded.config.to_redacted_toml());
 }
 
 async fn send_cmd(config: &Config, args: &SendArgs) -> anyhow::Result<()> {
     let channels = Channels::from_config(config).context("channel keys")?;
-    let channel = channels
-        .get(&args.channel)
-        .with_context(|| format!("no enabled channel `{}` (configured: {})", args.channel, channels.ids().collect::<Vec<_>>().join(", ")))?;
-    let base = args.url.clone().unwrap_or_else(|| format!("http://{}", config.server.listen));
+    let channel = channels.get(&args.channel).with_context(|| {
+        format!(
+            "no enabled channel `{}` (configured: {})",
+            args.channel,
+            channels.ids().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.server.listen));
     let url = format!("{}/callbacks/{}", base.trim_end_matches('/'), channel.id);
     let now = SystemClock.now_secs();
     let nonce = format!("{}", rand::random::<u32>());
@@ -134,31 +153,53 @@ async fn send_cmd(config: &Config, args: &SendArgs) -> anyhow::Result<()> {
 
     if args.verify {
         let (query, echo) = send::build_verification(channel, now, &nonce)?;
-        let response = client.get(format!("{url}?{query}")).send().await.context("sending")?;
+        let response = client
+            .get(format!("{url}?{query}"))
+            .send()
+            .await
+            .context("sending")?;
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         println!("GET {url} → {status}");
         anyhow::ensure!(status.is_success(), "verification refused: {body}");
-        anyhow::ensure!(body == echo, "server answered `{body}`, expected the echo `{echo}`");
+        anyhow::ensure!(
+            body == echo,
+            "server answered `{body}`, expected the echo `{echo}`"
+        );
         println!("URL verification OK: echo {echo}");
         return Ok(());
     }
 
     let what = if args.join {
-        Simulated::Join { group: args.group.clone().unwrap_or_default(), members: vec![args.from.clone()] }
+        Simulated::Join {
+            group: args.group.clone().unwrap_or_default(),
+            members: vec![args.from.clone()],
+        }
     } else {
-        let text = args.text.clone().context("give --text, --join or --verify")?;
+        let text = args
+            .text
+            .clone()
+            .context("give --text, --join or --verify")?;
         Simulated::Text {
             from: args.from.clone(),
             name: args.name.clone(),
             group: args.group.clone(),
             text,
-            msg_id: args.msg_id.clone().unwrap_or_else(|| format!("{}", rand::random::<u32>())),
+            msg_id: args
+                .msg_id
+                .clone()
+                .unwrap_or_else(|| format!("{}", rand::random::<u32>())),
         }
     };
     let inner = send::inner_payload(channel, &what, now)?;
     let request = send::build_request(channel, &inner, now, &nonce)?;
-    let mut builder = client.post(if request.query.is_empty() { url.clone() } else { format!("{url}?{}", request.query) }).body(request.body);
+    let mut builder = client
+        .post(if request.query.is_empty() {
+            url.clone()
+        } else {
+            format!("{url}?{}", request.query)
+        })
+        .body(request.body);
     for (name, value) in &request.headers {
         builder = builder.header(*name, value);
     }
@@ -166,7 +207,11 @@ async fn send_cmd(config: &Config, args: &SendArgs) -> anyhow::Result<()> {
     let status = response.status();
     let body = response.bytes().await.unwrap_or_default();
     println!("POST {url} → {status}");
-    anyhow::ensure!(status.is_success(), "refused: {}", String::from_utf8_lossy(&body));
+    anyhow::ensure!(
+        status.is_success(),
+        "refused: {}",
+        String::from_utf8_lossy(&body)
+    );
     match send::open_reply(channel, &body)? {
         Some(text) => println!("reply: {text}"),
         None => println!("(no reply)"),

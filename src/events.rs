@@ -15,7 +15,10 @@ pub struct UserRef {
 
 impl UserRef {
     pub fn new(id: impl Into<String>, name: Option<String>) -> Self {
-        Self { id: id.into(), name }
+        Self {
+            id: id.into(),
+            name,
+        }
     }
 }
 
@@ -80,7 +83,10 @@ pub enum EventKind {
         by_contact: bool,
     },
     /// Anything else, kept with its platform event name and the decrypted payload.
-    Other { event: String, raw: String },
+    Other {
+        event: String,
+        raw: String,
+    },
 }
 
 impl EventKind {
@@ -122,7 +128,9 @@ impl Event {
     pub fn actor(&self) -> Option<&UserRef> {
         match &self.kind {
             EventKind::Message(m) => Some(&m.sender),
-            EventKind::ContactAdded { contact, .. } | EventKind::ContactRemoved { contact, .. } => Some(contact),
+            EventKind::ContactAdded { contact, .. } | EventKind::ContactRemoved { contact, .. } => {
+                Some(contact)
+            }
             _ => None,
         }
     }
@@ -130,7 +138,9 @@ impl Event {
     pub fn group(&self) -> Option<&GroupRef> {
         match &self.kind {
             EventKind::Message(m) => m.group.as_ref(),
-            EventKind::MemberJoined { group, .. } | EventKind::MemberLeft { group, .. } => Some(group),
+            EventKind::MemberJoined { group, .. } | EventKind::MemberLeft { group, .. } => {
+                Some(group)
+            }
             _ => None,
         }
     }

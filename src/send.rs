@@ -53,7 +53,11 @@ fn encode_query(pairs: &[(&str, &str)]) -> String {
 }
 
 /// The decrypted inner message a platform would send for `what`.
-pub fn inner_payload(channel: &Channel, what: &Simulated, timestamp: i64) -> Result<String, SendError> {
+pub fn inner_payload(
+    channel: &Channel,
+    what: &Simulated,
+    timestamp: i64,
+) -> Result<String, SendError> {
     match (channel.kind, what) {
         (ChannelKind::WecomApp, Simulated::Text { group: Some(_), .. }) => Err(SendError::Unsupported(
             "wecom_app channels receive one-to-one messages only; use a wecom_robot or gateway channel for group messages".into(),
@@ -111,14 +115,22 @@ pub fn inner_payload(channel: &Channel, what: &Simulated, timestamp: i64) -> Res
 }
 
 /// Wraps an inner payload the way the platform does: encrypted envelope and signed query.
-pub fn build_request(channel: &Channel, inner: &str, timestamp: i64, nonce: &str) -> Result<BuiltRequest, SendError> {
+pub fn build_request(
+    channel: &Channel,
+    inner: &str,
+    timestamp: i64,
+    nonce: &str,
+) -> Result<BuiltRequest, SendError> {
     let ts = timestamp.to_string();
     if channel.kind == ChannelKind::Gateway {
         let secret = channel.gateway_secret.as_deref().unwrap_or_default();
         let sig = gateway::sign(secret, &ts, inner.as_bytes());
         return Ok(BuiltRequest {
             query: String::new(),
-            headers: vec![(gateway::TIMESTAMP_HEADER, ts), (gateway::SIGNATURE_HEADER, format!("sha256={sig}"))],
+            headers: vec![
+                (gateway::TIMESTAMP_HEADER, ts),
+                (gateway::SIGNATURE_HEADER, format!("sha256={sig}")),
+            ],
             body: inner.as_bytes().to_vec(),
         });
     }
@@ -127,7 +139,12 @@ pub fn build_request(channel: &Channel, inner: &str, timestamp: i64, nonce: &str
         let token = channel.token.as_deref().unwrap_or_default();
         let sig = crypto::signature(token, &ts, nonce, None);
         return Ok(BuiltRequest {
-            query: encode_query(&[("signature", &sig), ("timestamp", &ts), ("nonce", nonce), ("openid", "o")]),
+            query: encode_query(&[
+                ("signature", &sig),
+                ("timestamp", &ts),
+                ("nonce", nonce),
+                ("openid", "o"),
+            ]),
             headers: vec![],
             body: inner.as_bytes().to_vec(),
         });
@@ -135,17 +152,34 @@ pub fn build_request(channel: &Channel, inner: &str, timestamp: i64, nonce: &str
     let (encrypt, msg_sig) = crypt.seal(inner.as_bytes(), &ts, nonce);
     let (body, query) = match channel.kind {
         ChannelKind::WecomApp => (
-            format!("<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt><AgentID>{}</AgentID></xml>", cdata(&channel.receive_id), cdata(&encrypt), cdata("1000002")),
-            encode_query(&[("msg_signature", &msg_sig), ("timestamp", &ts), ("nonce", nonce)]),
+            format!(
+                "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt><AgentID>{}</AgentID></xml>",
+                cdata(&channel.receive_id),
+                cdata(&encrypt),
+                cdata("1000002")
+            ),
+            encode_query(&[
+                ("msg_signature", &msg_sig),
+                ("timestamp", &ts),
+                ("nonce", nonce),
+            ]),
         ),
         ChannelKind::WecomRobot => (
             format!("<xml><Encrypt>{}</Encrypt></xml>", cdata(&encrypt)),
-            encode_query(&[("msg_signature", &msg_sig), ("timestamp", &ts), ("nonce", nonce)]),
+            encode_query(&[
+                ("msg_signature", &msg_sig),
+                ("timestamp", &ts),
+                ("nonce", nonce),
+            ]),
         ),
         _ => {
             let plain_sig = crypto::signature(crypt.token(), &ts, nonce, None);
             (
-                format!("<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt></xml>", cdata("gh_demo000001"), cdata(&encrypt)),
+                format!(
+                    "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt></xml>",
+                    cdata("gh_demo000001"),
+                    cdata(&encrypt)
+                ),
                 encode_query(&[
                     ("signature", &plain_sig),
                     ("timestamp", &ts),
@@ -157,23 +191,49 @@ pub fn build_request(channel: &Channel, inner: &str, timestamp: i64, nonce: &str
             )
         }
     };
-    Ok(BuiltRequest { query, headers: vec![], body: body.into_bytes() })
+    Ok(BuiltRequest {
+        query,
+        headers: vec![],
+        body: body.into_bytes(),
+    })
 }
 
 /// The query of a URL-verification GET with a fresh echo string; returns (query, expected echo).
-pub fn build_verification(channel: &Channel, timestamp: i64, nonce: &str) -> Result<(String, String), SendError> {
+pub fn build_verification(
+    channel: &Channel,
+    timestamp: i64,
+    nonce: &str,
+) -> Result<(String, String), SendError> {
     let ts = timestamp.to_string();
     let echo = format!("{}", rand::random::<u64>());
     match (channel.kind, channel.crypt.as_ref()) {
-        (ChannelKind::Gateway, _) => Err(SendError::Unsupported("gateway channels have no URL verification".into())),
+        (ChannelKind::Gateway, _) => Err(SendError::Unsupported(
+            "gateway channels have no URL verification".into(),
+        )),
         (ChannelKind::WechatMp, _) => {
             let token = channel.token.as_deref().unwrap_or_default();
             let sig = crypto::signature(token, &ts, nonce, None);
-            Ok((encode_query(&[("signature", &sig), ("timestamp", &ts), ("nonce", nonce), ("echostr", &echo)]), echo))
+            Ok((
+                encode_query(&[
+                    ("signature", &sig),
+                    ("timestamp", &ts),
+                    ("nonce", nonce),
+                    ("echostr", &echo),
+                ]),
+                echo,
+            ))
         }
         (_, Some(crypt)) => {
             let (encrypted_echo, sig) = crypt.seal(echo.as_bytes(), &ts, nonce);
-            Ok((encode_query(&[("msg_signature", &sig), ("timestamp", &ts), ("nonce", nonce), ("echostr", &encrypted_echo)]), echo))
+            Ok((
+                encode_query(&[
+                    ("msg_signature", &sig),
+                    ("timestamp", &ts),
+                    ("nonce", nonce),
+                    ("echostr", &encrypted_echo),
+                ]),
+                echo,
+            ))
         }
         (_, None) => Err(SendError::Unsupported("channel has no keys".into())),
     }
@@ -185,21 +245,36 @@ pub fn open_reply(channel: &Channel, body: &[u8]) -> Result<Option<String>, Send
         return Ok(None);
     }
     if channel.kind == ChannelKind::Gateway {
-        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
-        return Ok(value.pointer("/reply/text").and_then(|v| v.as_str()).map(str::to_owned));
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+        return Ok(value
+            .pointer("/reply/text")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned));
     }
     let envelope = xml::parse_any(body)?;
-    let inner = match (channel.crypt.as_ref(), envelope.get_any(&["Encrypt", "encrypt"])) {
+    let inner = match (
+        channel.crypt.as_ref(),
+        envelope.get_any(&["Encrypt", "encrypt"]),
+    ) {
         (Some(crypt), Some(encrypt)) => {
-            let ts = envelope.get_any(&["TimeStamp", "timestamp"]).ok_or(ParseError::Missing("TimeStamp"))?;
-            let nonce = envelope.get_any(&["Nonce", "nonce"]).ok_or(ParseError::Missing("Nonce"))?;
-            let sig = envelope.get_any(&["MsgSignature", "msgsignature"]).ok_or(ParseError::Missing("MsgSignature"))?;
+            let ts = envelope
+                .get_any(&["TimeStamp", "timestamp"])
+                .ok_or(ParseError::Missing("TimeStamp"))?;
+            let nonce = envelope
+                .get_any(&["Nonce", "nonce"])
+                .ok_or(ParseError::Missing("Nonce"))?;
+            let sig = envelope
+                .get_any(&["MsgSignature", "msgsignature"])
+                .ok_or(ParseError::Missing("MsgSignature"))?;
             crypt.open(sig, ts, nonce, encrypt)?
         }
         _ => body.to_vec(),
     };
     let fields = xml::parse_any(&inner)?;
-    Ok(fields.get_any(&["Content", "Text.Content", "text.content"]).map(str::to_owned))
+    Ok(fields
+        .get_any(&["Content", "Text.Content", "text.content"])
+        .map(str::to_owned))
 }
 
 #[cfg(test)]

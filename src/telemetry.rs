@@ -17,8 +17,14 @@ pub fn init(log: &LogConfig) {
         .and_then(|v| EnvFilter::try_new(v).ok())
         .or_else(|| EnvFilter::try_new(&log.level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
-    let _ = if log.format == "json" { builder.json().try_init() } else { builder.try_init() };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    let _ = if log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// How a callback ended, for the `outcome` label.
@@ -32,7 +38,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 5] = [Self::Accepted, Self::Duplicate, Self::Verified, Self::Rejected, Self::Unavailable];
+    const ALL: [Outcome; 5] = [
+        Self::Accepted,
+        Self::Duplicate,
+        Self::Verified,
+        Self::Rejected,
+        Self::Unavailable,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -50,7 +62,9 @@ impl Outcome {
 }
 
 /// Upper bounds (seconds) of the latency histogram buckets.
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 4.0];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 4.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -78,12 +92,24 @@ struct MetricsInner {
 
 impl Metrics {
     pub fn new<'a>(channel_ids: impl IntoIterator<Item = &'a str>) -> Self {
-        let callbacks = channel_ids.into_iter().map(|id| (id.to_owned(), Counters::default())).collect();
-        Self { inner: Arc::new(MetricsInner { callbacks, ..MetricsInner::default() }) }
+        let callbacks = channel_ids
+            .into_iter()
+            .map(|id| (id.to_owned(), Counters::default()))
+            .collect();
+        Self {
+            inner: Arc::new(MetricsInner {
+                callbacks,
+                ..MetricsInner::default()
+            }),
+        }
     }
 
     pub fn callback(&self, channel_id: &str, outcome: Outcome) {
-        let counters = self.inner.callbacks.get(channel_id).unwrap_or(&self.inner.unknown_channel);
+        let counters = self
+            .inner
+            .callbacks
+            .get(channel_id)
+            .unwrap_or(&self.inner.unknown_channel);
         counters[outcome.index()].fetch_add(1, Ordering::Relaxed);
     }
 
@@ -97,7 +123,8 @@ impl Metrics {
         h.count.fetch_add(1, Ordering::Relaxed);
         // Saturating float-to-int conversion; latency is never negative.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        h.sum_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        h.sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
     }
 
     pub fn handler_timeout(&self) {
@@ -105,13 +132,18 @@ impl Metrics {
     }
 
     pub fn callbacks_total(&self, channel_id: &str, outcome: Outcome) -> u64 {
-        self.inner.callbacks.get(channel_id).map_or(0, |c| c[outcome.index()].load(Ordering::Relaxed))
+        self.inner
+            .callbacks
+            .get(channel_id)
+            .map_or(0, |c| c[outcome.index()].load(Ordering::Relaxed))
     }
 
     /// Prometheus text exposition format.
     pub fn render(&self, inbox_depth: Option<i64>) -> String {
         let mut out = String::new();
-        out.push_str("# HELP yunying_callbacks_total Callbacks received, by channel and outcome.\n");
+        out.push_str(
+            "# HELP yunying_callbacks_total Callbacks received, by channel and outcome.\n",
+        );
         out.push_str("# TYPE yunying_callbacks_total counter\n");
         let mut ids: Vec<&String> = self.inner.callbacks.keys().collect();
         ids.sort();
@@ -130,20 +162,33 @@ impl Metrics {
             }
         }
         let h = &self.inner.handler_latency;
-        out.push_str("# HELP yunying_handler_duration_seconds Time spent in handlers per accepted event.\n");
+        out.push_str(
+            "# HELP yunying_handler_duration_seconds Time spent in handlers per accepted event.\n",
+        );
         out.push_str("# TYPE yunying_handler_duration_seconds histogram\n");
         for (i, bound) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "yunying_handler_duration_seconds_bucket{{le=\"{bound}\"}} {}", h.buckets[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "yunying_handler_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                h.buckets[i].load(Ordering::Relaxed)
+            );
         }
         let count = h.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "yunying_handler_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "yunying_handler_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         #[allow(clippy::cast_precision_loss)]
         let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "yunying_handler_duration_seconds_sum {sum}");
         let _ = writeln!(out, "yunying_handler_duration_seconds_count {count}");
         out.push_str("# HELP yunying_handler_timeouts_total Events whose handlers missed the reply budget.\n");
         out.push_str("# TYPE yunying_handler_timeouts_total counter\n");
-        let _ = writeln!(out, "yunying_handler_timeouts_total {}", self.inner.handler_timeouts.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "yunying_handler_timeouts_total {}",
+            self.inner.handler_timeouts.load(Ordering::Relaxed)
+        );
         if let Some(depth) = inbox_depth {
             out.push_str("# HELP yunying_inbox_depth Accepted deliveries not yet processed.\n");
             out.push_str("# TYPE yunying_inbox_depth gauge\n");
@@ -166,7 +211,9 @@ mod tests {
         m.handler_latency(0.002);
         let text = m.render(Some(3));
         assert!(text.contains("yunying_callbacks_total{channel=\"a\",outcome=\"accepted\"} 2"));
-        assert!(text.contains("yunying_callbacks_total{channel=\"_unknown\",outcome=\"rejected\"} 1"));
+        assert!(
+            text.contains("yunying_callbacks_total{channel=\"_unknown\",outcome=\"rejected\"} 1")
+        );
         assert!(text.contains("yunying_handler_duration_seconds_bucket{le=\"0.001\"} 0"));
         assert!(text.contains("yunying_handler_duration_seconds_bucket{le=\"0.0025\"} 1"));
         assert!(text.contains("yunying_inbox_depth 3"));

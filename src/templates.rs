@@ -8,7 +8,10 @@ use std::sync::Arc;
 use minijinja::Environment;
 
 /// Templates shipped in the binary: (name, source).
-const BUILTIN: &[(&str, &str)] = &[("replies/pong.txt.j2", include_str!("../templates/replies/pong.txt.j2"))];
+const BUILTIN: &[(&str, &str)] = &[(
+    "replies/pong.txt.j2",
+    include_str!("../templates/replies/pong.txt.j2"),
+)];
 
 /// A template problem found at start-up or render time.
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +39,12 @@ impl Templates {
                 Ok(text) => (text, path.display().to_string()),
                 Err(_) => ((*builtin).to_owned(), format!("(built-in) {name}")),
             };
-            env.add_template_owned(*name, source).map_err(|e| TemplateError {
-                file: file.clone(),
-                line: e.line(),
-                reason: e.detail().unwrap_or("syntax error").to_owned(),
-            })?;
+            env.add_template_owned(*name, source)
+                .map_err(|e| TemplateError {
+                    file: file.clone(),
+                    line: e.line(),
+                    reason: e.detail().unwrap_or("syntax error").to_owned(),
+                })?;
         }
         Ok(Self { env: Arc::new(env) })
     }
@@ -53,10 +57,18 @@ impl Templates {
     /// Renders `name` (without the `.txt.j2` suffix) with `vars`; trailing whitespace trimmed.
     pub fn render(&self, name: &str, vars: impl serde::Serialize) -> Result<String, TemplateError> {
         let full = format!("{name}.txt.j2");
-        let tmpl = self.env.get_template(&full).map_err(|e| TemplateError { file: full.clone(), line: None, reason: e.to_string() })?;
+        let tmpl = self.env.get_template(&full).map_err(|e| TemplateError {
+            file: full.clone(),
+            line: None,
+            reason: e.to_string(),
+        })?;
         tmpl.render(vars)
             .map(|s| s.trim_end().to_owned())
-            .map_err(|e| TemplateError { file: full, line: e.line(), reason: e.to_string() })
+            .map_err(|e| TemplateError {
+                file: full,
+                line: e.line(),
+                reason: e.to_string(),
+            })
     }
 }
 
@@ -67,7 +79,9 @@ mod tests {
     #[test]
     fn builtin_pong_renders() {
         let t = Templates::builtin();
-        let text = t.render("replies/pong", minijinja::context! { name => "张三" }).expect("render");
+        let text = t
+            .render("replies/pong", minijinja::context! { name => "张三" })
+            .expect("render");
         assert!(text.starts_with("pong"), "{text}");
         assert!(text.contains("张三"));
     }
@@ -76,7 +90,11 @@ mod tests {
     fn a_broken_override_is_reported_with_file_and_line() {
         let dir = tempfile::tempdir().expect("tmp");
         std::fs::create_dir_all(dir.path().join("replies")).expect("mkdir");
-        std::fs::write(dir.path().join("replies/pong.txt.j2"), "line one\n{% if %}\n").expect("write");
+        std::fs::write(
+            dir.path().join("replies/pong.txt.j2"),
+            "line one\n{% if %}\n",
+        )
+        .expect("write");
         let err = Templates::load(dir.path()).err().expect("must fail");
         assert!(err.file.ends_with("replies/pong.txt.j2"), "{err}");
         assert_eq!(err.line, Some(2));
@@ -88,6 +106,10 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("replies")).expect("mkdir");
         std::fs::write(dir.path().join("replies/pong.txt.j2"), "自定义 {{ name }}").expect("write");
         let t = Templates::load(dir.path()).expect("load");
-        assert_eq!(t.render("replies/pong", minijinja::context! { name => "A" }).expect("render"), "自定义 A");
+        assert_eq!(
+            t.render("replies/pong", minijinja::context! { name => "A" })
+                .expect("render"),
+            "自定义 A"
+        );
     }
 }

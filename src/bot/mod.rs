@@ -66,7 +66,9 @@ impl Dispatcher {
             match handler.handle(ctx, event).await {
                 Ok(Outcome::Reply(text)) => return Some(text),
                 Ok(Outcome::Continue) => {}
-                Err(e) => tracing::error!(handler = handler.name(), key = %event.dedupe_key, error = %e, "handler failed"),
+                Err(e) => {
+                    tracing::error!(handler = handler.name(), key = %event.dedupe_key, error = %e, "handler failed")
+                }
             }
         }
         None

@@ -12,11 +12,16 @@ impl Handler for Ping {
 
     fn handle<'a>(&'a self, ctx: &'a BotContext, event: &'a Event) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let Some(message) = event.message() else { return Ok(Outcome::Continue) };
+            let Some(message) = event.message() else {
+                return Ok(Outcome::Continue);
+            };
             if !message.text.trim().eq_ignore_ascii_case("ping") {
                 return Ok(Outcome::Continue);
             }
-            let text = ctx.templates.render("replies/pong", minijinja::context! { name => message.sender.name })?;
+            let text = ctx.templates.render(
+                "replies/pong",
+                minijinja::context! { name => message.sender.name },
+            )?;
             Ok(Outcome::Reply(text))
         })
     }

@@ -37,7 +37,12 @@ pub struct ConfigError(pub Vec<ConfigIssue>);
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem{}):", self.0.len(), if self.0.len() == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "invalid configuration ({} problem{}):",
+            self.0.len(),
+            if self.0.len() == 1 { "" } else { "s" }
+        )?;
         for issue in &self.0 {
             writeln!(f, "  - {issue}")?;
         }
@@ -64,11 +69,18 @@ pub fn load(file: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
     if !issues.is_empty() {
         let located = issues
             .into_iter()
-            .map(|(key, reason)| ConfigIssue { source: source_of(&figment, &key), key, reason })
+            .map(|(key, reason)| ConfigIssue {
+                source: source_of(&figment, &key),
+                key,
+                reason,
+            })
             .collect();
         return Err(ConfigError(located));
     }
-    Ok(LoadedConfig { config, file: file.map(Path::to_path_buf) })
+    Ok(LoadedConfig {
+        config,
+        file: file.map(Path::to_path_buf),
+    })
 }
 
 fn figment_for(file: Option<&Path>) -> Result<Figment, ConfigError> {
@@ -86,7 +98,11 @@ fn figment_for(file: Option<&Path>) -> Result<Figment, ConfigError> {
             }]));
         }
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(vec![ConfigIssue { source: path.display().to_string(), key: "-".into(), reason: e.to_string() }])
+            ConfigError(vec![ConfigIssue {
+                source: path.display().to_string(),
+                key: "-".into(),
+                reason: e.to_string(),
+            }])
         })?;
         if let Err(e) = text.parse::<toml::Table>() {
             return Err(ConfigError(vec![ConfigIssue {
@@ -121,7 +137,10 @@ fn describe_source(meta: &figment::Metadata, key: &str) -> String {
     match &meta.source {
         Some(figment::Source::File(path)) => path.display().to_string(),
         _ if meta.name.contains("environment") => {
-            format!("environment variable YUNYING_{}", key.replace('.', "__").to_uppercase())
+            format!(
+                "environment variable YUNYING_{}",
+                key.replace('.', "__").to_uppercase()
+            )
         }
         _ if meta.name.contains("string") => "built-in defaults".to_owned(),
         _ => meta.name.to_string(),
@@ -135,11 +154,19 @@ fn from_figment(figment: &Figment, error: figment::Error) -> ConfigError {
             let mut key = e.path.join(".");
             let reason = match &e.kind {
                 figment::error::Kind::UnknownField(name, expected) => {
-                    key = if key.is_empty() { name.clone() } else { format!("{key}.{name}") };
+                    key = if key.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{key}.{name}")
+                    };
                     format!("unknown key (expected one of: {})", expected.join(", "))
                 }
                 figment::error::Kind::MissingField(name) => {
-                    key = if key.is_empty() { name.to_string() } else { format!("{key}.{name}") };
+                    key = if key.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{key}.{name}")
+                    };
                     "required key is missing".to_owned()
                 }
                 other => other.to_string(),
@@ -148,7 +175,11 @@ fn from_figment(figment: &Figment, error: figment::Error) -> ConfigError {
                 Some(meta) => describe_source(meta, &key),
                 None => source_of(figment, &key),
             };
-            ConfigIssue { source, key, reason }
+            ConfigIssue {
+                source,
+                key,
+                reason,
+            }
         })
         .collect();
     ConfigError(issues)

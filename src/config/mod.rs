@@ -153,7 +153,10 @@ impl Config {
 
     /// The time zone, already validated at load.
     pub fn timezone(&self) -> chrono_tz::Tz {
-        self.community.timezone.parse().unwrap_or(chrono_tz::Asia::Shanghai)
+        self.community
+            .timezone
+            .parse()
+            .unwrap_or(chrono_tz::Asia::Shanghai)
     }
 
     /// Renders the resolved configuration as TOML with every secret shown as `***`.

@@ -8,25 +8,51 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
     let mut issues = Vec::new();
     let mut bad = |key: &str, reason: String| issues.push((key.to_owned(), reason));
 
-    if config.server.listen.parse::<std::net::SocketAddr>().is_err() {
-        bad("server.listen", format!("`{}` is not an address like 127.0.0.1:8080", config.server.listen));
+    if config
+        .server
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .is_err()
+    {
+        bad(
+            "server.listen",
+            format!(
+                "`{}` is not an address like 127.0.0.1:8080",
+                config.server.listen
+            ),
+        );
     }
     if !(1024..=16 * 1024 * 1024).contains(&config.server.body_limit_bytes) {
-        bad("server.body_limit_bytes", "must be between 1024 and 16777216".into());
+        bad(
+            "server.body_limit_bytes",
+            "must be between 1024 and 16777216".into(),
+        );
     }
     if config.server.replay_window_secs < 0 {
-        bad("server.replay_window_secs", "must be 0 (off) or a positive number of seconds".into());
+        bad(
+            "server.replay_window_secs",
+            "must be 0 (off) or a positive number of seconds".into(),
+        );
     }
     if !(50..=4500).contains(&config.server.handler_budget_ms) {
-        bad("server.handler_budget_ms", "must be between 50 and 4500 (WeCom waits 5 s)".into());
+        bad(
+            "server.handler_budget_ms",
+            "must be between 50 and 4500 (WeCom waits 5 s)".into(),
+        );
     }
     if config.server.sweep_after_secs < 5 {
         bad("server.sweep_after_secs", "must be at least 5".into());
     }
 
     let url = config.database.url.expose();
-    if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        bad("database.url", "must start with sqlite:, postgres:// or postgresql://".into());
+    if !(url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://"))
+    {
+        bad(
+            "database.url",
+            "must start with sqlite:, postgres:// or postgresql://".into(),
+        );
     }
     if config.database.max_connections == 0 {
         bad("database.max_connections", "must be at least 1".into());
@@ -38,16 +64,31 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         bad("database.writers", "must be 0 (auto) to 64".into());
     }
     if !["normal", "full"].contains(&config.database.sqlite_synchronous.as_str()) {
-        bad("database.sqlite_synchronous", "must be `normal` or `full`".into());
+        bad(
+            "database.sqlite_synchronous",
+            "must be `normal` or `full`".into(),
+        );
     }
     if config.community.timezone.parse::<chrono_tz::Tz>().is_err() {
-        bad("community.timezone", format!("`{}` is not an IANA time zone such as Asia/Shanghai", config.community.timezone));
+        bad(
+            "community.timezone",
+            format!(
+                "`{}` is not an IANA time zone such as Asia/Shanghai",
+                config.community.timezone
+            ),
+        );
     }
     if !["text", "json"].contains(&config.log.format.as_str()) {
         bad("log.format", "must be `text` or `json`".into());
     }
     if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
-        bad("log.level", format!("`{}` is not a log filter such as info or yunying=debug", config.log.level));
+        bad(
+            "log.level",
+            format!(
+                "`{}` is not a log filter such as info or yunying=debug",
+                config.log.level
+            ),
+        );
     }
 
     for (id, channel) in &config.channels {
@@ -59,9 +100,18 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
 /// Keys each kind needs and may have.
 fn keys_for(kind: ChannelKind) -> (&'static [&'static str], &'static [&'static str]) {
     match kind {
-        ChannelKind::WecomApp => (&["token", "encoding_aes_key", "corp_id"], &["agent_id", "secret", "scope"]),
-        ChannelKind::WecomRobot => (&["token", "encoding_aes_key"], &["webhook_key", "robot_name", "scope"]),
-        ChannelKind::WechatMp => (&["token", "app_id"], &["encoding_aes_key", "secret", "scope"]),
+        ChannelKind::WecomApp => (
+            &["token", "encoding_aes_key", "corp_id"],
+            &["agent_id", "secret", "scope"],
+        ),
+        ChannelKind::WecomRobot => (
+            &["token", "encoding_aes_key"],
+            &["webhook_key", "robot_name", "scope"],
+        ),
+        ChannelKind::WechatMp => (
+            &["token", "app_id"],
+            &["encoding_aes_key", "secret", "scope"],
+        ),
         ChannelKind::Gateway => (&["secret"], &["send_url", "scope"]),
     }
 }
@@ -91,24 +141,38 @@ fn present(channel: &ChannelConfig) -> Vec<&'static str> {
 fn validate_channel(id: &str, channel: &ChannelConfig) -> Vec<(String, String)> {
     let mut issues = Vec::new();
     let prefix = format!("channels.{id}");
-    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-') {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
         issues.push((prefix.clone(), "channel ids use only a-z, 0-9, `_` and `-` (1–64 characters); they appear in the callback URL".into()));
     }
     let (required, optional) = keys_for(channel.kind);
     let set = present(channel);
     for key in required {
         if !set.contains(key) {
-            issues.push((format!("{prefix}.{key}"), format!("required for kind {}", channel.kind.as_str())));
+            issues.push((
+                format!("{prefix}.{key}"),
+                format!("required for kind {}", channel.kind.as_str()),
+            ));
         }
     }
     for key in &set {
         if !required.contains(key) && !optional.contains(key) {
-            issues.push((format!("{prefix}.{key}"), format!("not used by kind {}", channel.kind.as_str())));
+            issues.push((
+                format!("{prefix}.{key}"),
+                format!("not used by kind {}", channel.kind.as_str()),
+            ));
         }
     }
     if let Some(key) = &channel.encoding_aes_key {
         if let Err(e) = AesKey::from_encoding_aes_key(key.expose()) {
-            issues.push((format!("{prefix}.encoding_aes_key"), format!("invalid EncodingAESKey: {e}")));
+            issues.push((
+                format!("{prefix}.encoding_aes_key"),
+                format!("invalid EncodingAESKey: {e}"),
+            ));
         }
     }
     if let Some(token) = &channel.token {
@@ -119,7 +183,10 @@ fn validate_channel(id: &str, channel: &ChannelConfig) -> Vec<(String, String)> 
     if channel.kind == ChannelKind::Gateway {
         if let Some(secret) = &channel.secret {
             if secret.expose().len() < 16 {
-                issues.push((format!("{prefix}.secret"), "must be at least 16 characters".into()));
+                issues.push((
+                    format!("{prefix}.secret"),
+                    "must be at least 16 characters".into(),
+                ));
             }
         }
     }

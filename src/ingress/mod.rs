@@ -69,7 +69,9 @@ impl IngressError {
             Self::MethodNotAllowed => 405,
             Self::Missing(_) | Self::Parse(_) => 400,
             Self::Crypto(CryptoError::BadSignature) => 401,
-            Self::Crypto(CryptoError::StaleTimestamp { .. } | CryptoError::ReceiveIdMismatch) => 403,
+            Self::Crypto(CryptoError::StaleTimestamp { .. } | CryptoError::ReceiveIdMismatch) => {
+                403
+            }
             Self::Crypto(_) => 400,
             Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,
@@ -114,42 +116,88 @@ struct Verified {
 }
 
 impl Ingress {
-    pub fn new(channels: Arc<Channels>, writer: InboxWriter, dispatcher: Dispatcher, bot: BotContext, metrics: Metrics, options: IngressOptions) -> Self {
-        Self { channels, writer, dispatcher, bot, metrics, options }
+    pub fn new(
+        channels: Arc<Channels>,
+        writer: InboxWriter,
+        dispatcher: Dispatcher,
+        bot: BotContext,
+        metrics: Metrics,
+        options: IngressOptions,
+    ) -> Self {
+        Self {
+            channels,
+            writer,
+            dispatcher,
+            bot,
+            metrics,
+            options,
+        }
     }
 
     fn channel(&self, channel_id: &str) -> Result<&Arc<Channel>, IngressError> {
-        self.channels.get(channel_id).ok_or(IngressError::UnknownChannel)
+        self.channels
+            .get(channel_id)
+            .ok_or(IngressError::UnknownChannel)
     }
 
     fn check_time(&self, timestamp: &str) -> Result<i64, IngressError> {
-        Ok(crypto::check_replay_window(timestamp, self.bot.clock.now_secs(), self.options.replay_window_secs)?)
+        Ok(crypto::check_replay_window(
+            timestamp,
+            self.bot.clock.now_secs(),
+            self.options.replay_window_secs,
+        )?)
     }
 
     /// URL verification (GET): WeCom gets the decrypted echo, WeChat MP the echostr verbatim.
-    pub fn verify_url(&self, channel_id: &str, q: &CallbackQuery) -> Result<CallbackResponse, IngressError> {
+    pub fn verify_url(
+        &self,
+        channel_id: &str,
+        q: &CallbackQuery,
+    ) -> Result<CallbackResponse, IngressError> {
         let result = self.verify_url_inner(channel_id, q);
         self.count(channel_id, &result.as_ref().map(|_| Outcome::Verified));
         result
     }
 
-    fn verify_url_inner(&self, channel_id: &str, q: &CallbackQuery) -> Result<CallbackResponse, IngressError> {
+    fn verify_url_inner(
+        &self,
+        channel_id: &str,
+        q: &CallbackQuery,
+    ) -> Result<CallbackResponse, IngressError> {
         let channel = self.channel(channel_id)?;
-        let timestamp = q.timestamp.as_deref().ok_or(IngressError::Missing("timestamp"))?;
+        if channel.kind == ChannelKind::Gateway {
+            return Err(IngressError::MethodNotAllowed);
+        }
+        let timestamp = q
+            .timestamp
+            .as_deref()
+            .ok_or(IngressError::Missing("timestamp"))?;
         let nonce = q.nonce.as_deref().ok_or(IngressError::Missing("nonce"))?;
-        let echostr = q.echostr.as_deref().ok_or(IngressError::Missing("echostr"))?;
+        let echostr = q
+            .echostr
+            .as_deref()
+            .ok_or(IngressError::Missing("echostr"))?;
         self.check_time(timestamp)?;
         match channel.kind {
             ChannelKind::Gateway => Err(IngressError::MethodNotAllowed),
             ChannelKind::WechatMp => {
                 let token = channel.token.as_deref().unwrap_or_default();
-                let sig = q.signature.as_deref().ok_or(IngressError::Missing("signature"))?;
+                let sig = q
+                    .signature
+                    .as_deref()
+                    .ok_or(IngressError::Missing("signature"))?;
                 crypto::verify_signature(token, timestamp, nonce, None, sig)?;
                 Ok(CallbackResponse::Text(echostr.to_owned()))
             }
             ChannelKind::WecomApp | ChannelKind::WecomRobot => {
-                let crypt = channel.crypt.as_ref().ok_or_else(|| IngressError::Internal("channel without keys".into()))?;
-                let sig = q.msg_signature.as_deref().ok_or(IngressError::Missing("msg_signature"))?;
+                let crypt = channel
+                    .crypt
+                    .as_ref()
+                    .ok_or_else(|| IngressError::Internal("channel without keys".into()))?;
+                let sig = q
+                    .msg_signature
+                    .as_deref()
+                    .ok_or(IngressError::Missing("msg_signature"))?;
                 let echo = crypt.open(sig, timestamp, nonce, echostr)?;
                 let echo = String::from_utf8(echo).map_err(|_| CryptoError::NotUtf8)?;
                 Ok(CallbackResponse::Text(echo))
@@ -158,7 +206,13 @@ impl Ingress {
     }
 
     /// A delivery (POST): verify, decrypt, normalize, write durably, run handlers, reply.
-    pub async fn receive(&self, channel_id: &str, q: &CallbackQuery, headers: &GatewayHeaders, body: &[u8]) -> Result<CallbackResponse, IngressError> {
+    pub async fn receive(
+        &self,
+        channel_id: &str,
+        q: &CallbackQuery,
+        headers: &GatewayHeaders,
+        body: &[u8],
+    ) -> Result<CallbackResponse, IngressError> {
         let result = self.receive_inner(channel_id, q, headers, body).await;
         self.count(channel_id, &result.as_ref().map(|(_, o)| *o));
         result.map(|(r, _)| r)
@@ -176,7 +230,13 @@ impl Ingress {
         self.metrics.callback(channel_id, outcome);
     }
 
-    async fn receive_inner(&self, channel_id: &str, q: &CallbackQuery, headers: &GatewayHeaders, body: &[u8]) -> Result<(CallbackResponse, Outcome), IngressError> {
+    async fn receive_inner(
+        &self,
+        channel_id: &str,
+        q: &CallbackQuery,
+        headers: &GatewayHeaders,
+        body: &[u8],
+    ) -> Result<(CallbackResponse, Outcome), IngressError> {
         let channel = Arc::clone(self.channel(channel_id)?);
         let verified = self.verify_and_parse(&channel, q, headers, body)?;
         let event = Arc::new(verified.event);
@@ -188,50 +248,95 @@ impl Ingress {
             group_id: event.group().map(|g| g.id.clone()),
             occurred_at: event.occurred_at.saturating_mul(1000),
             received_at: self.bot.clock.now_ms(),
-            payload: serde_json::to_string(event.as_ref()).map_err(|e| IngressError::Internal(e.to_string()))?,
+            payload: serde_json::to_string(event.as_ref())
+                .map_err(|e| IngressError::Internal(e.to_string()))?,
         };
-        let accepted = self.writer.accept(row, Arc::clone(&event)).await.map_err(|e| match e {
-            WriteError::Unavailable(m) => IngressError::Unavailable(m),
-            WriteError::Failed(m) => IngressError::Internal(m),
-        })?;
+        let accepted = self
+            .writer
+            .accept(row, Arc::clone(&event))
+            .await
+            .map_err(|e| match e {
+                WriteError::Unavailable(m) => IngressError::Unavailable(m),
+                WriteError::Failed(m) => IngressError::Internal(m),
+            })?;
         let (reply, outcome) = match accepted {
             Accepted::New { id } => (self.run_handlers(id, event).await, Outcome::Accepted),
             Accepted::Duplicate { reply, .. } => (reply, Outcome::Duplicate),
         };
         let response = match reply {
-            Some(text) => reply::render(&channel, &verified.shape, &text, self.bot.clock.now_secs()),
+            Some(text) => {
+                reply::render(&channel, &verified.shape, &text, self.bot.clock.now_secs())
+            }
             None => verified.shape.empty_response(),
         };
         Ok((response, outcome))
     }
 
-    fn verify_and_parse(&self, channel: &Channel, q: &CallbackQuery, headers: &GatewayHeaders, body: &[u8]) -> Result<Verified, IngressError> {
+    fn verify_and_parse(
+        &self,
+        channel: &Channel,
+        q: &CallbackQuery,
+        headers: &GatewayHeaders,
+        body: &[u8],
+    ) -> Result<Verified, IngressError> {
         if channel.kind == ChannelKind::Gateway {
-            let timestamp = headers.timestamp.as_deref().ok_or(IngressError::Missing(gateway::TIMESTAMP_HEADER))?;
-            let signature = headers.signature.as_deref().ok_or(IngressError::Missing(gateway::SIGNATURE_HEADER))?;
+            let timestamp = headers
+                .timestamp
+                .as_deref()
+                .ok_or(IngressError::Missing(gateway::TIMESTAMP_HEADER))?;
+            let signature = headers
+                .signature
+                .as_deref()
+                .ok_or(IngressError::Missing(gateway::SIGNATURE_HEADER))?;
             let secret = channel.gateway_secret.as_deref().unwrap_or_default();
             if !gateway::verify(secret, timestamp, body, signature) {
                 return Err(CryptoError::BadSignature.into());
             }
             let ts = self.check_time(timestamp)?;
             let event = normalize::gateway(channel, body, ts)?;
-            let shape = ReplyShape::GatewayJson { mention: event.message().filter(|m| m.group.is_some()).map(|m| m.sender.id.clone()) };
+            let shape = ReplyShape::GatewayJson {
+                mention: event
+                    .message()
+                    .filter(|m| m.group.is_some())
+                    .map(|m| m.sender.id.clone()),
+            };
             return Ok(Verified { event, shape });
         }
 
-        let timestamp = q.timestamp.as_deref().ok_or(IngressError::Missing("timestamp"))?;
+        let timestamp = q
+            .timestamp
+            .as_deref()
+            .ok_or(IngressError::Missing("timestamp"))?;
         let nonce = q.nonce.as_deref().ok_or(IngressError::Missing("nonce"))?;
-        let mp_plaintext = channel.kind == ChannelKind::WechatMp && q.encrypt_type.as_deref() != Some("aes");
+        let mp_plaintext =
+            channel.kind == ChannelKind::WechatMp && q.encrypt_type.as_deref() != Some("aes");
         let (inner, json_envelope) = if mp_plaintext {
-            let sig = q.signature.as_deref().ok_or(IngressError::Missing("signature"))?;
-            crypto::verify_signature(channel.token.as_deref().unwrap_or_default(), timestamp, nonce, None, sig)?;
+            let sig = q
+                .signature
+                .as_deref()
+                .ok_or(IngressError::Missing("signature"))?;
+            crypto::verify_signature(
+                channel.token.as_deref().unwrap_or_default(),
+                timestamp,
+                nonce,
+                None,
+                sig,
+            )?;
             (body.to_vec(), false)
         } else {
-            let sig = q.msg_signature.as_deref().ok_or(IngressError::Missing("msg_signature"))?;
+            let sig = q
+                .msg_signature
+                .as_deref()
+                .ok_or(IngressError::Missing("msg_signature"))?;
             let envelope = xml::parse_any(body)?;
             let json_envelope = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-            let encrypt = envelope.get_any(&["Encrypt", "encrypt"]).ok_or(ParseError::Missing("Encrypt"))?;
-            let crypt = channel.crypt.as_ref().ok_or_else(|| IngressError::Internal("channel without keys".into()))?;
+            let encrypt = envelope
+                .get_any(&["Encrypt", "encrypt"])
+                .ok_or(ParseError::Missing("Encrypt"))?;
+            let crypt = channel
+                .crypt
+                .as_ref()
+                .ok_or_else(|| IngressError::Internal("channel without keys".into()))?;
             // Authenticate before anything else is trusted, then bound the timestamp.
             crypto::verify_signature(crypt.token(), timestamp, nonce, Some(encrypt.trim()), sig)?;
             (crypt.decrypt(encrypt)?, json_envelope)
@@ -242,7 +347,9 @@ impl Ingress {
             ChannelKind::WecomApp => normalize::wecom_app(channel, &fields, ts)?,
             ChannelKind::WecomRobot => normalize::wecom_robot(channel, &fields, ts)?,
             ChannelKind::WechatMp => normalize::wechat_mp(channel, &fields, ts)?,
-            ChannelKind::Gateway => return Err(IngressError::Internal("unreachable gateway branch".into())),
+            ChannelKind::Gateway => {
+                return Err(IngressError::Internal("unreachable gateway branch".into()))
+            }
         };
         let shape = ReplyShape::for_event(channel, &event, &fields, json_envelope, mp_plaintext);
         Ok(Verified { event, shape })
@@ -255,8 +362,21 @@ impl Ingress {
         let started = Instant::now();
         let task = tokio::spawn(async move {
             let reply = this.dispatcher.dispatch(&this.bot, &event).await;
-            this.metrics.handler_latency(started.elapsed().as_secs_f64());
-            this.writer.mark_processed(Processed { id: inbox_id, at: this.bot.clock.now_ms(), reply: reply.clone() });
+            this.metrics
+                .handler_latency(started.elapsed().as_secs_f64());
+            let mark = Processed {
+                id: inbox_id,
+                at: this.bot.clock.now_ms(),
+                reply: reply.clone(),
+            };
+            if reply.is_some() {
+                // A retry must find the reply; without one, a lost mark only costs a re-run.
+                if let Err(e) = this.writer.mark_processed_durably(mark).await {
+                    tracing::warn!(inbox_id, error = %e, "could not store the reply; the sweeper will re-run this event");
+                }
+            } else {
+                this.writer.mark_processed(mark);
+            }
             reply
         });
         match tokio::time::timeout(self.options.handler_budget, task).await {
@@ -267,7 +387,10 @@ impl Ingress {
             }
             Err(_) => {
                 self.metrics.handler_timeout();
-                tracing::warn!(inbox_id, "handlers missed the reply budget; answering without a passive reply");
+                tracing::warn!(
+                    inbox_id,
+                    "handlers missed the reply budget; answering without a passive reply"
+                );
                 None
             }
         }
@@ -277,7 +400,8 @@ impl Ingress {
     /// commit and the handlers). Handlers are idempotent per event, so a re-run is safe.
     /// Returns how many rows were handled.
     pub async fn sweep(&self) -> Result<usize, crate::store::StoreError> {
-        let cutoff = self.bot.clock.now_ms() - i64::try_from(self.options.sweep_after.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = self.bot.clock.now_ms()
+            - i64::try_from(self.options.sweep_after.as_millis()).unwrap_or(i64::MAX);
         let rows = self.bot.store.inbox_unprocessed(cutoff, 500).await?;
         let count = rows.len();
         for row in rows {
@@ -290,9 +414,19 @@ impl Ingress {
             };
             if reply.is_some() {
                 // Too late for a passive reply; active delivery goes through the outbox.
-                tracing::info!(inbox_id = row.id, "swept event produced a reply; stored for retries");
+                tracing::info!(
+                    inbox_id = row.id,
+                    "swept event produced a reply; stored for retries"
+                );
             }
-            self.bot.store.inbox_mark_processed(&Processed { id: row.id, at: self.bot.clock.now_ms(), reply }).await?;
+            self.bot
+                .store
+                .inbox_mark_processed(&Processed {
+                    id: row.id,
+                    at: self.bot.clock.now_ms(),
+                    reply,
+                })
+                .await?;
         }
         Ok(count)
     }

@@ -41,49 +41,94 @@ fn user(id: &str, name: Option<&str>) -> UserRef {
 }
 
 fn raw_of(fields: &Fields) -> String {
-    let map: serde_json::Map<String, serde_json::Value> =
-        fields.pairs().iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let map: serde_json::Map<String, serde_json::Value> = fields
+        .pairs()
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
     serde_json::Value::Object(map).to_string()
 }
 
 fn build(channel: &Channel, dedupe_key: String, occurred_at: i64, kind: EventKind) -> Event {
-    Event { channel_id: channel.id.clone(), scope: channel.scope.clone(), dedupe_key, occurred_at, kind }
+    Event {
+        channel_id: channel.id.clone(),
+        scope: channel.scope.clone(),
+        dedupe_key,
+        occurred_at,
+        kind,
+    }
 }
 
 /// A self-built app's decrypted message or event (doc 90930/90238, customer-contact doc 92130).
 pub fn wecom_app(channel: &Channel, fields: &Fields, request_ts: i64) -> Result<Event, ParseError> {
-    let msg_type = fields.non_empty(&["MsgType"]).ok_or(ParseError::Missing("MsgType"))?;
+    let msg_type = fields
+        .non_empty(&["MsgType"])
+        .ok_or(ParseError::Missing("MsgType"))?;
     let at = parse_time(fields, request_ts);
     if msg_type != "event" {
-        let from = fields.non_empty(&["FromUserName"]).ok_or(ParseError::Missing("FromUserName"))?;
+        let from = fields
+            .non_empty(&["FromUserName"])
+            .ok_or(ParseError::Missing("FromUserName"))?;
         let msg_id = fields.non_empty(&["MsgId"]);
         let key = msg_id.map_or_else(|| event_key(fields), |id| message_key(from, id));
         let message = Message {
             sender: user(from, None),
             group: None,
             msg_type: msg_type.to_owned(),
-            text: if msg_type == "text" { fields.get("Content").unwrap_or_default().trim().to_owned() } else { String::new() },
+            text: if msg_type == "text" {
+                fields.get("Content").unwrap_or_default().trim().to_owned()
+            } else {
+                String::new()
+            },
             mentions_bot: true,
             platform_msg_id: msg_id.unwrap_or_default().to_owned(),
         };
         return Ok(build(channel, key, at, EventKind::Message(message)));
     }
-    let event = fields.non_empty(&["Event"]).ok_or(ParseError::Missing("Event"))?;
+    let event = fields
+        .non_empty(&["Event"])
+        .ok_or(ParseError::Missing("Event"))?;
     let change = fields.non_empty(&["ChangeType"]).unwrap_or_default();
     let kind = match (event, change) {
-        ("change_external_contact", "add_external_contact" | "add_half_external_contact") => EventKind::ContactAdded {
-            staff: fields.non_empty(&["UserID"]).ok_or(ParseError::Missing("UserID"))?.to_owned(),
-            contact: user(fields.non_empty(&["ExternalUserID"]).ok_or(ParseError::Missing("ExternalUserID"))?, None),
-            state: fields.non_empty(&["State"]).map(str::to_owned),
-            welcome_code: fields.non_empty(&["WelcomeCode"]).map(str::to_owned),
-        },
-        ("change_external_contact", "del_external_contact" | "del_follow_user") => EventKind::ContactRemoved {
-            staff: fields.non_empty(&["UserID"]).ok_or(ParseError::Missing("UserID"))?.to_owned(),
-            contact: user(fields.non_empty(&["ExternalUserID"]).ok_or(ParseError::Missing("ExternalUserID"))?, None),
-            by_contact: change == "del_follow_user",
-        },
+        ("change_external_contact", "add_external_contact" | "add_half_external_contact") => {
+            EventKind::ContactAdded {
+                staff: fields
+                    .non_empty(&["UserID"])
+                    .ok_or(ParseError::Missing("UserID"))?
+                    .to_owned(),
+                contact: user(
+                    fields
+                        .non_empty(&["ExternalUserID"])
+                        .ok_or(ParseError::Missing("ExternalUserID"))?,
+                    None,
+                ),
+                state: fields.non_empty(&["State"]).map(str::to_owned),
+                welcome_code: fields.non_empty(&["WelcomeCode"]).map(str::to_owned),
+            }
+        }
+        ("change_external_contact", "del_external_contact" | "del_follow_user") => {
+            EventKind::ContactRemoved {
+                staff: fields
+                    .non_empty(&["UserID"])
+                    .ok_or(ParseError::Missing("UserID"))?
+                    .to_owned(),
+                contact: user(
+                    fields
+                        .non_empty(&["ExternalUserID"])
+                        .ok_or(ParseError::Missing("ExternalUserID"))?,
+                    None,
+                ),
+                by_contact: change == "del_follow_user",
+            }
+        }
         ("change_external_chat", "update") => {
-            let group = GroupRef { id: fields.non_empty(&["ChatId"]).ok_or(ParseError::Missing("ChatId"))?.to_owned(), name: None };
+            let group = GroupRef {
+                id: fields
+                    .non_empty(&["ChatId"])
+                    .ok_or(ParseError::Missing("ChatId"))?
+                    .to_owned(),
+                name: None,
+            };
             let members = changed_members(fields);
             match fields.non_empty(&["UpdateDetail"]).unwrap_or_default() {
                 "add_member" => EventKind::MemberJoined {
@@ -92,12 +137,23 @@ pub fn wecom_app(channel: &Channel, fields: &Fields, request_ts: i64) -> Result<
                     inviter: None,
                     join_scene: fields.non_empty(&["JoinScene"]).map(str::to_owned),
                 },
-                "del_member" => EventKind::MemberLeft { group, members, removed: fields.non_empty(&["QuitScene"]) == Some("1") },
-                other => EventKind::Other { event: format!("change_external_chat.{other}"), raw: raw_of(fields) },
+                "del_member" => EventKind::MemberLeft {
+                    group,
+                    members,
+                    removed: fields.non_empty(&["QuitScene"]) == Some("1"),
+                },
+                other => EventKind::Other {
+                    event: format!("change_external_chat.{other}"),
+                    raw: raw_of(fields),
+                },
             }
         }
         _ => EventKind::Other {
-            event: if change.is_empty() { event.to_owned() } else { format!("{event}.{change}") },
+            event: if change.is_empty() {
+                event.to_owned()
+            } else {
+                format!("{event}.{change}")
+            },
             raw: raw_of(fields),
         },
     };
@@ -106,7 +162,11 @@ pub fn wecom_app(channel: &Channel, fields: &Fields, request_ts: i64) -> Result<
 
 /// `MemChangeList` comes as `<Item>` children or, in older deliveries, one comma-separated string.
 fn changed_members(fields: &Fields) -> Vec<UserRef> {
-    let items: Vec<UserRef> = fields.all("MemChangeList.Item").filter(|s| !s.trim().is_empty()).map(|s| user(s.trim(), None)).collect();
+    let items: Vec<UserRef> = fields
+        .all("MemChangeList.Item")
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| user(s.trim(), None))
+        .collect();
     if !items.is_empty() {
         return items;
     }
@@ -127,27 +187,53 @@ pub fn strip_mention(text: &str, bot_name: Option<&str>) -> String {
     if let Some(name) = bot_name.filter(|n| !n.is_empty()) {
         text = text.replace(&format!("@{name}"), "");
     } else if let Some(rest) = text.strip_prefix('@') {
-        text = rest.split_once(is_sep).map(|(_, after)| after.to_owned()).unwrap_or_default();
+        text = rest
+            .split_once(is_sep)
+            .map(|(_, after)| after.to_owned())
+            .unwrap_or_default();
     }
     text.trim_matches(is_sep).to_owned()
 }
 
 /// A group robot's callback, XML or JSON mode (ROBOT-CB). It carries no CreateTime, so the
 /// verified request timestamp stands in.
-pub fn wecom_robot(channel: &Channel, fields: &Fields, request_ts: i64) -> Result<Event, ParseError> {
-    let msg_type = fields.non_empty(&["MsgType", "msgtype"]).ok_or(ParseError::Missing("MsgType"))?;
+pub fn wecom_robot(
+    channel: &Channel,
+    fields: &Fields,
+    request_ts: i64,
+) -> Result<Event, ParseError> {
+    let msg_type = fields
+        .non_empty(&["MsgType", "msgtype"])
+        .ok_or(ParseError::Missing("MsgType"))?;
     let at = parse_time(fields, request_ts);
     let from = fields.non_empty(&["From.UserId", "from.userid"]);
-    let chat_type = fields.non_empty(&["ChatType", "chattype"]).unwrap_or("single");
+    let chat_type = fields
+        .non_empty(&["ChatType", "chattype"])
+        .unwrap_or("single");
     let chat_id = fields.non_empty(&["ChatId", "chatid"]);
     if msg_type == "event" || from.is_none() {
-        let event = fields.non_empty(&["Event.EventType", "event.event_type", "event.eventtype"]).unwrap_or(msg_type);
-        return Ok(build(channel, event_key(fields), at, EventKind::Other { event: event.to_owned(), raw: raw_of(fields) }));
+        let event = fields
+            .non_empty(&["Event.EventType", "event.event_type", "event.eventtype"])
+            .unwrap_or(msg_type);
+        return Ok(build(
+            channel,
+            event_key(fields),
+            at,
+            EventKind::Other {
+                event: event.to_owned(),
+                raw: raw_of(fields),
+            },
+        ));
     }
     let from = from.unwrap_or_default();
-    let msg_id = fields.non_empty(&["MsgId", "msgid"]).ok_or(ParseError::Missing("MsgId"))?;
+    let msg_id = fields
+        .non_empty(&["MsgId", "msgid"])
+        .ok_or(ParseError::Missing("MsgId"))?;
     let raw_text = match msg_type {
-        "text" => fields.get_any(&["Text.Content", "text.content"]).unwrap_or_default().to_owned(),
+        "text" => fields
+            .get_any(&["Text.Content", "text.content"])
+            .unwrap_or_default()
+            .to_owned(),
         "mixed" => fields
             .all("MixedMessage.MsgItem.Text.Content")
             .chain(fields.all("mixed_message.msg_item.text.content"))
@@ -155,7 +241,10 @@ pub fn wecom_robot(channel: &Channel, fields: &Fields, request_ts: i64) -> Resul
             .join(" "),
         _ => String::new(),
     };
-    let group = (chat_type == "group").then(|| GroupRef { id: chat_id.unwrap_or_default().to_owned(), name: None });
+    let group = (chat_type == "group").then(|| GroupRef {
+        id: chat_id.unwrap_or_default().to_owned(),
+        name: None,
+    });
     let message = Message {
         sender: user(from, fields.non_empty(&["From.Name", "from.name"])),
         group,
@@ -165,13 +254,22 @@ pub fn wecom_robot(channel: &Channel, fields: &Fields, request_ts: i64) -> Resul
         mentions_bot: true,
         platform_msg_id: msg_id.to_owned(),
     };
-    Ok(build(channel, message_key(from, msg_id), at, EventKind::Message(message)))
+    Ok(build(
+        channel,
+        message_key(from, msg_id),
+        at,
+        EventKind::Message(message),
+    ))
 }
 
 /// A WeChat Official Account message or event (MP message-push doc).
 pub fn wechat_mp(channel: &Channel, fields: &Fields, request_ts: i64) -> Result<Event, ParseError> {
-    let msg_type = fields.non_empty(&["MsgType"]).ok_or(ParseError::Missing("MsgType"))?;
-    let from = fields.non_empty(&["FromUserName"]).ok_or(ParseError::Missing("FromUserName"))?;
+    let msg_type = fields
+        .non_empty(&["MsgType"])
+        .ok_or(ParseError::Missing("MsgType"))?;
+    let from = fields
+        .non_empty(&["FromUserName"])
+        .ok_or(ParseError::Missing("FromUserName"))?;
     let at = parse_time(fields, request_ts);
     if msg_type != "event" {
         let msg_id = fields.non_empty(&["MsgId"]);
@@ -180,22 +278,38 @@ pub fn wechat_mp(channel: &Channel, fields: &Fields, request_ts: i64) -> Result<
             sender: user(from, None),
             group: None,
             msg_type: msg_type.to_owned(),
-            text: if msg_type == "text" { fields.get("Content").unwrap_or_default().trim().to_owned() } else { String::new() },
+            text: if msg_type == "text" {
+                fields.get("Content").unwrap_or_default().trim().to_owned()
+            } else {
+                String::new()
+            },
             mentions_bot: true,
             platform_msg_id: msg_id.unwrap_or_default().to_owned(),
         };
         return Ok(build(channel, key, at, EventKind::Message(message)));
     }
-    let account = fields.non_empty(&["ToUserName"]).unwrap_or_default().to_owned();
+    let account = fields
+        .non_empty(&["ToUserName"])
+        .unwrap_or_default()
+        .to_owned();
     let kind = match fields.non_empty(&["Event"]).unwrap_or_default() {
         "subscribe" => EventKind::ContactAdded {
             staff: account,
             contact: user(from, None),
-            state: fields.non_empty(&["EventKey"]).map(|k| k.trim_start_matches("qrscene_").to_owned()),
+            state: fields
+                .non_empty(&["EventKey"])
+                .map(|k| k.trim_start_matches("qrscene_").to_owned()),
             welcome_code: None,
         },
-        "unsubscribe" => EventKind::ContactRemoved { staff: account, contact: user(from, None), by_contact: true },
-        other => EventKind::Other { event: other.to_owned(), raw: raw_of(fields) },
+        "unsubscribe" => EventKind::ContactRemoved {
+            staff: account,
+            contact: user(from, None),
+            by_contact: true,
+        },
+        other => EventKind::Other {
+            event: other.to_owned(),
+            raw: raw_of(fields),
+        },
     };
     Ok(build(channel, event_key(fields), at, kind))
 }
@@ -256,16 +370,27 @@ impl From<GatewayUser> for UserRef {
 
 impl From<GatewayGroup> for GroupRef {
     fn from(g: GatewayGroup) -> Self {
-        GroupRef { id: g.id, name: g.name }
+        GroupRef {
+            id: g.id,
+            name: g.name,
+        }
     }
 }
 
 /// A gateway delivery (signed JSON).
 pub fn gateway(channel: &Channel, body: &[u8], request_ts: i64) -> Result<Event, ParseError> {
-    let parsed: GatewayBody = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    let parsed: GatewayBody =
+        serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
     let fields = crate::wecom::xml::parse_json(body)?;
     Ok(match parsed {
-        GatewayBody::Message { msg_id, sender, group, text, mentions_bot, time } => {
+        GatewayBody::Message {
+            msg_id,
+            sender,
+            group,
+            text,
+            mentions_bot,
+            time,
+        } => {
             if msg_id.is_empty() || sender.id.is_empty() {
                 return Err(ParseError::Missing("msg_id/sender.id"));
             }
@@ -278,19 +403,43 @@ pub fn gateway(channel: &Channel, body: &[u8], request_ts: i64) -> Result<Event,
                 mentions_bot,
                 platform_msg_id: msg_id,
             };
-            build(channel, key, time.unwrap_or(request_ts), EventKind::Message(message))
+            build(
+                channel,
+                key,
+                time.unwrap_or(request_ts),
+                EventKind::Message(message),
+            )
         }
-        GatewayBody::MemberJoined { group, members, inviter, time } => build(
+        GatewayBody::MemberJoined {
+            group,
+            members,
+            inviter,
+            time,
+        } => build(
             channel,
             event_key(&fields),
             time.unwrap_or(request_ts),
-            EventKind::MemberJoined { group: group.into(), members: members.into_iter().map(Into::into).collect(), inviter, join_scene: None },
+            EventKind::MemberJoined {
+                group: group.into(),
+                members: members.into_iter().map(Into::into).collect(),
+                inviter,
+                join_scene: None,
+            },
         ),
-        GatewayBody::MemberLeft { group, members, removed, time } => build(
+        GatewayBody::MemberLeft {
+            group,
+            members,
+            removed,
+            time,
+        } => build(
             channel,
             event_key(&fields),
             time.unwrap_or(request_ts),
-            EventKind::MemberLeft { group: group.into(), members: members.into_iter().map(Into::into).collect(), removed },
+            EventKind::MemberLeft {
+                group: group.into(),
+                members: members.into_iter().map(Into::into).collect(),
+                removed,
+            },
         ),
     })
 }

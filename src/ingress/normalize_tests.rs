@@ -18,11 +18,19 @@ fn channel(kind: ChannelKind, robot_name: Option<&str>) -> Channel {
 #[test]
 fn app_text_message_from_the_official_sample() {
     let xml = "<xml><ToUserName>ww1436e0e65a779aee</ToUserName><FromUserName>ChenJiaShun</FromUserName><CreateTime>1476422779</CreateTime><MsgType>text</MsgType><Content>你好</Content><MsgId>1456453720</MsgId><AgentID>1000002</AgentID></xml>";
-    let event = wecom_app(&channel(ChannelKind::WecomApp, None), &parse_xml(xml.as_bytes()).expect("xml"), 0).expect("event");
+    let event = wecom_app(
+        &channel(ChannelKind::WecomApp, None),
+        &parse_xml(xml.as_bytes()).expect("xml"),
+        0,
+    )
+    .expect("event");
     assert_eq!(event.dedupe_key, "m:ChenJiaShun:1456453720");
     assert_eq!(event.occurred_at, 1476422779);
     let m = event.message().expect("message");
-    assert_eq!((m.sender.id.as_str(), m.text.as_str(), m.group.is_none()), ("ChenJiaShun", "你好", true));
+    assert_eq!(
+        (m.sender.id.as_str(), m.text.as_str(), m.group.is_none()),
+        ("ChenJiaShun", "你好", true)
+    );
 }
 
 fn add_contact(external: &str) -> String {
@@ -34,13 +42,33 @@ fn add_contact(external: &str) -> String {
 #[test]
 fn two_contacts_added_in_the_same_second_get_different_keys() {
     let ch = channel(ChannelKind::WecomApp, None);
-    let a = wecom_app(&ch, &parse_xml(add_contact("woAJ2GCAAAXtWyujaWJHDDGi0mACH71w").as_bytes()).expect("xml"), 0).expect("a");
-    let b = wecom_app(&ch, &parse_xml(add_contact("woAJ2GCAAAXtWyujaWJHDDGi0mACH71x").as_bytes()).expect("xml"), 0).expect("b");
+    let a = wecom_app(
+        &ch,
+        &parse_xml(add_contact("woAJ2GCAAAXtWyujaWJHDDGi0mACH71w").as_bytes()).expect("xml"),
+        0,
+    )
+    .expect("a");
+    let b = wecom_app(
+        &ch,
+        &parse_xml(add_contact("woAJ2GCAAAXtWyujaWJHDDGi0mACH71x").as_bytes()).expect("xml"),
+        0,
+    )
+    .expect("b");
     assert_ne!(a.dedupe_key, b.dedupe_key);
-    let again = wecom_app(&ch, &parse_xml(add_contact("woAJ2GCAAAXtWyujaWJHDDGi0mACH71w").as_bytes()).expect("xml"), 0).expect("a2");
+    let again = wecom_app(
+        &ch,
+        &parse_xml(add_contact("woAJ2GCAAAXtWyujaWJHDDGi0mACH71w").as_bytes()).expect("xml"),
+        0,
+    )
+    .expect("a2");
     assert_eq!(a.dedupe_key, again.dedupe_key, "a retry has the same key");
     match a.kind {
-        EventKind::ContactAdded { staff, contact, state, welcome_code } => {
+        EventKind::ContactAdded {
+            staff,
+            contact,
+            state,
+            welcome_code,
+        } => {
             assert_eq!(staff, "zhangsan");
             assert_eq!(contact.id, "woAJ2GCAAAXtWyujaWJHDDGi0mACH71w");
             assert_eq!(state.as_deref(), Some("teststate"));
@@ -55,16 +83,32 @@ fn group_member_changes_in_both_list_encodings() {
     let ch = channel(ChannelKind::WecomApp, None);
     let items = "<xml><FromUserName>sys</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>change_external_chat</Event><ChatId>wrOg</ChatId><ChangeType>update</ChangeType><UpdateDetail>add_member</UpdateDetail><JoinScene>3</JoinScene><MemChangeCnt>2</MemChangeCnt><MemChangeList><Item>wmA</Item><Item>wmB</Item></MemChangeList></xml>";
     let csv = "<xml><FromUserName>sys</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>change_external_chat</Event><ChatId>wrOg</ChatId><ChangeType>update</ChangeType><UpdateDetail>del_member</UpdateDetail><QuitScene>1</QuitScene><MemChangeList><![CDATA[wmA,wmB]]></MemChangeList></xml>";
-    match wecom_app(&ch, &parse_xml(items.as_bytes()).expect("xml"), 0).expect("e").kind {
-        EventKind::MemberJoined { group, members, join_scene, .. } => {
+    match wecom_app(&ch, &parse_xml(items.as_bytes()).expect("xml"), 0)
+        .expect("e")
+        .kind
+    {
+        EventKind::MemberJoined {
+            group,
+            members,
+            join_scene,
+            ..
+        } => {
             assert_eq!(group.id, "wrOg");
-            assert_eq!(members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["wmA", "wmB"]);
+            assert_eq!(
+                members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+                ["wmA", "wmB"]
+            );
             assert_eq!(join_scene.as_deref(), Some("3"));
         }
         other => panic!("unexpected {other:?}"),
     }
-    match wecom_app(&ch, &parse_xml(csv.as_bytes()).expect("xml"), 0).expect("e").kind {
-        EventKind::MemberLeft { members, removed, .. } => {
+    match wecom_app(&ch, &parse_xml(csv.as_bytes()).expect("xml"), 0)
+        .expect("e")
+        .kind
+    {
+        EventKind::MemberLeft {
+            members, removed, ..
+        } => {
             assert_eq!(members.len(), 2);
             assert!(removed);
         }
@@ -92,7 +136,10 @@ fn robot_xml_and_json_modes_agree() {
 fn mention_stripping() {
     assert_eq!(strip_mention("@小助手\u{2005}你好", None), "你好");
     assert_eq!(strip_mention("@小助手 你好", Some("小助手")), "你好");
-    assert_eq!(strip_mention("请问 @小助手 价格", Some("小助手")), "请问  价格");
+    assert_eq!(
+        strip_mention("请问 @小助手 价格", Some("小助手")),
+        "请问  价格"
+    );
     assert_eq!(strip_mention("  ping ", None), "ping");
     assert_eq!(strip_mention("@only", None), "");
 }
@@ -102,9 +149,15 @@ fn mp_subscribe_and_text() {
     let ch = channel(ChannelKind::WechatMp, None);
     let text = "<xml><ToUserName>gh_10f6c3c3ac5a</ToUserName><FromUserName>oyORnuP8q7ou2gfYjqLzSIWZf0rs</FromUserName><CreateTime>1409735668</CreateTime><MsgType>text</MsgType><Content>abcdteT</Content><MsgId>6054768590064713728</MsgId></xml>";
     let e = wechat_mp(&ch, &parse_xml(text.as_bytes()).expect("xml"), 0).expect("text");
-    assert_eq!(e.dedupe_key, "m:oyORnuP8q7ou2gfYjqLzSIWZf0rs:6054768590064713728");
+    assert_eq!(
+        e.dedupe_key,
+        "m:oyORnuP8q7ou2gfYjqLzSIWZf0rs:6054768590064713728"
+    );
     let sub = "<xml><ToUserName>gh_1</ToUserName><FromUserName>o1</FromUserName><CreateTime>5</CreateTime><MsgType>event</MsgType><Event>subscribe</Event><EventKey>qrscene_spring</EventKey></xml>";
-    match wechat_mp(&ch, &parse_xml(sub.as_bytes()).expect("xml"), 0).expect("sub").kind {
+    match wechat_mp(&ch, &parse_xml(sub.as_bytes()).expect("xml"), 0)
+        .expect("sub")
+        .kind
+    {
         EventKind::ContactAdded { contact, state, .. } => {
             assert_eq!(contact.id, "o1");
             assert_eq!(state.as_deref(), Some("spring"));
@@ -121,10 +174,13 @@ fn gateway_bodies() {
     assert_eq!(e.dedupe_key, "m:wxid_a:m1");
     assert_eq!(e.occurred_at, 1700000000);
     assert_eq!(e.message().expect("m").text, "签到");
-    let join = br#"{"type":"member_joined","group":{"id":"g"},"members":[{"id":"x"}],"inviter":"wxid_a"}"#;
+    let join =
+        br#"{"type":"member_joined","group":{"id":"g"},"members":[{"id":"x"}],"inviter":"wxid_a"}"#;
     let j = gateway(&ch, join, 9).expect("join");
     assert_eq!(j.occurred_at, 9);
-    assert!(matches!(j.kind, EventKind::MemberJoined { ref inviter, .. } if inviter.as_deref() == Some("wxid_a")));
+    assert!(
+        matches!(j.kind, EventKind::MemberJoined { ref inviter, .. } if inviter.as_deref() == Some("wxid_a"))
+    );
     assert!(gateway(&ch, br#"{"type":"message"}"#, 0).is_err());
     assert!(gateway(&ch, b"not json", 0).is_err());
 }
@@ -132,6 +188,14 @@ fn gateway_bodies() {
 #[test]
 fn missing_fields_are_errors() {
     let ch = channel(ChannelKind::WecomApp, None);
-    assert_eq!(wecom_app(&ch, &parse_xml(b"<xml><A>1</A></xml>").expect("xml"), 0), Err(ParseError::Missing("MsgType")));
-    assert!(wecom_app(&ch, &parse_xml(b"<xml><MsgType>text</MsgType></xml>").expect("xml"), 0).is_err());
+    assert_eq!(
+        wecom_app(&ch, &parse_xml(b"<xml><A>1</A></xml>").expect("xml"), 0),
+        Err(ParseError::Missing("MsgType"))
+    );
+    assert!(wecom_app(
+        &ch,
+        &parse_xml(b"<xml><MsgType>text</MsgType></xml>").expect("xml"),
+        0
+    )
+    .is_err());
 }

@@ -13,19 +13,38 @@ use super::CallbackResponse;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplyShape {
     /// App / MP text reply: `ToUserName` = the sender, `FromUserName` = corp id or `gh_` id.
-    TextXml { to_user: String, from_user: String, encrypted: bool },
+    TextXml {
+        to_user: String,
+        from_user: String,
+        encrypted: bool,
+    },
     /// Group robot reply, optionally @-mentioning the sender.
-    RobotXml { mention: Option<String> },
-    RobotJson { mention: Option<String> },
-    GatewayJson { mention: Option<String> },
+    RobotXml {
+        mention: Option<String>,
+    },
+    RobotJson {
+        mention: Option<String>,
+    },
+    GatewayJson {
+        mention: Option<String>,
+    },
 }
 
 impl ReplyShape {
-    pub(super) fn for_event(channel: &Channel, event: &Event, fields: &Fields, json_envelope: bool, mp_plaintext: bool) -> Self {
+    pub(super) fn for_event(
+        channel: &Channel,
+        event: &Event,
+        fields: &Fields,
+        json_envelope: bool,
+        mp_plaintext: bool,
+    ) -> Self {
         let sender = event.actor().map(|u| u.id.clone()).unwrap_or_default();
         match channel.kind {
             ChannelKind::WecomRobot => {
-                let mention = event.message().filter(|m| m.group.is_some()).map(|m| m.sender.id.clone());
+                let mention = event
+                    .message()
+                    .filter(|m| m.group.is_some())
+                    .map(|m| m.sender.id.clone());
                 if json_envelope {
                     Self::RobotJson { mention }
                 } else {
@@ -34,7 +53,9 @@ impl ReplyShape {
             }
             ChannelKind::WechatMp | ChannelKind::WecomApp | ChannelKind::Gateway => Self::TextXml {
                 to_user: fields.get("FromUserName").unwrap_or(&sender).to_owned(),
-                from_user: fields.get("ToUserName").map_or_else(|| channel.receive_id.clone(), str::to_owned),
+                from_user: fields
+                    .get("ToUserName")
+                    .map_or_else(|| channel.receive_id.clone(), str::to_owned),
                 encrypted: !mp_plaintext,
             },
         }
@@ -55,9 +76,16 @@ fn nonce() -> String {
 }
 
 /// Builds the passive reply carrying `text`.
-pub(super) fn render(channel: &Channel, shape: &ReplyShape, text: &str, now_secs: i64) -> CallbackResponse {
+pub(super) fn render(
+    channel: &Channel,
+    shape: &ReplyShape,
+    text: &str,
+    now_secs: i64,
+) -> CallbackResponse {
     let seal_xml = |inner: &str| -> CallbackResponse {
-        let Some(crypt) = channel.crypt.as_ref() else { return CallbackResponse::Empty };
+        let Some(crypt) = channel.crypt.as_ref() else {
+            return CallbackResponse::Empty;
+        };
         let ts = now_secs.to_string();
         let nonce = nonce();
         let (encrypt, sig) = crypt.seal(inner.as_bytes(), &ts, &nonce);

@@ -34,8 +34,15 @@ impl From<&StoreError> for WriteError {
 }
 
 enum Op {
-    Accept { row: NewInbox, event: Arc<Event>, done: oneshot::Sender<Result<Accepted, WriteError>> },
-    Mark(Processed),
+    Accept {
+        row: NewInbox,
+        event: Arc<Event>,
+        done: oneshot::Sender<Result<Accepted, WriteError>>,
+    },
+    Mark(
+        Processed,
+        Option<oneshot::Sender<Result<Accepted, WriteError>>>,
+    ),
 }
 
 /// Handle to the writer tasks. Cheap to clone.
@@ -55,11 +62,22 @@ pub struct WriterOptions {
 impl InboxWriter {
     /// Starts `writers` tasks sharing one queue. They finish the queued work and exit when
     /// `shutdown` fires.
-    pub fn spawn(store: Store, options: WriterOptions, shutdown: CancellationToken) -> (Self, Vec<JoinHandle<()>>) {
+    pub fn spawn(
+        store: Store,
+        options: WriterOptions,
+        shutdown: CancellationToken,
+    ) -> (Self, Vec<JoinHandle<()>>) {
         let (tx, rx) = mpsc::channel(64 * 1024);
         let rx = Arc::new(Mutex::new(rx));
         let handles = (0..options.writers.max(1))
-            .map(|_| tokio::spawn(run_writer(store.clone(), Arc::clone(&rx), options, shutdown.clone())))
+            .map(|_| {
+                tokio::spawn(run_writer(
+                    store.clone(),
+                    Arc::clone(&rx),
+                    options,
+                    shutdown.clone(),
+                ))
+            })
             .collect();
         (Self { tx }, handles)
     }
@@ -71,22 +89,40 @@ impl InboxWriter {
             .send(Op::Accept { row, event, done })
             .await
             .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
-        wait.await.map_err(|_| WriteError::Unavailable("writer stopped".into()))?
+        wait.await
+            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?
     }
 
     /// Queues a processed mark; it rides along with the next batch. Losing it in a crash only
     /// means the sweeper re-runs an idempotent handler.
     pub fn mark_processed(&self, mark: Processed) {
-        if let Err(mpsc::error::TrySendError::Full(op)) = self.tx.try_send(Op::Mark(mark)) {
+        if let Err(mpsc::error::TrySendError::Full(op)) = self.tx.try_send(Op::Mark(mark, None)) {
             let tx = self.tx.clone();
             tokio::spawn(async move {
                 let _ = tx.send(op).await;
             });
         }
     }
+
+    /// Writes a processed mark and waits for the commit, so a retry finds the stored reply.
+    pub async fn mark_processed_durably(&self, mark: Processed) -> Result<(), WriteError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Op::Mark(mark, Some(done)))
+            .await
+            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
+        wait.await
+            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?
+            .map(|_| ())
+    }
 }
 
-async fn run_writer(store: Store, rx: Arc<Mutex<mpsc::Receiver<Op>>>, options: WriterOptions, shutdown: CancellationToken) {
+async fn run_writer(
+    store: Store,
+    rx: Arc<Mutex<mpsc::Receiver<Op>>>,
+    options: WriterOptions,
+    shutdown: CancellationToken,
+) {
     let mut batch: Vec<Op> = Vec::with_capacity(options.batch_max);
     loop {
         {
@@ -116,6 +152,7 @@ async fn write_batch(store: &Store, batch: &mut Vec<Op>, tz: chrono_tz::Tz) {
     let mut events = Vec::new();
     let mut waiters = Vec::new();
     let mut marks = Vec::new();
+    let mut mark_waiters = Vec::new();
     for op in batch.drain(..) {
         match op {
             Op::Accept { row, event, done } => {
@@ -123,7 +160,12 @@ async fn write_batch(store: &Store, batch: &mut Vec<Op>, tz: chrono_tz::Tz) {
                 events.push(event);
                 waiters.push(done);
             }
-            Op::Mark(mark) => marks.push(mark),
+            Op::Mark(mark, done) => {
+                if let Some(done) = done {
+                    mark_waiters.push((mark.id, done));
+                }
+                marks.push(mark);
+            }
         }
     }
     match commit(store, &rows, &events, &marks, tz).await {
@@ -131,20 +173,36 @@ async fn write_batch(store: &Store, batch: &mut Vec<Op>, tz: chrono_tz::Tz) {
             for (done, outcome) in waiters.into_iter().zip(outcomes) {
                 let _ = done.send(Ok(outcome));
             }
+            for (id, done) in mark_waiters {
+                let _ = done.send(Ok(Accepted::New { id }));
+            }
         }
         Err(e) => {
             tracing::warn!(error = %e, rows = rows.len(), "group commit failed");
             let err = WriteError::from(&e);
-            for done in waiters {
+            for done in waiters
+                .into_iter()
+                .chain(mark_waiters.into_iter().map(|(_, d)| d))
+            {
                 let _ = done.send(Err(err.clone()));
             }
         }
     }
 }
 
-async fn commit(store: &Store, rows: &[NewInbox], events: &[Arc<Event>], marks: &[Processed], tz: chrono_tz::Tz) -> Result<Vec<Accepted>, StoreError> {
+async fn commit(
+    store: &Store,
+    rows: &[NewInbox],
+    events: &[Arc<Event>],
+    marks: &[Processed],
+    tz: chrono_tz::Tz,
+) -> Result<Vec<Accepted>, StoreError> {
     let mut tx = store.begin_write().await?;
-    let outcomes = if rows.is_empty() { Vec::new() } else { inbox::insert_batch(&mut tx, rows).await? };
+    let outcomes = if rows.is_empty() {
+        Vec::new()
+    } else {
+        inbox::insert_batch(&mut tx, rows).await?
+    };
     let fresh = events
         .iter()
         .zip(&outcomes)

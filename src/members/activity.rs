@@ -7,15 +7,20 @@ use chrono::TimeZone;
 use chrono_tz::Tz;
 
 use crate::events::{Event, EventKind, UserRef};
-use crate::store::members::{ActivityUpsert, GroupUpsert, MemberChanges, MemberUpsert, MembershipUpsert};
+use crate::store::members::{
+    ActivityUpsert, GroupUpsert, MemberChanges, MemberUpsert, MembershipUpsert,
+};
 
 /// The local calendar day (yyyymmdd) of an epoch-seconds instant in `tz`.
 pub fn local_day(tz: Tz, epoch_secs: i64) -> i32 {
     use chrono::Datelike;
-    let local = tz.timestamp_opt(epoch_secs, 0).single().unwrap_or_else(|| {
-        tz.from_utc_datetime(&chrono::DateTime::UNIX_EPOCH.naive_utc())
-    });
-    local.year() * 10_000 + i32::try_from(local.month()).unwrap_or(1) * 100 + i32::try_from(local.day()).unwrap_or(1)
+    let local = tz
+        .timestamp_opt(epoch_secs, 0)
+        .single()
+        .unwrap_or_else(|| tz.from_utc_datetime(&chrono::DateTime::UNIX_EPOCH.naive_utc()));
+    local.year() * 10_000
+        + i32::try_from(local.month()).unwrap_or(1) * 100
+        + i32::try_from(local.day()).unwrap_or(1)
 }
 
 #[derive(Default)]
@@ -50,12 +55,15 @@ impl Acc {
     }
 
     fn group(&mut self, scope: &str, id: &str, name: Option<&String>, at: i64) {
-        let entry = self.groups.entry((scope.to_owned(), id.to_owned())).or_insert_with(|| GroupUpsert {
-            scope: scope.to_owned(),
-            group_id: id.to_owned(),
-            name: None,
-            at,
-        });
+        let entry = self
+            .groups
+            .entry((scope.to_owned(), id.to_owned()))
+            .or_insert_with(|| GroupUpsert {
+                scope: scope.to_owned(),
+                group_id: id.to_owned(),
+                name: None,
+                at,
+            });
         if name.is_some() {
             entry.name = name.cloned();
         }
@@ -64,7 +72,13 @@ impl Acc {
 
     fn membership(&mut self, scope: &str, group_id: &str, user_id: &str, at: i64, left: bool) {
         let key = (scope.to_owned(), group_id.to_owned(), user_id.to_owned());
-        let next = MembershipUpsert { scope: scope.to_owned(), group_id: group_id.to_owned(), user_id: user_id.to_owned(), at, left };
+        let next = MembershipUpsert {
+            scope: scope.to_owned(),
+            group_id: group_id.to_owned(),
+            user_id: user_id.to_owned(),
+            at,
+            left,
+        };
         match self.memberships.get(&key) {
             Some(existing) if existing.at > at => {}
             _ => {
@@ -77,7 +91,13 @@ impl Acc {
         let entry = self
             .activity
             .entry((scope.to_owned(), user_id.to_owned(), day))
-            .or_insert_with(|| ActivityUpsert { scope: scope.to_owned(), user_id: user_id.to_owned(), day, messages: 0, events: 0 });
+            .or_insert_with(|| ActivityUpsert {
+                scope: scope.to_owned(),
+                user_id: user_id.to_owned(),
+                day,
+                messages: 0,
+                events: 0,
+            });
         entry.messages += messages;
         entry.events += events;
     }
@@ -118,7 +138,11 @@ pub fn changes_for<'a>(events: impl IntoIterator<Item = &'a Event>, tz: Tz) -> M
                 acc.member(scope, contact, at, true, 0);
                 acc.activity(scope, &contact.id, day, 0, 1);
             }
-            EventKind::ContactRemoved { contact, by_contact, .. } => {
+            EventKind::ContactRemoved {
+                contact,
+                by_contact,
+                ..
+            } => {
                 acc.member(scope, contact, at, *by_contact, 0);
             }
             EventKind::Other { .. } => {}
@@ -145,7 +169,10 @@ mod tests {
             occurred_at: at,
             kind: EventKind::Message(Message {
                 sender: UserRef::new(user, Some(format!("name-{user}"))),
-                group: group.map(|g| GroupRef { id: g.into(), name: None }),
+                group: group.map(|g| GroupRef {
+                    id: g.into(),
+                    name: None,
+                }),
                 msg_type: "text".into(),
                 text: "hi".into(),
                 mentions_bot: false,
@@ -164,11 +191,23 @@ mod tests {
 
     #[test]
     fn aggregates_per_member_and_day() {
-        let events = vec![msg("a", Some("g"), 100), msg("a", Some("g"), 200), msg("b", None, 150)];
+        let events = vec![
+            msg("a", Some("g"), 100),
+            msg("a", Some("g"), 200),
+            msg("b", None, 150),
+        ];
         let changes = changes_for(&events, chrono_tz::UTC);
         assert_eq!(changes.members.len(), 2);
         let a = &changes.members[0];
-        assert_eq!((a.user_id.as_str(), a.messages, a.first_seen_at, a.last_active_at), ("a", 2, 100_000, 200_000));
+        assert_eq!(
+            (
+                a.user_id.as_str(),
+                a.messages,
+                a.first_seen_at,
+                a.last_active_at
+            ),
+            ("a", 2, 100_000, 200_000)
+        );
         assert_eq!(changes.groups.len(), 1);
         assert_eq!(changes.memberships.len(), 1);
         assert_eq!(changes.activity.iter().map(|x| x.messages).sum::<i64>(), 3);
@@ -182,7 +221,14 @@ mod tests {
             scope: "s".into(),
             dedupe_key: "left".into(),
             occurred_at: 300,
-            kind: EventKind::MemberLeft { group: GroupRef { id: "g".into(), name: None }, members: vec![UserRef::new("a", None)], removed: false },
+            kind: EventKind::MemberLeft {
+                group: GroupRef {
+                    id: "g".into(),
+                    name: None,
+                },
+                members: vec![UserRef::new("a", None)],
+                removed: false,
+            },
         });
         let changes = changes_for(&events, chrono_tz::UTC);
         assert!(changes.memberships[0].left);

@@ -21,12 +21,16 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
-                Self::Unavailable(e.to_string())
-            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(e.to_string()),
             sqlx::Error::RowNotFound => Self::NotFound,
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::UniqueViolation,
-            sqlx::Error::Database(db) if is_transient_database_error(db.code().as_deref()) => Self::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) if is_transient_database_error(db.code().as_deref()) => {
+                Self::Unavailable(e.to_string())
+            }
             sqlx::Error::Configuration(_) => Self::Config(e.to_string()),
             _ => Self::Other(e.to_string()),
         }
@@ -38,7 +42,13 @@ impl From<sqlx::Error> for StoreError {
 fn is_transient_database_error(code: Option<&str>) -> bool {
     match code {
         Some("5" | "6" | "261" | "517") => true,
-        Some(c) => c.starts_with("08") || c.starts_with("57P") || c == "40001" || c == "40P01" || c == "53300",
+        Some(c) => {
+            c.starts_with("08")
+                || c.starts_with("57P")
+                || c == "40001"
+                || c == "40P01"
+                || c == "53300"
+        }
         None => false,
     }
 }

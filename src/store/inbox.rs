@@ -28,7 +28,11 @@ pub enum Accepted {
     /// First time this delivery was seen: process it.
     New { id: i64 },
     /// A retry: answer with the stored reply if processing finished, otherwise with nothing.
-    Duplicate { id: i64, processed: bool, reply: Option<String> },
+    Duplicate {
+        id: i64,
+        processed: bool,
+        reply: Option<String>,
+    },
 }
 
 /// Marks a row handled, with the reply it produced (kept for retries).
@@ -66,14 +70,17 @@ struct ExistingRow {
     reply: Option<String>,
 }
 
-const SELECT_BY_KEY: &str = "select id, processed_at, reply from inbox where channel_id = $1 and dedupe_key = $2";
+const SELECT_BY_KEY: &str =
+    "select id, processed_at, reply from inbox where channel_id = $1 and dedupe_key = $2";
 const MARK_PROCESSED: &str = "update inbox set processed_at = $1, reply = $2 where id = $3";
 const SELECT_ROW: &str = "select id, channel_id, dedupe_key, kind, occurred_at, received_at, payload, processed_at, reply from inbox where id = $1";
 const SELECT_UNPROCESSED: &str = "select id, channel_id, dedupe_key, kind, occurred_at, received_at, payload, processed_at, reply \
      from inbox where processed_at is null and received_at < $1 order by received_at limit $2";
-const COUNT_UNPROCESSED: &str = "select cast(count(*) as bigint) from inbox where processed_at is null";
+const COUNT_UNPROCESSED: &str =
+    "select cast(count(*) as bigint) from inbox where processed_at is null";
 const COUNT_ALL: &str = "select cast(count(*) as bigint) from inbox";
-const PRUNE_PROCESSED: &str = "delete from inbox where processed_at is not null and processed_at < $1";
+const PRUNE_PROCESSED: &str =
+    "delete from inbox where processed_at is not null and processed_at < $1";
 
 /// Rows per multi-row statement; keeps binds under SQLite's and PostgreSQL's limits.
 const CHUNK: usize = 1000;
@@ -83,7 +90,9 @@ const CHUNK: usize = 1000;
 pub async fn insert_batch(tx: &mut Tx, rows: &[NewInbox]) -> Result<Vec<Accepted>, StoreError> {
     // Insert in key order so concurrent PostgreSQL writers take index locks in the same order.
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| (&rows[a].channel_id, &rows[a].dedupe_key).cmp(&(&rows[b].channel_id, &rows[b].dedupe_key)));
+    order.sort_by(|&a, &b| {
+        (&rows[a].channel_id, &rows[a].dedupe_key).cmp(&(&rows[b].channel_id, &rows[b].dedupe_key))
+    });
     let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
     for chunk in order.chunks(CHUNK) {
         let keys: Vec<InsertedKey> = on_tx!(tx, c => {
@@ -132,9 +141,12 @@ pub async fn insert_batch(tx: &mut Tx, rows: &[NewInbox]) -> Result<Vec<Accepted
 
 /// Records that rows were handled (and the reply each produced).
 pub async fn mark_processed(tx: &mut Tx, marks: &[Processed]) -> Result<(), StoreError> {
-    let (plain, with_reply): (Vec<&Processed>, Vec<&Processed>) = marks.iter().partition(|m| m.reply.is_none());
+    let (plain, with_reply): (Vec<&Processed>, Vec<&Processed>) =
+        marks.iter().partition(|m| m.reply.is_none());
     for chunk in plain.chunks(CHUNK) {
-        let Some(at) = chunk.iter().map(|m| m.at).max() else { continue };
+        let Some(at) = chunk.iter().map(|m| m.at).max() else {
+            continue;
+        };
         on_tx!(tx, c => {
             let mut qb = QueryBuilder::new("update inbox set processed_at = ");
             qb.push_bind(at).push(" where processed_at is null and id in (");
@@ -156,21 +168,31 @@ pub async fn mark_processed(tx: &mut Tx, marks: &[Processed]) -> Result<(), Stor
 
 impl Store {
     pub async fn inbox_row(&self, id: i64) -> Result<InboxRow, StoreError> {
-        Ok(on_pool!(self.pool(), p => sqlx::query_as::<_, InboxRow>(SELECT_ROW).bind(id).fetch_one(p).await?))
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, InboxRow>(SELECT_ROW).bind(id).fetch_one(p).await?),
+        )
     }
 
     /// Accepted rows not yet processed that arrived before `cutoff_ms` (crash leftovers).
-    pub async fn inbox_unprocessed(&self, cutoff_ms: i64, limit: i64) -> Result<Vec<InboxRow>, StoreError> {
-        Ok(on_pool!(self.pool(), p => sqlx::query_as::<_, InboxRow>(SELECT_UNPROCESSED)
+    pub async fn inbox_unprocessed(
+        &self,
+        cutoff_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<InboxRow>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, InboxRow>(SELECT_UNPROCESSED)
             .bind(cutoff_ms)
             .bind(limit)
             .fetch_all(p)
-            .await?))
+            .await?),
+        )
     }
 
     /// Number of accepted rows still waiting to be processed.
     pub async fn inbox_depth(&self) -> Result<i64, StoreError> {
-        Ok(on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(COUNT_UNPROCESSED).fetch_one(p).await?))
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(COUNT_UNPROCESSED).fetch_one(p).await?),
+        )
     }
 
     pub async fn inbox_count(&self) -> Result<i64, StoreError> {
@@ -179,7 +201,9 @@ impl Store {
 
     /// Deletes processed rows older than `before_ms`; returns how many went.
     pub async fn inbox_prune(&self, before_ms: i64) -> Result<u64, StoreError> {
-        Ok(on_pool!(self.pool(), p => sqlx::query(PRUNE_PROCESSED).bind(before_ms).execute(p).await?.rows_affected()))
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query(PRUNE_PROCESSED).bind(before_ms).execute(p).await?.rows_affected()),
+        )
     }
 
     /// Marks one row processed outside the group-commit writer (sweeper).

@@ -153,7 +153,10 @@ pub async fn apply(tx: &mut Tx, changes: &MemberChanges) -> Result<(), StoreErro
     Ok(())
 }
 
-async fn upsert_members(tx: &mut Tx, members: &[MemberUpsert]) -> Result<HashMap<(String, String), i64>, StoreError> {
+async fn upsert_members(
+    tx: &mut Tx,
+    members: &[MemberUpsert],
+) -> Result<HashMap<(String, String), i64>, StoreError> {
     let mut ids = HashMap::with_capacity(members.len());
     for chunk in members.chunks(CHUNK) {
         let rows: Vec<KeyId> = on_tx!(tx, c => {
@@ -176,7 +179,10 @@ async fn upsert_members(tx: &mut Tx, members: &[MemberUpsert]) -> Result<HashMap
     Ok(ids)
 }
 
-async fn upsert_groups(tx: &mut Tx, groups: &[GroupUpsert]) -> Result<HashMap<(String, String), i64>, StoreError> {
+async fn upsert_groups(
+    tx: &mut Tx,
+    groups: &[GroupUpsert],
+) -> Result<HashMap<(String, String), i64>, StoreError> {
     let mut ids = HashMap::with_capacity(groups.len());
     for chunk in groups.chunks(CHUNK) {
         let rows: Vec<KeyId> = on_tx!(tx, c => {
@@ -195,43 +201,70 @@ async fn upsert_groups(tx: &mut Tx, groups: &[GroupUpsert]) -> Result<HashMap<(S
 }
 
 impl Store {
-    pub async fn member(&self, scope: &str, user_id: &str) -> Result<Option<MemberRow>, StoreError> {
-        Ok(on_pool!(self.pool(), p => sqlx::query_as::<_, MemberRow>(SELECT_MEMBER)
+    pub async fn member(
+        &self,
+        scope: &str,
+        user_id: &str,
+    ) -> Result<Option<MemberRow>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, MemberRow>(SELECT_MEMBER)
             .bind(scope)
             .bind(user_id)
             .fetch_optional(p)
-            .await?))
+            .await?),
+        )
     }
 
     pub async fn member_count(&self) -> Result<i64, StoreError> {
-        Ok(on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(COUNT_MEMBERS).fetch_one(p).await?))
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(COUNT_MEMBERS).fetch_one(p).await?),
+        )
     }
 
     /// Distinct members active on local days `from..=to` (yyyymmdd): DAU, WAU, MAU.
-    pub async fn active_members_between(&self, from_day: i32, to_day: i32) -> Result<i64, StoreError> {
-        Ok(on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(COUNT_ACTIVE_BETWEEN)
+    pub async fn active_members_between(
+        &self,
+        from_day: i32,
+        to_day: i32,
+    ) -> Result<i64, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(COUNT_ACTIVE_BETWEEN)
             .bind(from_day)
             .bind(to_day)
             .fetch_one(p)
-            .await?))
+            .await?),
+        )
     }
 
     /// Current members of a group (platform user ids, sorted).
-    pub async fn group_member_ids(&self, scope: &str, group_id: &str) -> Result<Vec<String>, StoreError> {
-        Ok(on_pool!(self.pool(), p => sqlx::query_scalar::<_, String>(GROUP_MEMBER_IDS)
+    pub async fn group_member_ids(
+        &self,
+        scope: &str,
+        group_id: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_scalar::<_, String>(GROUP_MEMBER_IDS)
             .bind(scope)
             .bind(group_id)
             .fetch_all(p)
-            .await?))
+            .await?),
+        )
     }
 
     /// Messages a member sent on one local day.
-    pub async fn member_messages_on(&self, scope: &str, user_id: &str, day: i32) -> Result<i64, StoreError> {
-        Ok(on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(ACTIVITY_OF)
+    pub async fn member_messages_on(
+        &self,
+        scope: &str,
+        user_id: &str,
+        day: i32,
+    ) -> Result<i64, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(ACTIVITY_OF)
             .bind(scope)
             .bind(user_id)
             .bind(day)
             .fetch_one(p)
-            .await?))
+            .await?),
+        )
     }
 }

@@ -68,7 +68,11 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 8, acquire_timeout: Duration::from_secs(1), sqlite_full_sync: false }
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(1),
+            sqlite_full_sync: false,
+        }
     }
 }
 
@@ -88,15 +92,20 @@ impl Store {
             let connect = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(if options.sqlite_full_sync { SqliteSynchronous::Full } else { SqliteSynchronous::Normal })
+                .synchronous(if options.sqlite_full_sync {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                })
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-32000");
             if let Some(parent) = connect.get_filename().parent() {
                 if !parent.as_os_str().is_empty() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", parent.display())))?;
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        StoreError::Config(format!("cannot create {}: {e}", parent.display()))
+                    })?;
                 }
             }
             let pool = SqlitePoolOptions::new()
@@ -104,7 +113,9 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect)
                 .await?;
-            Ok(Self { pool: Pool::Sqlite(pool) })
+            Ok(Self {
+                pool: Pool::Sqlite(pool),
+            })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -112,9 +123,13 @@ impl Store {
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect)
                 .await?;
-            Ok(Self { pool: Pool::Postgres(pool) })
+            Ok(Self {
+                pool: Pool::Postgres(pool),
+            })
         } else {
-            Err(StoreError::Config("database.url must start with sqlite:, postgres:// or postgresql://".into()))
+            Err(StoreError::Config(
+                "database.url must start with sqlite:, postgres:// or postgresql://".into(),
+            ))
         }
     }
 
@@ -169,10 +184,11 @@ mod tests {
     #[test]
     fn both_migration_folders_list_the_same_versions() {
         let names = |dir: &str| {
-            let mut v: Vec<String> = std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
-                .expect("migrations folder")
-                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-                .collect();
+            let mut v: Vec<String> =
+                std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+                    .expect("migrations folder")
+                    .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                    .collect();
             v.sort();
             v
         };

@@ -9,7 +9,11 @@ use crate::ingress::{CallbackQuery, CallbackResponse, GatewayHeaders, IngressErr
 use crate::state::AppState;
 use crate::wecom::gateway;
 
-pub async fn verify(State(state): State<AppState>, Path(channel_id): Path<String>, Query(query): Query<CallbackQuery>) -> Response {
+pub async fn verify(
+    State(state): State<AppState>,
+    Path(channel_id): Path<String>,
+    Query(query): Query<CallbackQuery>,
+) -> Response {
     respond(&channel_id, state.ingress.verify_url(&channel_id, &query))
 }
 
@@ -20,16 +24,38 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let gateway = GatewayHeaders { timestamp: header(gateway::TIMESTAMP_HEADER), signature: header(gateway::SIGNATURE_HEADER) };
-    respond(&channel_id, state.ingress.receive(&channel_id, &query, &gateway, &body).await)
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let gateway = GatewayHeaders {
+        timestamp: header(gateway::TIMESTAMP_HEADER),
+        signature: header(gateway::SIGNATURE_HEADER),
+    };
+    respond(
+        &channel_id,
+        state
+            .ingress
+            .receive(&channel_id, &query, &gateway, &body)
+            .await,
+    )
 }
 
 fn respond(channel_id: &str, result: Result<CallbackResponse, IngressError>) -> Response {
     match result {
-        Ok(CallbackResponse::Text(text)) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
-        Ok(CallbackResponse::Xml(xml)) => ([(header::CONTENT_TYPE, "application/xml; charset=utf-8")], xml).into_response(),
-        Ok(CallbackResponse::Json(json)) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Ok(CallbackResponse::Text(text)) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+        Ok(CallbackResponse::Xml(xml)) => (
+            [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
+            xml,
+        )
+            .into_response(),
+        Ok(CallbackResponse::Json(json)) => {
+            ([(header::CONTENT_TYPE, "application/json")], json).into_response()
+        }
         Ok(CallbackResponse::Empty) => StatusCode::OK.into_response(),
         Err(e) => {
             let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -37,9 +63,16 @@ fn respond(channel_id: &str, result: Result<CallbackResponse, IngressError>) -> 
                 IngressError::Unavailable(detail) | IngressError::Internal(detail) => {
                     tracing::error!(channel = channel_id, status = status.as_u16(), detail = %detail, "callback failed");
                 }
-                _ => tracing::warn!(channel = channel_id, status = status.as_u16(), reason = %e, "callback rejected"),
+                _ => {
+                    tracing::warn!(channel = channel_id, status = status.as_u16(), reason = %e, "callback rejected")
+                }
             }
-            (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], e.to_string()).into_response()
+            (
+                status,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                e.to_string(),
+            )
+                .into_response()
         }
     }
 }

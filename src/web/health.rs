@@ -20,7 +20,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let depth = state.store.inbox_depth().await.ok();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(depth)).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(depth),
+    )
+        .into_response()
 }
 
 pub async fn not_found() -> Response {

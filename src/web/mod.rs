@@ -14,7 +14,10 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.server.body_limit_bytes;
     let callbacks = Router::new()
-        .route("/callbacks/{channel_id}", get(callbacks::verify).post(callbacks::receive))
+        .route(
+            "/callbacks/{channel_id}",
+            get(callbacks::verify).post(callbacks::receive),
+        )
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
         .merge(callbacks)

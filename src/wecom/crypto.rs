@@ -125,8 +125,15 @@ pub fn verify_signature(
 
 /// Rejects a timestamp (seconds) further than `window_secs` from `now_secs` either way.
 /// A window of 0 disables the check.
-pub fn check_replay_window(timestamp: &str, now_secs: i64, window_secs: i64) -> Result<i64, CryptoError> {
-    let ts: i64 = timestamp.trim().parse().map_err(|_| CryptoError::BadTimestamp)?;
+pub fn check_replay_window(
+    timestamp: &str,
+    now_secs: i64,
+    window_secs: i64,
+) -> Result<i64, CryptoError> {
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| CryptoError::BadTimestamp)?;
     let skew = now_secs.saturating_sub(ts);
     if window_secs > 0 && skew.abs() > window_secs {
         return Err(CryptoError::StaleTimestamp { skew_secs: skew });
@@ -171,8 +178,11 @@ pub fn decrypt_frame(key: &AesKey, encrypt_b64: &str) -> Result<Frame, CryptoErr
     let len_bytes: [u8; 4] = body[RANDOM_LEN..HEADER_LEN]
         .try_into()
         .map_err(|_| CryptoError::BadFrame)?;
-    let msg_len = usize::try_from(u32::from_be_bytes(len_bytes)).map_err(|_| CryptoError::BadFrame)?;
-    let msg_end = HEADER_LEN.checked_add(msg_len).ok_or(CryptoError::BadFrame)?;
+    let msg_len =
+        usize::try_from(u32::from_be_bytes(len_bytes)).map_err(|_| CryptoError::BadFrame)?;
+    let msg_end = HEADER_LEN
+        .checked_add(msg_len)
+        .ok_or(CryptoError::BadFrame)?;
     if msg_end > body.len() {
         return Err(CryptoError::BadFrame);
     }
@@ -185,7 +195,12 @@ pub fn decrypt_frame(key: &AesKey, encrypt_b64: &str) -> Result<Frame, CryptoErr
 }
 
 /// Encrypts `msg` into base64 ciphertext with the given 16-byte random prefix.
-pub fn encrypt_with_random(key: &AesKey, msg: &[u8], receive_id: &str, random: &[u8; 16]) -> String {
+pub fn encrypt_with_random(
+    key: &AesKey,
+    msg: &[u8],
+    receive_id: &str,
+    random: &[u8; 16],
+) -> String {
     let body_len = HEADER_LEN + msg.len() + receive_id.len();
     let pad_len = PAD_BLOCK - body_len % PAD_BLOCK;
     let mut buf = Vec::with_capacity(body_len + pad_len);
@@ -239,7 +254,13 @@ impl MsgCrypt {
 
     /// Verifies the signature over `encrypt`, then decrypts it and checks the receive id.
     /// The caller checks the replay window (it owns the clock).
-    pub fn open(&self, msg_signature: &str, timestamp: &str, nonce: &str, encrypt: &str) -> Result<Vec<u8>, CryptoError> {
+    pub fn open(
+        &self,
+        msg_signature: &str,
+        timestamp: &str,
+        nonce: &str,
+        encrypt: &str,
+    ) -> Result<Vec<u8>, CryptoError> {
         let encrypt = encrypt.trim();
         verify_signature(&self.token, timestamp, nonce, Some(encrypt), msg_signature)?;
         self.decrypt(encrypt)
@@ -261,7 +282,13 @@ impl MsgCrypt {
     }
 
     /// [`Self::seal`] with a chosen random prefix (known-answer tests, the `send` client).
-    pub fn seal_with_random(&self, msg: &[u8], timestamp: &str, nonce: &str, random: &[u8; 16]) -> (String, String) {
+    pub fn seal_with_random(
+        &self,
+        msg: &[u8],
+        timestamp: &str,
+        nonce: &str,
+        random: &[u8; 16],
+    ) -> (String, String) {
         let encrypt = encrypt_with_random(&self.key, msg, &self.receive_id, random);
         let sig = signature(&self.token, timestamp, nonce, Some(&encrypt));
         (encrypt, sig)

@@ -197,8 +197,15 @@ const VECTORS: &[Vector] = &[
 fn every_vector_verifies_decrypts_and_reencrypts_byte_for_byte() {
     for v in VECTORS {
         let crypt = MsgCrypt::new(v.token, v.key, v.receive_id).expect(v.name);
-        assert_eq!(signature(v.token, v.timestamp, v.nonce, Some(v.encrypt)), v.signature, "{}", v.name);
-        let msg = crypt.open(v.signature, v.timestamp, v.nonce, v.encrypt).expect(v.name);
+        assert_eq!(
+            signature(v.token, v.timestamp, v.nonce, Some(v.encrypt)),
+            v.signature,
+            "{}",
+            v.name
+        );
+        let msg = crypt
+            .open(v.signature, v.timestamp, v.nonce, v.encrypt)
+            .expect(v.name);
         assert_eq!(msg.len(), v.msg_len, "{}", v.name);
         assert!(msg.starts_with(v.msg_starts_with.as_bytes()), "{}", v.name);
 
@@ -213,7 +220,9 @@ fn every_vector_verifies_decrypts_and_reencrypts_byte_for_byte() {
 fn v1b_plaintext_is_the_documented_message() {
     let v = &VECTORS[1];
     let crypt = MsgCrypt::new(v.token, v.key, v.receive_id).expect("key");
-    let msg = crypt.open(v.signature, v.timestamp, v.nonce, v.encrypt).expect("open");
+    let msg = crypt
+        .open(v.signature, v.timestamp, v.nonce, v.encrypt)
+        .expect("open");
     let text = String::from_utf8(msg).expect("utf8");
     assert_eq!(
         text,
@@ -226,12 +235,20 @@ fn v4b_binary_random_prefix_is_kept_as_bytes() {
     let v = &VECTORS[9];
     let crypt = MsgCrypt::new(v.token, v.key, v.receive_id).expect("key");
     let frame = decrypt_frame(&crypt.key, v.encrypt).expect("frame");
-    assert_eq!(hex::encode(frame.random), "21e33070c56d1ca4e4fa84ace71334f6");
+    assert_eq!(
+        hex::encode(frame.random),
+        "21e33070c56d1ca4e4fa84ace71334f6"
+    );
 }
 
 #[test]
 fn v3c_passive_reply_known_answer() {
-    let crypt = MsgCrypt::new("123456", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "wx49f0ab532d5d035a").expect("key");
+    let crypt = MsgCrypt::new(
+        "123456",
+        "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR",
+        "wx49f0ab532d5d035a",
+    )
+    .expect("key");
     let reply = [
         "<xml>",
         "<MsgType><![CDATA[text]]></MsgType>",
@@ -243,22 +260,42 @@ fn v3c_passive_reply_known_answer() {
         "</xml>",
     ]
     .join("\n");
-    let (encrypt, sig) = crypt.seal_with_random(reply.as_bytes(), "1411525903", "461056294", &random16("1234567890123456"));
+    let (encrypt, sig) = crypt.seal_with_random(
+        reply.as_bytes(),
+        "1411525903",
+        "461056294",
+        &random16("1234567890123456"),
+    );
     assert_eq!(encrypt, "9s4gMv99m88kKTh/H8IdkOiMg6bisoy3ypwy9H4hvSPe9nsGaqyw5hhSjdYbcrKk+j3nba4HMOTzHrluLBYqxgNcBqGsL8GqxlhZgURnAtObvesEl5nZ+uBE8bviY0LWke8Zy9V/QYKxNV2FqllNXcfmstttyIkMKCCmVbCFM2JTF5wY0nFhHZSjPUL2Q1qvSUCUld+/WIXrx0oyKQmpB6o8NRrrNrsDf03oxI1p9FxUgMnwKKZeOA/uu+2IEvEBtb7muXsVbwbgX05UPPJvFurDXafG0RQyPR+mf1nDnAtQmmNOuiR5MIkdQ39xn1vWwi1O5oazPoQJz0nTYjxxEE8kv3kFxtAGVRe3ypD3WeK2XeFYFMNMpatF9XiKzHo3");
     assert_eq!(sig, "407518b7649e86ef23978113f92d27afa9296533");
 }
 
 #[test]
 fn v5_wxjava_known_answer() {
-    let key = AesKey::from_encoding_aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").expect("key");
-    let out = encrypt_with_random(&key, "我是中文abcd123".as_bytes(), "wxb11529c136998cb6", &random16("aaaabbbbccccdddd"));
-    assert_eq!(out, "jn1L23DB+6ELqJ+6bruv21Y6MD7KeIfP82D6gU39rmkgczbWwt5+3bnyg5K55bgVtVzd832WzZGMhkP72vVOfg==");
+    let key =
+        AesKey::from_encoding_aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG").expect("key");
+    let out = encrypt_with_random(
+        &key,
+        "我是中文abcd123".as_bytes(),
+        "wxb11529c136998cb6",
+        &random16("aaaabbbbccccdddd"),
+    );
+    assert_eq!(
+        out,
+        "jn1L23DB+6ELqJ+6bruv21Y6MD7KeIfP82D6gU39rmkgczbWwt5+3bnyg5K55bgVtVzd832WzZGMhkP72vVOfg=="
+    );
 }
 
 #[test]
 fn mp_plain_signature_vectors() {
-    assert_eq!(signature("spamtest", "1409735669", "1320562132", None), "16120ec1b8dbb870f510d87ce6bc2463eae6ca1a");
-    assert_eq!(signature("AAAAA", "1714037059", "486452656", None), "899cf89e464efb63f54ddac96b0a0a235f53aa78");
+    assert_eq!(
+        signature("spamtest", "1409735669", "1320562132", None),
+        "16120ec1b8dbb870f510d87ce6bc2463eae6ca1a"
+    );
+    assert_eq!(
+        signature("AAAAA", "1714037059", "486452656", None),
+        "899cf89e464efb63f54ddac96b0a0a235f53aa78"
+    );
 }
 
 #[test]
@@ -266,41 +303,74 @@ fn negative_cases_from_the_protocol_notes() {
     let v3a = &VECTORS[6];
     let crypt = MsgCrypt::new(v3a.token, v3a.key, v3a.receive_id).expect("key");
     // V3a with nonce 437374424: bad signature.
-    assert_eq!(crypt.open(v3a.signature, v3a.timestamp, "437374424", v3a.encrypt), Err(CryptoError::BadSignature));
+    assert_eq!(
+        crypt.open(v3a.signature, v3a.timestamp, "437374424", v3a.encrypt),
+        Err(CryptoError::BadSignature)
+    );
 
     // One character of ciphertext changed: rejected by the signature before decrypting.
     let mut tampered = v3a.encrypt.to_owned();
     tampered.replace_range(0..1, "5");
-    assert_eq!(crypt.open(v3a.signature, v3a.timestamp, v3a.nonce, &tampered), Err(CryptoError::BadSignature));
+    assert_eq!(
+        crypt.open(v3a.signature, v3a.timestamp, v3a.nonce, &tampered),
+        Err(CryptoError::BadSignature)
+    );
 
     // V1b with the wrong receive id (the outer ToUserName of another corp).
     let v1b = &VECTORS[1];
     let wrong = MsgCrypt::new(v1b.token, v1b.key, "wx5823bf96d3bd56c7").expect("key");
-    assert_eq!(wrong.open(v1b.signature, v1b.timestamp, v1b.nonce, v1b.encrypt), Err(CryptoError::ReceiveIdMismatch));
+    assert_eq!(
+        wrong.open(v1b.signature, v1b.timestamp, v1b.nonce, v1b.encrypt),
+        Err(CryptoError::ReceiveIdMismatch)
+    );
 
     // V1c: the outer tousername is not the receive id.
     let v1c = &VECTORS[2];
     let outer = MsgCrypt::new(v1c.token, v1c.key, "wx5823bf96d3bd56c7").expect("key");
-    assert_eq!(outer.open(v1c.signature, v1c.timestamp, v1c.nonce, v1c.encrypt), Err(CryptoError::ReceiveIdMismatch));
+    assert_eq!(
+        outer.open(v1c.signature, v1c.timestamp, v1c.nonce, v1c.encrypt),
+        Err(CryptoError::ReceiveIdMismatch)
+    );
 
     // Whitespace around Encrypt is trimmed before verifying.
     let padded = format!("\n  {}  \n", v1b.encrypt);
     let right = MsgCrypt::new(v1b.token, v1b.key, v1b.receive_id).expect("key");
-    assert!(right.open(v1b.signature, v1b.timestamp, v1b.nonce, &padded).is_ok());
+    assert!(right
+        .open(v1b.signature, v1b.timestamp, v1b.nonce, &padded)
+        .is_ok());
 
     // Key lengths 42 and 44 are refused.
-    assert_eq!(AesKey::from_encoding_aes_key(&v1b.key[..42]).err(), Some(KeyError::Length(42)));
-    assert_eq!(AesKey::from_encoding_aes_key(&format!("{}A", v1b.key)).err(), Some(KeyError::Length(44)));
-    assert_eq!(AesKey::from_encoding_aes_key(&format!("{}=", &v1b.key[..42])).err(), Some(KeyError::Alphabet));
+    assert_eq!(
+        AesKey::from_encoding_aes_key(&v1b.key[..42]).err(),
+        Some(KeyError::Length(42))
+    );
+    assert_eq!(
+        AesKey::from_encoding_aes_key(&format!("{}A", v1b.key)).err(),
+        Some(KeyError::Length(44))
+    );
+    assert_eq!(
+        AesKey::from_encoding_aes_key(&format!("{}=", &v1b.key[..42])).err(),
+        Some(KeyError::Alphabet)
+    );
 }
 
 #[test]
 fn ciphertext_not_a_multiple_of_32_is_rejected() {
-    let key = AesKey::from_encoding_aes_key("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").expect("key");
+    let key =
+        AesKey::from_encoding_aes_key("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").expect("key");
     let sixteen = base64::engine::general_purpose::STANDARD.encode([0u8; 16]);
-    assert_eq!(decrypt_frame(&key, &sixteen), Err(CryptoError::BadCiphertextLength(16)));
-    assert_eq!(decrypt_frame(&key, ""), Err(CryptoError::BadCiphertextLength(0)));
-    assert_eq!(decrypt_frame(&key, "not base64!"), Err(CryptoError::BadBase64));
+    assert_eq!(
+        decrypt_frame(&key, &sixteen),
+        Err(CryptoError::BadCiphertextLength(16))
+    );
+    assert_eq!(
+        decrypt_frame(&key, ""),
+        Err(CryptoError::BadCiphertextLength(0))
+    );
+    assert_eq!(
+        decrypt_frame(&key, "not base64!"),
+        Err(CryptoError::BadBase64)
+    );
 }
 
 /// Encrypts a raw, already padded plaintext so tests can forge bad pads and lengths.
@@ -316,33 +386,55 @@ fn encrypt_raw(key: &AesKey, plain: &[u8]) -> String {
 
 #[test]
 fn bad_pad_values_and_lengths_are_rejected() {
-    let key = AesKey::from_encoding_aes_key("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").expect("key");
+    let key =
+        AesKey::from_encoding_aes_key("jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C").expect("key");
     let mut zero_pad = vec![b'a'; 64];
     zero_pad[63] = 0;
-    assert_eq!(decrypt_frame(&key, &encrypt_raw(&key, &zero_pad)), Err(CryptoError::BadPadding));
+    assert_eq!(
+        decrypt_frame(&key, &encrypt_raw(&key, &zero_pad)),
+        Err(CryptoError::BadPadding)
+    );
     let mut big_pad = vec![b'a'; 64];
     big_pad[63] = 33;
-    assert_eq!(decrypt_frame(&key, &encrypt_raw(&key, &big_pad)), Err(CryptoError::BadPadding));
+    assert_eq!(
+        decrypt_frame(&key, &encrypt_raw(&key, &big_pad)),
+        Err(CryptoError::BadPadding)
+    );
     let mut uneven = vec![b'a'; 64];
     uneven[62] = 2;
     uneven[63] = 3;
     uneven[61] = 9;
-    assert_eq!(decrypt_frame(&key, &encrypt_raw(&key, &uneven)), Err(CryptoError::BadPadding));
+    assert_eq!(
+        decrypt_frame(&key, &encrypt_raw(&key, &uneven)),
+        Err(CryptoError::BadPadding)
+    );
     // msg_len pointing past the end of the frame.
     let mut frame = vec![b'r'; 16];
     frame.extend_from_slice(&1000u32.to_be_bytes());
     frame.extend_from_slice(b"short");
     let pad = 32 - frame.len() % 32;
     frame.resize(frame.len() + pad, u8::try_from(pad).expect("pad"));
-    assert_eq!(decrypt_frame(&key, &encrypt_raw(&key, &frame)), Err(CryptoError::BadFrame));
+    assert_eq!(
+        decrypt_frame(&key, &encrypt_raw(&key, &frame)),
+        Err(CryptoError::BadFrame)
+    );
 }
 
 #[test]
 fn replay_window() {
     assert_eq!(check_replay_window("1000", 1200, 300), Ok(1000));
-    assert_eq!(check_replay_window("1000", 1301, 300), Err(CryptoError::StaleTimestamp { skew_secs: 301 }));
-    assert_eq!(check_replay_window("1400", 1000, 300), Err(CryptoError::StaleTimestamp { skew_secs: -400 }));
-    assert_eq!(check_replay_window("abc", 1000, 300), Err(CryptoError::BadTimestamp));
+    assert_eq!(
+        check_replay_window("1000", 1301, 300),
+        Err(CryptoError::StaleTimestamp { skew_secs: 301 })
+    );
+    assert_eq!(
+        check_replay_window("1400", 1000, 300),
+        Err(CryptoError::StaleTimestamp { skew_secs: -400 })
+    );
+    assert_eq!(
+        check_replay_window("abc", 1000, 300),
+        Err(CryptoError::BadTimestamp)
+    );
     assert_eq!(check_replay_window("5", 1_000_000, 0), Ok(5));
 }
 

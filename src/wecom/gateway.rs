@@ -42,9 +42,17 @@ mod tests {
     fn rfc4231_style_known_answer_and_tamper() {
         // HMAC-SHA256("key", "1700000000.{}") computed independently with Python's hmac module.
         let sig = sign(b"key", "1700000000", b"{}");
-        assert_eq!(sig, "9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae");
+        assert_eq!(
+            sig,
+            "9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae"
+        );
         assert!(verify(b"key", "1700000000", b"{}", &sig));
-        assert!(verify(b"key", "1700000000", b"{}", &format!("sha256={sig}")));
+        assert!(verify(
+            b"key",
+            "1700000000",
+            b"{}",
+            &format!("sha256={sig}")
+        ));
         assert!(!verify(b"key", "1700000001", b"{}", &sig));
         assert!(!verify(b"key", "1700000000", b"{ }", &sig));
         assert!(!verify(b"other", "1700000000", b"{}", &sig));

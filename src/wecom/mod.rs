@@ -17,8 +17,15 @@ mod tests {
                 let text = std::fs::read_to_string(&path).expect("read");
                 for (n, line) in text.lines().enumerate() {
                     let code = line.trim_start();
-                    let forbidden = code.starts_with("use crate::") && !code.starts_with("use crate::wecom");
-                    assert!(!forbidden, "{}:{}: platform code imports `{}`", path.display(), n + 1, code);
+                    let forbidden =
+                        code.starts_with("use crate::") && !code.starts_with("use crate::wecom");
+                    assert!(
+                        !forbidden,
+                        "{}:{}: platform code imports `{}`",
+                        path.display(),
+                        n + 1,
+                        code
+                    );
                 }
             }
         }

@@ -31,7 +31,10 @@ pub struct Fields {
 impl Fields {
     /// The first value at `path`.
     pub fn get(&self, path: &str) -> Option<&str> {
-        self.pairs.iter().find(|(p, _)| p == path).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first value at any of `paths` (XML and JSON spell the same field differently).
@@ -46,7 +49,10 @@ impl Fields {
 
     /// Every value at `path`, in order.
     pub fn all<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.pairs.iter().filter(move |(p, _)| p == path).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .filter(move |(p, _)| p == path)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn pairs(&self) -> &[(String, String)] {
@@ -138,7 +144,8 @@ fn child_path(stack: &[String], name: &str) -> String {
 /// Parses a JSON object into [`Fields`] (nested objects joined with `.`, arrays repeat the path,
 /// numbers kept as their literal text so 64-bit ids survive).
 pub fn parse_json(input: &[u8]) -> Result<Fields, ParseError> {
-    let value: serde_json::Value = serde_json::from_slice(input).map_err(|e| ParseError::Json(e.to_string()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(input).map_err(|e| ParseError::Json(e.to_string()))?;
     if !value.is_object() {
         return Err(ParseError::Json("top level is not an object".into()));
     }
@@ -152,7 +159,11 @@ fn flatten_json(path: &str, value: &serde_json::Value, out: &mut Fields) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {
-                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 flatten_json(&child, v, out);
             }
         }
@@ -179,7 +190,12 @@ pub fn cdata(text: &str) -> String {
 }
 
 /// The encrypted passive-reply envelope (doc 91144; note `TimeStamp` with a capital S).
-pub fn encrypted_reply_envelope(encrypt: &str, signature: &str, timestamp: &str, nonce: &str) -> String {
+pub fn encrypted_reply_envelope(
+    encrypt: &str,
+    signature: &str,
+    timestamp: &str,
+    nonce: &str,
+) -> String {
     format!(
         "<xml><Encrypt>{}</Encrypt><MsgSignature>{}</MsgSignature><TimeStamp>{}</TimeStamp><Nonce>{}</Nonce></xml>",
         cdata(encrypt),
@@ -203,7 +219,11 @@ pub fn text_reply(to_user: &str, from_user: &str, create_time: i64, content: &st
 
 /// Inner text reply for a group-robot callback, optionally @-mentioning users.
 pub fn robot_text_reply(content: &str, mentioned: &[String]) -> String {
-    let mut out = format!("<xml><MsgType>{}</MsgType><Text><Content>{}</Content>", cdata("text"), cdata(content));
+    let mut out = format!(
+        "<xml><MsgType>{}</MsgType><Text><Content>{}</Content>",
+        cdata("text"),
+        cdata(content)
+    );
     if !mentioned.is_empty() {
         out.push_str("<MentionedList>");
         for m in mentioned {
@@ -237,7 +257,10 @@ mod tests {
         let f = parse_xml(xml).expect("parse");
         assert_eq!(f.get("From.UserId"), Some("u1"));
         assert_eq!(f.get("From.Name"), Some("张"));
-        assert_eq!(f.all("MemChangeList.Item").collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(
+            f.all("MemChangeList.Item").collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
     }
 
     #[test]
@@ -248,8 +271,18 @@ mod tests {
 
     #[test]
     fn malformed_xml_is_an_error_not_a_panic() {
-        for bad in [&b"<xml><A>1</B></xml>"[..], b"<xml><A>", b"", b"<xml></xml><xml></xml>", b"<xml><A>&bogus;</A></xml>"] {
-            assert!(parse_xml(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"<xml><A>1</B></xml>"[..],
+            b"<xml><A>",
+            b"",
+            b"<xml></xml><xml></xml>",
+            b"<xml><A>&bogus;</A></xml>",
+        ] {
+            assert!(
+                parse_xml(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -1,0 +1,146 @@
+//! A retried delivery is processed once, including retries that race the first copy.
+
+use std::sync::Arc;
+
+use yunying::clock::Clock as _;
+use yunying::send::{self, Simulated};
+use yunying::telemetry::Outcome;
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp};
+
+backend_tests!(
+    each_message_delivered_four_times_concurrently_is_processed_once,
+    a_retry_after_processing_gets_the_same_reply,
+    two_contacts_added_in_the_same_second_are_both_kept,
+);
+
+const MESSAGES: usize = 300;
+const COPIES: usize = 4;
+
+async fn each_message_delivered_four_times_concurrently_is_processed_once(backend: Backend) {
+    let app = Arc::new(TestApp::spawn(backend).await);
+    let mut requests = Vec::new();
+    for i in 0..MESSAGES {
+        let member = format!("member-{}", i % 50);
+        let what = Simulated::Text {
+            from: member,
+            name: None,
+            group: Some("chat-1".into()),
+            text: format!("hello {i}"),
+            msg_id: format!("msg-{i}"),
+        };
+        // Each copy is encrypted separately (fresh random prefix and nonce), as real retries are.
+        for _ in 0..COPIES {
+            requests.push(app.build("demo_robot", &what));
+        }
+    }
+    let mut tasks = Vec::new();
+    for chunk in requests.chunks(requests.len() / 16) {
+        let app = Arc::clone(&app);
+        let chunk = chunk.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for request in chunk {
+                statuses.push(app.post("demo_robot", &request).await.status().as_u16());
+            }
+            statuses
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.expect("task").iter().all(|s| *s == 200));
+    }
+    assert_eq!(
+        app.inbox_count().await,
+        i64::try_from(MESSAGES).expect("fits")
+    );
+    let metrics = &app.app_state.metrics;
+    assert_eq!(
+        metrics.callbacks_total("demo_robot", Outcome::Accepted),
+        MESSAGES as u64,
+        "handlers ran once per message"
+    );
+    assert_eq!(
+        metrics.callbacks_total("demo_robot", Outcome::Duplicate),
+        (MESSAGES * (COPIES - 1)) as u64
+    );
+    let mut total = 0;
+    for m in 0..50 {
+        let row = app
+            .store
+            .member("wwdemo0000000001", &format!("member-{m}"))
+            .await
+            .expect("query")
+            .expect("member");
+        total += row.message_count;
+    }
+    assert_eq!(
+        total,
+        i64::try_from(MESSAGES).expect("fits"),
+        "member activity counted once per message"
+    );
+    assert_eq!(
+        app.store
+            .group_member_ids("wwdemo0000000001", "chat-1")
+            .await
+            .expect("members")
+            .len(),
+        50
+    );
+}
+
+async fn a_retry_after_processing_gets_the_same_reply(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, first) = app
+        .send_text("demo_robot", "zhangsan", Some("chat-1"), "ping", "same-id")
+        .await;
+    let (_, again) = app
+        .send_text("demo_robot", "zhangsan", Some("chat-1"), "ping", "same-id")
+        .await;
+    assert!(first.is_some());
+    assert_eq!(
+        first, again,
+        "the stored reply is sent again, not recomputed"
+    );
+    assert_eq!(app.inbox_count().await, 1);
+    // The same msg id from another sender is another message.
+    let (_, other) = app
+        .send_text("demo_robot", "lisi", Some("chat-1"), "ping", "same-id")
+        .await;
+    assert!(other.is_some());
+    assert_eq!(app.inbox_count().await, 2);
+}
+
+fn add_contact(external: &str, ts: i64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[wwdemo0000000001]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName><CreateTime>{ts}</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[add_external_contact]]></ChangeType><UserID><![CDATA[zhangsan]]></UserID><ExternalUserID><![CDATA[{external}]]></ExternalUserID><State><![CDATA[spring]]></State><WelcomeCode><![CDATA[WC]]></WelcomeCode></xml>"
+    )
+}
+
+async fn two_contacts_added_in_the_same_second_are_both_kept(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ts = app.clock.now_ms() / 1000;
+    let channel = app.channel("demo_app");
+    for external in ["wmAAA", "wmBBB", "wmAAA"] {
+        let request =
+            send::build_request(channel, &add_contact(external, ts), ts, "n").expect("request");
+        assert_eq!(app.post("demo_app", &request).await.status(), 200);
+    }
+    assert_eq!(
+        app.inbox_count().await,
+        2,
+        "same sender `sys` and CreateTime, different contacts: two events; the retry: none"
+    );
+    assert!(app
+        .store
+        .member("wwdemo0000000001", "wmAAA")
+        .await
+        .expect("q")
+        .is_some());
+    assert!(app
+        .store
+        .member("wwdemo0000000001", "wmBBB")
+        .await
+        .expect("q")
+        .is_some());
+}

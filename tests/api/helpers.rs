@@ -1,0 +1,227 @@
+//! `TestApp::spawn(backend)`: the real server on 127.0.0.1:0 against a fresh database (a SQLite
+//! file in a temp dir, or a new PostgreSQL database from `YUNYING_TEST_DATABASE_URL`), with a
+//! manual clock and typed helpers that send real signed, encrypted callbacks.
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use yunying::app::App;
+use yunying::channels::{Channel, Channels};
+use yunying::clock::{Clock as _, ManualClock};
+use yunying::config::{ChannelConfig, ChannelKind, Config, Secret};
+use yunying::send::{self, Simulated};
+use yunying::store::Store;
+
+pub const NOW_MS: i64 = 1_700_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Emits `sqlite_<name>` and `pg_<name>` tests running `async fn name(Backend)`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod pg {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::helpers::pg_url().is_none() {
+                        eprintln!("skipped: YUNYING_TEST_DATABASE_URL is not set");
+                        return;
+                    }
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+pub fn pg_url() -> Option<String> {
+    std::env::var("YUNYING_TEST_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// A fresh PostgreSQL database named after a random id; returns its URL.
+async fn fresh_pg_database() -> String {
+    use sqlx::Connection as _;
+    let base = pg_url().expect("YUNYING_TEST_DATABASE_URL");
+    let name = format!("yy_test_{:016x}", rand::random::<u64>());
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .expect("connect to YUNYING_TEST_DATABASE_URL");
+    sqlx::query(&format!("create database {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    conn.close().await.ok();
+    let mut url = url::Url::parse(&base).expect("database url");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+pub struct TestApp {
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub store: Store,
+    pub channels: Channels,
+    pub app_state: yunying::state::AppState,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub fn channel_config(kind: ChannelKind) -> ChannelConfig {
+    ChannelConfig {
+        kind,
+        enabled: true,
+        scope: None,
+        token: None,
+        encoding_aes_key: None,
+        corp_id: None,
+        agent_id: None,
+        secret: None,
+        app_id: None,
+        webhook_key: None,
+        robot_name: None,
+        send_url: None,
+    }
+}
+
+/// The test configuration: the example's demo channels plus the official V1 sample channel.
+pub fn test_config(database_url: &str) -> Config {
+    let mut config = Config::example().expect("example config");
+    config.server.listen = "127.0.0.1:0".into();
+    config.database.url = Secret::new(database_url);
+    config.templates.dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into();
+    let mut v1 = channel_config(ChannelKind::WecomApp);
+    v1.token = Some(Secret::new("hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"));
+    v1.encoding_aes_key = Some(Secret::new("6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"));
+    v1.corp_id = Some("ww1436e0e65a779aee".into());
+    config.channels.insert("v1".into(), v1);
+    config
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("test.db").display()),
+            Backend::Postgres => fresh_pg_database().await,
+        };
+        let mut config = test_config(&url);
+        adjust(&mut config);
+        let channels = Channels::from_config(&config).expect("channels");
+        let clock = ManualClock::new(NOW_MS);
+        let app = App::build(config, clock.clone()).await.expect("app builds");
+        let port = app.port();
+        let store = app.state().store.clone();
+        let app_state = app.state().clone();
+        let shutdown = app.shutdown_token();
+        let server = tokio::spawn(app.run_until_stopped());
+        Self {
+            port,
+            client: reqwest::Client::new(),
+            clock,
+            store,
+            channels,
+            app_state,
+            shutdown,
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn channel(&self, id: &str) -> &Channel {
+        self.channels.get(id).expect("configured channel")
+    }
+
+    /// POSTs a built request to a channel's callback URL.
+    pub async fn post(&self, channel_id: &str, request: &send::BuiltRequest) -> reqwest::Response {
+        let mut url = self.url(&format!("/callbacks/{channel_id}"));
+        if !request.query.is_empty() {
+            url = format!("{url}?{}", request.query);
+        }
+        let mut builder = self.client.post(url).body(request.body.clone());
+        for (name, value) in &request.headers {
+            builder = builder.header(*name, value);
+        }
+        builder.send().await.expect("request")
+    }
+
+    /// Builds the callback the platform would send for `what`, at the clock's current time.
+    pub fn build(&self, channel_id: &str, what: &Simulated) -> send::BuiltRequest {
+        let channel = self.channel(channel_id);
+        let ts = self.clock.now_ms() / 1000;
+        let inner = send::inner_payload(channel, what, ts).expect("payload");
+        send::build_request(channel, &inner, ts, &format!("{}", rand::random::<u32>()))
+            .expect("request")
+    }
+
+    /// Sends a text and returns (status, decrypted reply text).
+    pub async fn send_text(
+        &self,
+        channel_id: &str,
+        from: &str,
+        group: Option<&str>,
+        text: &str,
+        msg_id: &str,
+    ) -> (u16, Option<String>) {
+        let what = Simulated::Text {
+            from: from.into(),
+            name: None,
+            group: group.map(str::to_owned),
+            text: text.into(),
+            msg_id: msg_id.into(),
+        };
+        let request = self.build(channel_id, &what);
+        let response = self.post(channel_id, &request).await;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.expect("body");
+        let reply = if status == 200 {
+            send::open_reply(self.channel(channel_id), &body).expect("reply opens")
+        } else {
+            None
+        };
+        (status, reply)
+    }
+
+    pub async fn inbox_count(&self) -> i64 {
+        self.store.inbox_count().await.expect("count")
+    }
+
+    /// Stops the server and waits for it (graceful shutdown).
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

@@ -1,0 +1,20 @@
+//! One integration binary: every test drives the real HTTP server with real encrypted payloads,
+//! on SQLite always and on PostgreSQL when YUNYING_TEST_DATABASE_URL is set.
+
+mod helpers;
+
+mod callbacks;
+mod dedupe;
+mod members;
+mod rejections;
+mod resilience;
+
+#[test]
+fn ci_never_skips_postgres_silently() {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        assert!(
+            helpers::pg_url().is_some(),
+            "CI=true but YUNYING_TEST_DATABASE_URL is not set"
+        );
+    }
+}

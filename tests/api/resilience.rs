@@ -1,0 +1,112 @@
+//! Failure paths: database down → 503 (the platform retries, nothing is lost), crash leftovers
+//! re-run by the sweeper, graceful shutdown.
+
+use yunying::clock::Clock as _;
+use yunying::events::{Event, EventKind, Message, UserRef};
+use yunying::store::inbox::{self, NewInbox};
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp};
+
+backend_tests!(
+    database_down_answers_503_and_loses_nothing,
+    sweeper_reruns_deliveries_left_by_a_crash,
+    graceful_shutdown_finishes
+);
+
+async fn database_down_answers_503_and_loses_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let request = app.build(
+        "demo_app",
+        &yunying::send::Simulated::Text {
+            from: "zhangsan".into(),
+            name: None,
+            group: None,
+            text: "ping".into(),
+            msg_id: "during-outage".into(),
+        },
+    );
+    app.store.close().await;
+    let started = std::time::Instant::now();
+    let response = app.post("demo_app", &request).await;
+    assert_eq!(response.status(), 503, "the platform must retry");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "answered quickly"
+    );
+    let ready = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        app.app_state
+            .metrics
+            .callbacks_total("demo_app", yunying::telemetry::Outcome::Unavailable),
+        1
+    );
+}
+
+async fn sweeper_reruns_deliveries_left_by_a_crash(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    // A delivery committed to the inbox whose handlers never ran (process killed in between).
+    let event = Event {
+        channel_id: "demo_app".into(),
+        scope: "wwdemo0000000001".into(),
+        dedupe_key: "m:zhangsan:crash-1".into(),
+        occurred_at: app.clock.now_secs(),
+        kind: EventKind::Message(Message {
+            sender: UserRef::new("zhangsan", None),
+            group: None,
+            msg_type: "text".into(),
+            text: "ping".into(),
+            mentions_bot: true,
+            platform_msg_id: "crash-1".into(),
+        }),
+    };
+    let row = NewInbox {
+        channel_id: event.channel_id.clone(),
+        dedupe_key: event.dedupe_key.clone(),
+        kind: "message".into(),
+        sender: Some("zhangsan".into()),
+        group_id: None,
+        occurred_at: event.occurred_at * 1000,
+        received_at: app.clock.now_ms(),
+        payload: serde_json::to_string(&event).expect("json"),
+    };
+    let mut tx = app.store.begin_write().await.expect("tx");
+    let outcome = inbox::insert_batch(&mut tx, &[row]).await.expect("insert");
+    tx.commit().await.expect("commit");
+    let inbox::Accepted::New { id } = outcome[0] else {
+        panic!("expected a new row")
+    };
+
+    // Too recent: the first copy may still be running.
+    assert_eq!(app.app_state.ingress.sweep().await.expect("sweep"), 0);
+    app.clock.advance_ms(61_000);
+    assert_eq!(app.app_state.ingress.sweep().await.expect("sweep"), 1);
+    let row = app.store.inbox_row(id).await.expect("row");
+    assert!(row.processed_at.is_some());
+    assert!(
+        row.reply.as_deref().is_some_and(|r| r.starts_with("pong")),
+        "{:?}",
+        row.reply
+    );
+    assert_eq!(
+        app.app_state.ingress.sweep().await.expect("sweep"),
+        0,
+        "nothing left"
+    );
+    assert_eq!(app.store.inbox_depth().await.expect("depth"), 0);
+}
+
+async fn graceful_shutdown_finishes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, _) = app
+        .send_text("demo_app", "zhangsan", None, "hello", "before-stop")
+        .await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
