@@ -154,19 +154,11 @@ fn from_figment(figment: &Figment, error: figment::Error) -> ConfigError {
             let mut key = e.path.join(".");
             let reason = match &e.kind {
                 figment::error::Kind::UnknownField(name, expected) => {
-                    key = if key.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{key}.{name}")
-                    };
+                    key = with_leaf(&key, name);
                     format!("unknown key (expected one of: {})", expected.join(", "))
                 }
                 figment::error::Kind::MissingField(name) => {
-                    key = if key.is_empty() {
-                        name.to_string()
-                    } else {
-                        format!("{key}.{name}")
-                    };
+                    key = with_leaf(&key, name);
                     "required key is missing".to_owned()
                 }
                 other => other.to_string(),
@@ -183,4 +175,15 @@ fn from_figment(figment: &Figment, error: figment::Error) -> ConfigError {
         })
         .collect();
     ConfigError(issues)
+}
+
+/// Appends `leaf` to a dotted path unless figment already put it there.
+fn with_leaf(path: &str, leaf: &str) -> String {
+    if path.is_empty() {
+        leaf.to_owned()
+    } else if path == leaf || path.ends_with(&format!(".{leaf}")) {
+        path.to_owned()
+    } else {
+        format!("{path}.{leaf}")
+    }
 }

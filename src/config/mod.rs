@@ -164,3 +164,7 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -131,7 +131,7 @@ async fn run_writer(
                 op = rx.recv() => op,
                 () = shutdown.cancelled() => {
                     // Drain what is already queued, then stop.
-                    match rx.try_recv() { Ok(op) => Some(op), Err(_) => None }
+                    rx.try_recv().ok()
                 }
             };
             let Some(first) = first else { return };
