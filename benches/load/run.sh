@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# End-to-end load test of the release build with wrk (max throughput) and an open-loop client
+# (latency at a fixed rate). Every request is a unique, signed, encrypted group-robot text callback;
+# the server commits it to the inbox and upserts the member before answering.
+#
+# usage: benches/load/run.sh [sqlite|postgres] [seconds] [text] [rate]
+#   text defaults to a plain chat line; rate (for the latency run) defaults to 5000/s.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BACKEND=${1:-sqlite}
+SECS=${2:-15}
+TEXT=${3:-大家好，今天的直播几点开始？}
+RATE=${4:-5000}
+PORT=${PORT:-18080}
+MEMBERS=10000
+CHANNEL=demo_robot
+
+cargo build --release --quiet --bin yunying
+cargo bench --quiet --no-run --bench loadgen --bench rate 2>/dev/null
+work=$(mktemp -d)
+case "$BACKEND" in
+  sqlite) DB="sqlite://$work/load.db" ;;
+  postgres)
+    name="yunying_load_$(date +%s)"
+    psql -h 127.0.0.1 -U postgres -d postgres -qc "create database $name"
+    DB="postgres://postgres@127.0.0.1:5432/$name" ;;
+  *) echo "backend must be sqlite or postgres"; exit 2 ;;
+esac
+
+YUNYING_DATABASE__URL="$DB" YUNYING_SERVER__LISTEN="127.0.0.1:$PORT" YUNYING_LOG=warn \
+  YUNYING_DATABASE__MAX_CONNECTIONS=16 ./target/release/yunying serve > "$work/server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+
+count=$((40000 * SECS))
+cargo bench --quiet --bench loadgen -- "$work/max.txt" "$count" "$MEMBERS" "$CHANNEL" "$TEXT" >/dev/null
+echo "== $BACKEND: wrk, 2 threads, 64 connections, ${SECS}s, $count unique callbacks from $MEMBERS members"
+LOAD_FILE="$work/max.txt" WRK_THREADS=2 wrk -t2 -c64 -d"${SECS}s" --latency -s benches/load/callbacks.lua "http://127.0.0.1:$PORT"
+curl -s "http://127.0.0.1:$PORT/metrics" | grep "channel=\"$CHANNEL\"" | grep -v ' 0$' || true
+
+rate_count=$((RATE * 10))
+cargo bench --quiet --bench loadgen -- "$work/rate.txt" "$rate_count" "$MEMBERS" "$CHANNEL" "$TEXT" >/dev/null
+echo "== $BACKEND: open loop at ${RATE}/s for 10 s"
+cargo bench --quiet --bench rate -- "http://127.0.0.1:$PORT" "$work/rate.txt" "$RATE" 10
+curl -s "http://127.0.0.1:$PORT/metrics" | grep -E "^yunying_inbox_depth" || true
+grep -iE "error|panic" "$work/server.log" | head -5 || true
