@@ -10,7 +10,10 @@ use yunying::config::Config;
 use yunying::send::{self, Simulated};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     if args.len() < 5 {
         eprintln!("usage: loadgen OUT COUNT MEMBERS CHANNEL TEXT [TIMESTAMP]");
         std::process::exit(2);
@@ -21,8 +24,13 @@ fn main() {
     let channel_id = &args[3];
     let text = &args[4];
     #[allow(clippy::disallowed_methods)]
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
-    let ts: i64 = args.get(5).map_or(i64::try_from(now).expect("ts"), |t| t.parse().expect("TIMESTAMP"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let ts: i64 = args.get(5).map_or(i64::try_from(now).expect("ts"), |t| {
+        t.parse().expect("TIMESTAMP")
+    });
     let config = Config::example().expect("example config");
     let channels = Channels::from_config(&config).expect("channels");
     let channel = channels.get(channel_id).expect("channel");

@@ -6,7 +6,10 @@
 use std::time::{Duration, Instant};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     if args.len() < 4 {
         eprintln!("usage: rate URL FILE RATE SECS");
         std::process::exit(2);
@@ -15,12 +18,19 @@ fn main() {
     let lines: Vec<(String, String)> = std::fs::read_to_string(&args[1])
         .expect("FILE")
         .lines()
-        .filter_map(|l| l.split_once('\t').map(|(p, b)| (p.to_owned(), b.to_owned())))
+        .filter_map(|l| {
+            l.split_once('\t')
+                .map(|(p, b)| (p.to_owned(), b.to_owned()))
+        })
         .collect();
     let rate: u64 = args[2].parse().expect("RATE");
     let secs: u64 = args[3].parse().expect("SECS");
     let total = usize::try_from(rate * secs).expect("fits").min(lines.len());
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async move {
         let client = reqwest::Client::builder().pool_max_idle_per_host(512).build().expect("client");
         let mut tick = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate));

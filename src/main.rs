@@ -14,3 +14,7 @@ fn main() -> std::process::ExitCode {
     };
     runtime.block_on(yunying::cli::run(cli))
 }
+
+// glibc malloc showed up at ~13% of server CPU under load; mimalloc is the usual cure.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

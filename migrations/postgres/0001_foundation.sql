@@ -27,7 +27,6 @@ create table members (
     message_count bigint not null default 0,
     unique (scope, platform_user_id)
 );
-create index members_last_active on members (last_active_at);
 
 create table chat_groups (
     id bigint generated always as identity primary key,
@@ -48,11 +47,12 @@ create table group_members (
 );
 create index group_members_member on group_members (member_id);
 
+-- Keyed by day first: today's rows cluster together and DAU/WAU/MAU read a key range.
 create table member_daily_activity (
-    member_id bigint not null references members (id),
     day integer not null,
+    member_id bigint not null references members (id),
     message_count bigint not null default 0,
     event_count bigint not null default 0,
-    primary key (member_id, day)
+    primary key (day, member_id)
 );
-create index member_daily_activity_day on member_daily_activity (day);
+create index member_daily_activity_member on member_daily_activity (member_id);

@@ -89,11 +89,13 @@ const UPSERT_GROUPS_TAIL: &str = " on conflict (scope, platform_group_id) do upd
      last_active_at = case when excluded.last_active_at > chat_groups.last_active_at \
          then excluded.last_active_at else chat_groups.last_active_at end \
      returning id, scope, platform_group_id as key";
+// The `where` skips the row rewrite when nothing changes (a member posting again in a group).
 const UPSERT_MEMBERSHIP_TAIL: &str = " on conflict (group_id, member_id) do update set \
      left_at = excluded.left_at, \
      joined_at = case when group_members.left_at is not null and excluded.left_at is null \
-         then excluded.joined_at else group_members.joined_at end";
-const UPSERT_ACTIVITY_TAIL: &str = " on conflict (member_id, day) do update set \
+         then excluded.joined_at else group_members.joined_at end \
+     where group_members.left_at is not null or excluded.left_at is not null";
+const UPSERT_ACTIVITY_TAIL: &str = " on conflict (day, member_id) do update set \
      message_count = member_daily_activity.message_count + excluded.message_count, \
      event_count = member_daily_activity.event_count + excluded.event_count";
 
@@ -112,7 +114,8 @@ pub async fn apply(tx: &mut Tx, changes: &MemberChanges) -> Result<(), StoreErro
     let member_ids = upsert_members(tx, &changes.members).await?;
     let group_ids = upsert_groups(tx, &changes.groups).await?;
 
-    let memberships: Vec<(i64, i64, i64, bool)> = changes
+    // Sorted by key so concurrent PostgreSQL writers lock rows in the same order.
+    let mut memberships: Vec<(i64, i64, i64, bool)> = changes
         .memberships
         .iter()
         .filter_map(|m| {
@@ -121,6 +124,7 @@ pub async fn apply(tx: &mut Tx, changes: &MemberChanges) -> Result<(), StoreErro
             Some((*g, *u, m.at, m.left))
         })
         .collect();
+    memberships.sort_unstable();
     for chunk in memberships.chunks(CHUNK) {
         on_tx!(tx, c => {
             let mut qb = QueryBuilder::new("insert into group_members (group_id, member_id, joined_at, left_at) ");
@@ -132,7 +136,7 @@ pub async fn apply(tx: &mut Tx, changes: &MemberChanges) -> Result<(), StoreErro
         });
     }
 
-    let activity: Vec<(i64, i32, i64, i64)> = changes
+    let mut activity: Vec<(i64, i32, i64, i64)> = changes
         .activity
         .iter()
         .filter_map(|a| {
@@ -140,11 +144,12 @@ pub async fn apply(tx: &mut Tx, changes: &MemberChanges) -> Result<(), StoreErro
             Some((*u, a.day, a.messages, a.events))
         })
         .collect();
+    activity.sort_unstable_by_key(|&(member, day, _, _)| (day, member));
     for chunk in activity.chunks(CHUNK) {
         on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new("insert into member_daily_activity (member_id, day, message_count, event_count) ");
+            let mut qb = QueryBuilder::new("insert into member_daily_activity (day, member_id, message_count, event_count) ");
             qb.push_values(chunk, |mut b, &(u, day, messages, events)| {
-                b.push_bind(u).push_bind(day).push_bind(messages).push_bind(events);
+                b.push_bind(day).push_bind(u).push_bind(messages).push_bind(events);
             });
             qb.push(UPSERT_ACTIVITY_TAIL);
             qb.build().execute(&mut **c).await?;
