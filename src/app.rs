@@ -14,6 +14,7 @@ use crate::bot::{BotContext, Dispatcher};
 use crate::channels::Channels;
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::ingress::writer::WriterThread;
 use crate::ingress::{InboxWriter, Ingress, IngressOptions, WriterOptions};
 use crate::state::AppState;
 use crate::store::{Backend, Store, StoreOptions};
@@ -25,17 +26,21 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
-    writers: Vec<JoinHandle<()>>,
+    writers: WriterThread,
     background: Vec<JoinHandle<()>>,
+}
+
+fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
+        max_connections: config.database.max_connections,
+        acquire_timeout: Duration::from_millis(config.database.acquire_timeout_ms),
+        sqlite_full_sync: config.database.sqlite_synchronous == "full",
+    }
 }
 
 /// Connects to the configured database and applies migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let options = StoreOptions {
-        max_connections: config.database.max_connections,
-        acquire_timeout: Duration::from_millis(config.database.acquire_timeout_ms),
-        sqlite_full_sync: config.database.sqlite_synchronous == "full",
-    };
+    let options = store_options(config);
     let store = Store::connect(config.database.url.expose(), &options)
         .await
         .context("connecting to the database")?;
@@ -59,15 +64,21 @@ impl App {
             (0, Backend::Postgres) => 4,
             (n, _) => n,
         };
-        let (writer, writer_handles) = InboxWriter::spawn(
-            store.clone(),
+        let writer_store = StoreOptions {
+            max_connections: u32::try_from(writers).unwrap_or(4),
+            ..store_options(&config)
+        };
+        let (writer, writer_thread) = InboxWriter::spawn_dedicated(
+            config.database.url.expose(),
+            &writer_store,
             WriterOptions {
                 batch_max: config.database.batch_max,
                 writers,
                 timezone: config.timezone(),
             },
             shutdown.clone(),
-        );
+        )
+        .context("starting the inbox writer")?;
         let bot = BotContext {
             store: store.clone(),
             templates,
@@ -105,7 +116,7 @@ impl App {
             listener,
             state,
             shutdown,
-            writers: writer_handles,
+            writers: writer_thread,
             background,
         })
     }
@@ -141,9 +152,10 @@ impl App {
         let result = server.await;
         shutdown.cancel();
         let _ = tokio::time::timeout(grace, async {
-            for handle in writers.into_iter().chain(background) {
+            for handle in background {
                 let _ = handle.await;
             }
+            let _ = tokio::task::spawn_blocking(move || writers.join()).await;
         })
         .await;
         state.store.close().await;

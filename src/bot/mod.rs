@@ -41,10 +41,10 @@ pub trait Handler: Send + Sync + 'static {
     fn handle<'a>(&'a self, ctx: &'a BotContext, event: &'a Event) -> HandlerFuture<'a>;
 }
 
-/// The ordered handler chain.
+/// The ordered handler chain. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Dispatcher {
-    handlers: Vec<Arc<dyn Handler>>,
+    handlers: Arc<Vec<Arc<dyn Handler>>>,
 }
 
 impl Dispatcher {
@@ -55,14 +55,14 @@ impl Dispatcher {
 
     #[must_use]
     pub fn with(mut self, handler: impl Handler) -> Self {
-        self.handlers.push(Arc::new(handler));
+        Arc::make_mut(&mut self.handlers).push(Arc::new(handler));
         self
     }
 
     /// Runs handlers in order until one replies. A failing handler is logged and skipped so one
     /// bug cannot silence the others.
     pub async fn dispatch(&self, ctx: &BotContext, event: &Event) -> Option<String> {
-        for handler in &self.handlers {
+        for handler in self.handlers.iter() {
             match handler.handle(ctx, event).await {
                 Ok(Outcome::Reply(text)) => return Some(text),
                 Ok(Outcome::Continue) => {}

@@ -134,6 +134,11 @@ impl Ingress {
         }
     }
 
+    /// The group-commit writer (tests use it to simulate a database outage).
+    pub fn writer(&self) -> &InboxWriter {
+        &self.writer
+    }
+
     fn channel(&self, channel_id: &str) -> Result<&Arc<Channel>, IngressError> {
         self.channels
             .get(channel_id)

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::Event;
 use crate::members;
-use crate::store::inbox::{self, Accepted, NewInbox, Processed};
+use crate::store::inbox::{Accepted, NewInbox, Processed};
 use crate::store::{self, Store, StoreError};
 
 /// Why a write failed, cloneable so one failed batch can answer all its callers.
@@ -43,6 +43,8 @@ enum Op {
         Processed,
         Option<oneshot::Sender<Result<Accepted, WriteError>>>,
     ),
+    /// Closes the writer's connection pool (shutdown; tests simulate an outage with it).
+    Close(oneshot::Sender<()>),
 }
 
 /// Handle to the writer tasks. Cheap to clone.
@@ -59,7 +61,84 @@ pub struct WriterOptions {
     pub timezone: chrono_tz::Tz,
 }
 
+/// The OS thread running the writers; join it after shutdown.
+pub struct WriterThread(std::thread::JoinHandle<()>);
+
+impl WriterThread {
+    /// Waits (blocking) for the writers to finish their queued work.
+    pub fn join(self) {
+        let _ = self.0.join();
+    }
+}
+
 impl InboxWriter {
+    /// Starts the writers on their own thread and single-threaded runtime, with their own
+    /// connection pool. The hops between a writer and the database then never queue behind
+    /// HTTP work on the main runtime, which otherwise stretches every group commit.
+    pub fn spawn_dedicated(
+        url: &str,
+        store_options: &store::StoreOptions,
+        options: WriterOptions,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, WriterThread), StoreError> {
+        let (tx, rx) = mpsc::channel(64 * 1024);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let url = url.to_owned();
+        let store_options = store_options.clone();
+        let thread = std::thread::Builder::new()
+            .name("yunying-writer".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(StoreError::Other(e.to_string())));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let store = match Store::connect(&url, &store_options).await {
+                        Ok(store) => store,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = ready_tx.send(Ok(()));
+                    let rx = Arc::new(Mutex::new(rx));
+                    let tasks: Vec<_> = (0..options.writers.max(1))
+                        .map(|_| {
+                            tokio::spawn(run_writer(
+                                store.clone(),
+                                Arc::clone(&rx),
+                                options,
+                                shutdown.clone(),
+                            ))
+                        })
+                        .collect();
+                    for task in tasks {
+                        let _ = task.await;
+                    }
+                    store.close().await;
+                });
+            })
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        ready_rx
+            .recv()
+            .map_err(|_| StoreError::Other("writer thread died".into()))??;
+        Ok((Self { tx }, WriterThread(thread)))
+    }
+
+    /// Closes the writers' connection pool: every later write fails as unavailable.
+    pub async fn close_database(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Op::Close(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
     /// Starts `writers` tasks sharing one queue. They finish the queued work and exit when
     /// `shutdown` fires.
     pub fn spawn(
@@ -160,6 +239,10 @@ async fn write_batch(store: &Store, batch: &mut Vec<Op>, tz: chrono_tz::Tz) {
                 events.push(event);
                 waiters.push(done);
             }
+            Op::Close(done) => {
+                store.close().await;
+                let _ = done.send(());
+            }
             Op::Mark(mark, done) => {
                 if let Some(done) = done {
                     mark_waiters.push((mark.id, done));
@@ -197,22 +280,13 @@ async fn commit(
     marks: &[Processed],
     tz: chrono_tz::Tz,
 ) -> Result<Vec<Accepted>, StoreError> {
-    let mut tx = store.begin_write().await?;
-    let outcomes = if rows.is_empty() {
-        Vec::new()
-    } else {
-        inbox::insert_batch(&mut tx, rows).await?
-    };
-    let fresh = events
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, o)| matches!(o, Accepted::New { .. }))
-        .map(|(e, _)| e.as_ref());
-    let changes = members::changes_for(fresh, tz);
-    store::members::apply(&mut tx, &changes).await?;
-    if !marks.is_empty() {
-        inbox::mark_processed(&mut tx, marks).await?;
-    }
-    tx.commit().await?;
-    Ok(outcomes)
+    store::batch::commit_batch(store, rows, marks, |outcomes| {
+        let fresh = events
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, o)| matches!(o, Accepted::New { .. }))
+            .map(|(e, _)| e.as_ref());
+        members::changes_for(fresh, tz)
+    })
+    .await
 }

@@ -57,10 +57,10 @@ pub struct InboxRow {
 }
 
 #[derive(FromRow)]
-struct InsertedKey {
-    id: i64,
-    channel_id: String,
-    dedupe_key: String,
+pub(super) struct InsertedKey {
+    pub(super) id: i64,
+    pub(super) channel_id: String,
+    pub(super) dedupe_key: String,
 }
 
 #[derive(FromRow)]
@@ -70,7 +70,7 @@ struct ExistingRow {
     reply: Option<String>,
 }
 
-const SELECT_BY_KEY: &str =
+pub(super) const SELECT_BY_KEY: &str =
     "select id, processed_at, reply from inbox where channel_id = $1 and dedupe_key = $2";
 const MARK_PROCESSED: &str = "update inbox set processed_at = $1, reply = $2 where id = $3";
 const SELECT_ROW: &str = "select id, channel_id, dedupe_key, kind, occurred_at, received_at, payload, processed_at, reply from inbox where id = $1";
@@ -83,7 +83,41 @@ const PRUNE_PROCESSED: &str =
     "delete from inbox where processed_at is not null and processed_at < $1";
 
 /// Rows per multi-row statement; keeps binds under SQLite's and PostgreSQL's limits.
-const CHUNK: usize = 1000;
+pub(super) const CHUNK: usize = 1000;
+
+/// Multi-row inbox insert that reports which keys were new.
+macro_rules! push_insert_inbox {
+    ($qb:expr, $rows:expr) => {{
+        $qb.push("insert into inbox (channel_id, dedupe_key, kind, sender, group_id, occurred_at, received_at, payload) ");
+        $qb.push_values($rows, |mut b, r: &NewInbox| {
+            b.push_bind(r.channel_id.clone())
+                .push_bind(r.dedupe_key.clone())
+                .push_bind(r.kind.clone())
+                .push_bind(r.sender.clone())
+                .push_bind(r.group_id.clone())
+                .push_bind(r.occurred_at)
+                .push_bind(r.received_at)
+                .push_bind(r.payload.clone());
+        });
+        $qb.push(" on conflict (channel_id, dedupe_key) do nothing returning id, channel_id, dedupe_key");
+    }};
+}
+
+/// Processed marks without a reply, as one `update … where id in (…)`.
+macro_rules! push_mark_plain {
+    ($qb:expr, $at:expr, $marks:expr) => {{
+        $qb.push("update inbox set processed_at = ");
+        $qb.push_bind($at);
+        $qb.push(" where processed_at is null and id in (");
+        let mut ids = $qb.separated(", ");
+        for m in $marks {
+            ids.push_bind(m.id);
+        }
+        $qb.push(")");
+    }};
+}
+
+pub(super) use {push_insert_inbox, push_mark_plain};
 
 /// Inserts a batch; returns one [`Accepted`] per row, in input order. Two copies of the same
 /// delivery in one batch: the first is `New`, the second a `Duplicate`.
@@ -96,21 +130,8 @@ pub async fn insert_batch(tx: &mut Tx, rows: &[NewInbox]) -> Result<Vec<Accepted
     let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
     for chunk in order.chunks(CHUNK) {
         let keys: Vec<InsertedKey> = on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new(
-                "insert into inbox (channel_id, dedupe_key, kind, sender, group_id, occurred_at, received_at, payload) ",
-            );
-            qb.push_values(chunk, |mut b, &i| {
-                let r = &rows[i];
-                b.push_bind(&r.channel_id)
-                    .push_bind(&r.dedupe_key)
-                    .push_bind(&r.kind)
-                    .push_bind(&r.sender)
-                    .push_bind(&r.group_id)
-                    .push_bind(r.occurred_at)
-                    .push_bind(r.received_at)
-                    .push_bind(&r.payload);
-            });
-            qb.push(" on conflict (channel_id, dedupe_key) do nothing returning id, channel_id, dedupe_key");
+            let mut qb = QueryBuilder::new("");
+            push_insert_inbox!(qb, chunk.iter().map(|&i| &rows[i]));
             qb.build_query_as::<InsertedKey>().fetch_all(&mut **c).await?
         });
         for k in keys {
@@ -118,6 +139,15 @@ pub async fn insert_batch(tx: &mut Tx, rows: &[NewInbox]) -> Result<Vec<Accepted
         }
     }
 
+    resolve_outcomes(tx, rows, inserted).await
+}
+
+/// Maps each row to `New` (its key was inserted now; first copy only) or `Duplicate`.
+pub(super) async fn resolve_outcomes(
+    tx: &mut Tx,
+    rows: &[NewInbox],
+    mut inserted: HashMap<(String, String), i64>,
+) -> Result<Vec<Accepted>, StoreError> {
     let mut outcomes = Vec::with_capacity(rows.len());
     for row in rows {
         let key = (row.channel_id.clone(), row.dedupe_key.clone());
@@ -148,13 +178,8 @@ pub async fn mark_processed(tx: &mut Tx, marks: &[Processed]) -> Result<(), Stor
             continue;
         };
         on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new("update inbox set processed_at = ");
-            qb.push_bind(at).push(" where processed_at is null and id in (");
-            let mut ids = qb.separated(", ");
-            for m in chunk {
-                ids.push_bind(m.id);
-            }
-            qb.push(")");
+            let mut qb = QueryBuilder::new("");
+            push_mark_plain!(qb, at, chunk);
             qb.build().execute(&mut **c).await?;
         });
     }

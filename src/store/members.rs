@@ -2,8 +2,6 @@
 //! key-sorted rows (one per key) so a multi-row upsert never touches a row twice and
 //! concurrent writers lock rows in the same order.
 
-use std::collections::HashMap;
-
 use sqlx::{FromRow, QueryBuilder};
 
 use super::{Store, StoreError, Tx};
@@ -69,26 +67,17 @@ pub struct MemberRow {
     pub message_count: i64,
 }
 
-#[derive(FromRow)]
-struct KeyId {
-    id: i64,
-    scope: String,
-    key: String,
-}
-
 const CHUNK: usize = 1000;
 
 const UPSERT_MEMBERS_TAIL: &str = " on conflict (scope, platform_user_id) do update set \
      display_name = coalesce(excluded.display_name, members.display_name), \
      last_active_at = case when excluded.last_active_at > members.last_active_at \
          then excluded.last_active_at else members.last_active_at end, \
-     message_count = members.message_count + excluded.message_count \
-     returning id, scope, platform_user_id as key";
+     message_count = members.message_count + excluded.message_count";
 const UPSERT_GROUPS_TAIL: &str = " on conflict (scope, platform_group_id) do update set \
      name = coalesce(excluded.name, chat_groups.name), \
      last_active_at = case when excluded.last_active_at > chat_groups.last_active_at \
-         then excluded.last_active_at else chat_groups.last_active_at end \
-     returning id, scope, platform_group_id as key";
+         then excluded.last_active_at else chat_groups.last_active_at end";
 // The `where` skips the row rewrite when nothing changes (a member posting again in a group).
 const UPSERT_MEMBERSHIP_TAIL: &str = " on conflict (group_id, member_id) do update set \
      left_at = excluded.left_at, \
@@ -109,100 +98,139 @@ const GROUP_MEMBER_IDS: &str = "select m.platform_user_id from group_members gm 
 const ACTIVITY_OF: &str = "select cast(coalesce(sum(a.message_count), 0) as bigint) from member_daily_activity a \
      join members m on m.id = a.member_id where m.scope = $1 and m.platform_user_id = $2 and a.day = $3";
 
-/// Applies one batch of member changes inside the caller's transaction.
-pub async fn apply(tx: &mut Tx, changes: &MemberChanges) -> Result<(), StoreError> {
-    let member_ids = upsert_members(tx, &changes.members).await?;
-    let group_ids = upsert_groups(tx, &changes.groups).await?;
+/// `insert … on conflict` for members, without `returning`: later statements find ids by join.
+macro_rules! push_upsert_members {
+    ($qb:expr, $rows:expr) => {{
+        $qb.push("insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) ");
+        $qb.push_values($rows, |mut b, m| {
+            b.push_bind(m.scope.clone())
+                .push_bind(m.user_id.clone())
+                .push_bind(m.name.clone())
+                .push_bind(m.first_seen_at)
+                .push_bind(m.last_active_at)
+                .push_bind(m.messages);
+        });
+        $qb.push(UPSERT_MEMBERS_TAIL);
+    }};
+}
 
-    // Sorted by key so concurrent PostgreSQL writers lock rows in the same order.
-    let mut memberships: Vec<(i64, i64, i64, bool)> = changes
-        .memberships
-        .iter()
-        .filter_map(|m| {
-            let g = group_ids.get(&(m.scope.clone(), m.group_id.clone()))?;
-            let u = member_ids.get(&(m.scope.clone(), m.user_id.clone()))?;
-            Some((*g, *u, m.at, m.left))
-        })
-        .collect();
-    memberships.sort_unstable();
-    for chunk in memberships.chunks(CHUNK) {
+macro_rules! push_upsert_groups {
+    ($qb:expr, $rows:expr) => {{
+        $qb.push("insert into chat_groups (scope, platform_group_id, name, first_seen_at, last_active_at) ");
+        $qb.push_values($rows, |mut b, g| {
+            b.push_bind(g.scope.clone())
+                .push_bind(g.group_id.clone())
+                .push_bind(g.name.clone())
+                .push_bind(g.at)
+                .push_bind(g.at);
+        });
+        $qb.push(UPSERT_GROUPS_TAIL);
+    }};
+}
+
+// `(values …)` columns are named column1… on both backends; `where true` keeps SQLite from
+// reading `on conflict` as a join constraint; `order by` fixes the lock order on PostgreSQL.
+macro_rules! push_upsert_memberships {
+    ($qb:expr, $rows:expr) => {{
+        $qb.push(
+            "insert into group_members (group_id, member_id, joined_at, left_at) \
+             select g.id, m.id, v.column4, v.column5 from (",
+        );
+        $qb.push_values($rows, |mut b, r| {
+            b.push_bind(r.scope.clone())
+                .push_bind(r.group_id.clone())
+                .push_bind(r.user_id.clone())
+                .push_bind(r.at)
+                .push_bind(if r.left { Some(r.at) } else { None });
+        });
+        $qb.push(
+            ") as v join chat_groups g on g.scope = v.column1 and g.platform_group_id = v.column2 \
+             join members m on m.scope = v.column1 and m.platform_user_id = v.column3 \
+             where true order by g.id, m.id",
+        );
+        $qb.push(UPSERT_MEMBERSHIP_TAIL);
+    }};
+}
+
+macro_rules! push_upsert_activity {
+    ($qb:expr, $rows:expr) => {{
+        $qb.push(
+            "insert into member_daily_activity (day, member_id, message_count, event_count) \
+             select v.column3, m.id, v.column4, v.column5 from (",
+        );
+        $qb.push_values($rows, |mut b, a| {
+            b.push_bind(a.scope.clone())
+                .push_bind(a.user_id.clone())
+                .push_bind(a.day)
+                .push_bind(a.messages)
+                .push_bind(a.events);
+        });
+        $qb.push(
+            ") as v join members m on m.scope = v.column1 and m.platform_user_id = v.column2 \
+             where true order by v.column3, m.id",
+        );
+        $qb.push(UPSERT_ACTIVITY_TAIL);
+    }};
+}
+
+#[allow(unused_imports)]
+pub(super) use {
+    push_upsert_activity, push_upsert_groups, push_upsert_members, push_upsert_memberships,
+};
+
+/// Applies one batch of member changes inside the caller's transaction, one statement per
+/// round trip (the PostgreSQL path; SQLite uses [`push_apply`]).
+pub async fn apply(tx: &mut Tx, changes: &MemberChanges) -> Result<(), StoreError> {
+    for chunk in changes.members.chunks(CHUNK) {
         on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new("insert into group_members (group_id, member_id, joined_at, left_at) ");
-            qb.push_values(chunk, |mut b, &(g, u, at, left)| {
-                b.push_bind(g).push_bind(u).push_bind(at).push_bind(if left { Some(at) } else { None });
-            });
-            qb.push(UPSERT_MEMBERSHIP_TAIL);
+            let mut qb = QueryBuilder::new("");
+            push_upsert_members!(qb, chunk);
             qb.build().execute(&mut **c).await?;
         });
     }
-
-    let mut activity: Vec<(i64, i32, i64, i64)> = changes
-        .activity
-        .iter()
-        .filter_map(|a| {
-            let u = member_ids.get(&(a.scope.clone(), a.user_id.clone()))?;
-            Some((*u, a.day, a.messages, a.events))
-        })
-        .collect();
-    activity.sort_unstable_by_key(|&(member, day, _, _)| (day, member));
-    for chunk in activity.chunks(CHUNK) {
+    for chunk in changes.groups.chunks(CHUNK) {
         on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new("insert into member_daily_activity (day, member_id, message_count, event_count) ");
-            qb.push_values(chunk, |mut b, &(u, day, messages, events)| {
-                b.push_bind(day).push_bind(u).push_bind(messages).push_bind(events);
-            });
-            qb.push(UPSERT_ACTIVITY_TAIL);
+            let mut qb = QueryBuilder::new("");
+            push_upsert_groups!(qb, chunk);
+            qb.build().execute(&mut **c).await?;
+        });
+    }
+    for chunk in changes.memberships.chunks(CHUNK) {
+        on_tx!(tx, c => {
+            let mut qb = QueryBuilder::new("");
+            push_upsert_memberships!(qb, chunk);
+            qb.build().execute(&mut **c).await?;
+        });
+    }
+    for chunk in changes.activity.chunks(CHUNK) {
+        on_tx!(tx, c => {
+            let mut qb = QueryBuilder::new("");
+            push_upsert_activity!(qb, chunk);
             qb.build().execute(&mut **c).await?;
         });
     }
     Ok(())
 }
 
-async fn upsert_members(
-    tx: &mut Tx,
-    members: &[MemberUpsert],
-) -> Result<HashMap<(String, String), i64>, StoreError> {
-    let mut ids = HashMap::with_capacity(members.len());
-    for chunk in members.chunks(CHUNK) {
-        let rows: Vec<KeyId> = on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new(
-                "insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) ",
-            );
-            qb.push_values(chunk, |mut b, m| {
-                b.push_bind(&m.scope)
-                    .push_bind(&m.user_id)
-                    .push_bind(&m.name)
-                    .push_bind(m.first_seen_at)
-                    .push_bind(m.last_active_at)
-                    .push_bind(m.messages);
-            });
-            qb.push(UPSERT_MEMBERS_TAIL);
-            qb.build_query_as::<KeyId>().fetch_all(&mut **c).await?
-        });
-        ids.extend(rows.into_iter().map(|r| ((r.scope, r.key), r.id)));
+/// Appends the same statements to one SQLite multi-statement query (`;`-separated), so a whole
+/// batch costs one hop to the SQLite thread instead of one per statement.
+pub fn push_apply<'a>(qb: &mut QueryBuilder<'a, sqlx::Sqlite>, changes: &'a MemberChanges) {
+    for chunk in changes.members.chunks(CHUNK) {
+        push_upsert_members!(qb, chunk);
+        qb.push(";\n");
     }
-    Ok(ids)
-}
-
-async fn upsert_groups(
-    tx: &mut Tx,
-    groups: &[GroupUpsert],
-) -> Result<HashMap<(String, String), i64>, StoreError> {
-    let mut ids = HashMap::with_capacity(groups.len());
-    for chunk in groups.chunks(CHUNK) {
-        let rows: Vec<KeyId> = on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new(
-                "insert into chat_groups (scope, platform_group_id, name, first_seen_at, last_active_at) ",
-            );
-            qb.push_values(chunk, |mut b, g| {
-                b.push_bind(&g.scope).push_bind(&g.group_id).push_bind(&g.name).push_bind(g.at).push_bind(g.at);
-            });
-            qb.push(UPSERT_GROUPS_TAIL);
-            qb.build_query_as::<KeyId>().fetch_all(&mut **c).await?
-        });
-        ids.extend(rows.into_iter().map(|r| ((r.scope, r.key), r.id)));
+    for chunk in changes.groups.chunks(CHUNK) {
+        push_upsert_groups!(qb, chunk);
+        qb.push(";\n");
     }
-    Ok(ids)
+    for chunk in changes.memberships.chunks(CHUNK) {
+        push_upsert_memberships!(qb, chunk);
+        qb.push(";\n");
+    }
+    for chunk in changes.activity.chunks(CHUNK) {
+        push_upsert_activity!(qb, chunk);
+        qb.push(";\n");
+    }
 }
 
 impl Store {

@@ -2,6 +2,7 @@
 //! The same SQL text serves both backends (`$1…$n` placeholders); the [`on_pool!`] and
 //! [`on_tx!`] macros paste one expression into both arms so each type-checks on its backend.
 
+pub mod batch;
 mod error;
 pub mod inbox;
 pub mod members;
@@ -108,7 +109,9 @@ impl Store {
                     })?;
                 }
             }
+            // A local file needs no liveness ping before every use; it cost a round trip per batch.
             let pool = SqlitePoolOptions::new()
+                .test_before_acquire(false)
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
                 .connect_with(connect)

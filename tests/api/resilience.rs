@@ -27,6 +27,7 @@ async fn database_down_answers_503_and_loses_nothing(backend: Backend) {
         },
     );
     app.store.close().await;
+    app.app_state.ingress.writer().close_database().await;
     let started = std::time::Instant::now();
     let response = app.post("demo_app", &request).await;
     assert_eq!(response.status(), 503, "the platform must retry");
