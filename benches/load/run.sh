@@ -35,8 +35,8 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null &&
 
 count=$((40000 * SECS))
 cargo bench --quiet --bench loadgen -- "$work/max.txt" "$count" "$MEMBERS" "$CHANNEL" "$TEXT" >/dev/null
-echo "== $BACKEND: wrk, 2 threads, 64 connections, ${SECS}s, $count unique callbacks from $MEMBERS members"
-LOAD_FILE="$work/max.txt" WRK_THREADS=2 wrk -t2 -c64 -d"${SECS}s" --latency -s benches/load/callbacks.lua "http://127.0.0.1:$PORT"
+echo "== $BACKEND: wrk, 2 threads, ${CONNS:-256} connections, ${SECS}s, $count unique callbacks from $MEMBERS members"
+LOAD_FILE="$work/max.txt" WRK_THREADS=2 wrk -t2 -c"${CONNS:-256}" -d"${SECS}s" --latency -s benches/load/callbacks.lua "http://127.0.0.1:$PORT"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep "channel=\"$CHANNEL\"" | grep -v ' 0$' || true
 
 rate_count=$((RATE * 10))
