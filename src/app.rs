@@ -88,7 +88,7 @@ impl App {
         let ingress = Ingress::new(
             Arc::clone(&channels),
             writer,
-            Dispatcher::standard(),
+            Dispatcher::standard(&config),
             bot,
             metrics.clone(),
             IngressOptions {

@@ -20,6 +20,8 @@ pub mod events;
 pub mod ingress;
 /// Member registry and activity tracking.
 pub mod members;
+/// Sign-in points: ledger, streaks, levels, leaderboards.
+pub mod points;
 /// Building signed, encrypted callbacks as the platform would (`yunying send`, tests).
 pub mod send;
 /// Shared state of HTTP handlers.

@@ -8,10 +8,32 @@ use std::sync::Arc;
 use minijinja::Environment;
 
 /// Templates shipped in the binary: (name, source).
-const BUILTIN: &[(&str, &str)] = &[(
-    "replies/pong.txt.j2",
-    include_str!("../templates/replies/pong.txt.j2"),
-)];
+const BUILTIN: &[(&str, &str)] = &[
+    (
+        "replies/pong.txt.j2",
+        include_str!("../templates/replies/pong.txt.j2"),
+    ),
+    (
+        "replies/signin_ok.txt.j2",
+        include_str!("../templates/replies/signin_ok.txt.j2"),
+    ),
+    (
+        "replies/signin_already.txt.j2",
+        include_str!("../templates/replies/signin_already.txt.j2"),
+    ),
+    (
+        "replies/points_balance.txt.j2",
+        include_str!("../templates/replies/points_balance.txt.j2"),
+    ),
+    (
+        "replies/leaderboard.txt.j2",
+        include_str!("../templates/replies/leaderboard.txt.j2"),
+    ),
+    (
+        "replies/leaderboard_usage.txt.j2",
+        include_str!("../templates/replies/leaderboard_usage.txt.j2"),
+    ),
+];
 
 /// A template problem found at start-up or render time.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +97,31 @@ impl Templates {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_template_file_is_built_in() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut files = Vec::new();
+        for dir in std::fs::read_dir(&root).expect("templates/") {
+            let dir = dir.expect("entry").path();
+            for file in std::fs::read_dir(&dir).expect("subfolder") {
+                let path = file.expect("entry").path();
+                files.push(
+                    path.strip_prefix(&root)
+                        .expect("prefix")
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+        files.sort();
+        let mut builtin: Vec<String> = BUILTIN.iter().map(|(n, _)| (*n).to_owned()).collect();
+        builtin.sort();
+        assert_eq!(
+            files, builtin,
+            "templates/ and the built-in list must match"
+        );
+    }
 
     #[test]
     fn builtin_pong_renders() {

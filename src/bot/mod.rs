@@ -48,9 +48,11 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// The built-in chain.
-    pub fn standard() -> Self {
-        Self::default().with(Ping)
+    /// The built-in chain, in order.
+    pub fn standard(config: &crate::config::Config) -> Self {
+        Self::default()
+            .with(Ping)
+            .with(crate::points::PointsHandler::new(config.points.clone()))
     }
 
     #[must_use]

@@ -21,8 +21,49 @@ pub struct Config {
     pub community: CommunityConfig,
     pub templates: TemplatesConfig,
     pub log: LogConfig,
+    pub points: PointsConfig,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+/// Sign-in points (签到积分).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointsConfig {
+    /// Messages (exact, after trimming) that sign a member in.
+    pub signin_keywords: Vec<String>,
+    /// Messages that show the member's balance, level, streak and rank.
+    pub balance_keywords: Vec<String>,
+    /// Messages that show the leaderboard; an argument picks the period (今日/本周/本月/总).
+    pub leaderboard_keywords: Vec<String>,
+    /// Points for every sign-in.
+    pub base: i64,
+    /// Extra points on given days of a streak.
+    pub streak_bonuses: Vec<StreakBonus>,
+    /// Bonuses repeat every this many days (7: day 10 pays like day 3, day 14 like day 7); 0 = once.
+    pub streak_cycle_days: i64,
+    /// Each sign-in adds a bonus between 0 and this (deterministic per member and day); 0 = off.
+    pub random_bonus_max: i64,
+    /// Seed of the random bonus, so tests and audits can reproduce it.
+    pub random_seed: u64,
+    /// Most points a member can earn per local day from all sources.
+    pub daily_cap: i64,
+    /// Levels by points earned in total (never lowered by spending).
+    pub levels: Vec<LevelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreakBonus {
+    pub day: i64,
+    pub points: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelConfig {
+    pub name: String,
+    pub min_points: i64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

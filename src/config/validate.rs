@@ -91,6 +91,61 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         );
     }
 
+    let points = &config.points;
+    if points.signin_keywords.iter().any(|k| k.trim().is_empty()) {
+        bad(
+            "points.signin_keywords",
+            "keywords must not be empty".into(),
+        );
+    }
+    if points.base < 0
+        || points.daily_cap < 0
+        || points.random_bonus_max < 0
+        || points.streak_cycle_days < 0
+    {
+        bad(
+            "points",
+            "base, daily_cap, random_bonus_max and streak_cycle_days must not be negative".into(),
+        );
+    }
+    if points
+        .streak_bonuses
+        .iter()
+        .any(|b| b.day < 1 || b.points < 0)
+    {
+        bad(
+            "points.streak_bonuses",
+            "each bonus needs day >= 1 and points >= 0".into(),
+        );
+    }
+    if points.streak_cycle_days > 0
+        && points
+            .streak_bonuses
+            .iter()
+            .any(|b| b.day > points.streak_cycle_days)
+    {
+        bad(
+            "points.streak_bonuses",
+            "a bonus day beyond streak_cycle_days would never be paid".into(),
+        );
+    }
+    if points.levels.is_empty() || points.levels[0].min_points != 0 {
+        bad(
+            "points.levels",
+            "the first level must start at min_points = 0".into(),
+        );
+    }
+    if points
+        .levels
+        .windows(2)
+        .any(|w| w[1].min_points <= w[0].min_points)
+    {
+        bad(
+            "points.levels",
+            "min_points must increase from level to level".into(),
+        );
+    }
+
     for (id, channel) in &config.channels {
         issues.extend(validate_channel(id, channel));
     }

@@ -6,6 +6,7 @@ pub mod batch;
 mod error;
 pub mod inbox;
 pub mod members;
+pub mod points;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -8,6 +8,7 @@ mod dedupe;
 mod members;
 mod rejections;
 mod resilience;
+mod signin;
 
 #[test]
 fn ci_never_skips_postgres_silently() {

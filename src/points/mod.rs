@@ -1,0 +1,250 @@
+//! Sign-in points (签到积分): one sign-in per member per local day, streaks, bonuses, a daily
+//! cap, levels and leaderboards, all through the append-only ledger.
+//! Domain code: it sees the store and plain values, never HTTP or platform payloads.
+
+mod handler;
+pub mod rules;
+
+use chrono::{Datelike, NaiveDate};
+
+pub use handler::PointsHandler;
+
+use crate::config::PointsConfig;
+use crate::store::points::{self as db, LedgerChange, Standing};
+use crate::store::{Store, StoreError};
+
+/// The result of a sign-in attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigninOutcome {
+    Signed {
+        granted: i64,
+        reward: rules::Reward,
+        /// The daily cap cut the reward.
+        capped: bool,
+        streak: i64,
+        rank: i64,
+        balance: i64,
+        level: String,
+        level_up: bool,
+    },
+    Already {
+        rank: i64,
+        streak: i64,
+        balance: i64,
+        level: String,
+    },
+}
+
+/// Who signs in, where and when.
+#[derive(Debug, Clone)]
+pub struct SigninRequest<'a> {
+    pub scope: &'a str,
+    pub user_id: &'a str,
+    pub name: Option<&'a str>,
+    pub group_id: Option<&'a str>,
+    /// Local day (yyyymmdd) of the platform's message time in the community's zone.
+    pub day: i32,
+    pub now_ms: i64,
+}
+
+/// Signs a member in for `day`, exactly once however often it is retried or raced: the
+/// (member, day) sign-in row and the ledger's unique source key both guard it, inside one
+/// write transaction.
+pub async fn sign_in(
+    store: &Store,
+    config: &PointsConfig,
+    req: &SigninRequest<'_>,
+) -> Result<SigninOutcome, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let member_id = db::member_id(&mut tx, req.scope, req.user_id, req.name, req.now_ms).await?;
+    let account = db::account(&mut tx, member_id, req.now_ms).await?;
+    if let Some(existing) = db::signin_of(&mut tx, member_id, req.day).await? {
+        tx.commit().await?;
+        return Ok(already(config, &account, existing.rank, existing.streak));
+    }
+    let streak = rules::next_streak(account.last_signin_day, account.streak, req.day);
+    let reward = rules::reward(config, member_id, req.day, streak);
+    let earned_today = db::earned_on(&mut tx, member_id, req.day).await?;
+    let granted = rules::capped(config, reward.total(), earned_today);
+    let rank = db::signins_on(&mut tx, req.scope, req.day).await? + 1;
+    if !db::insert_signin(
+        &mut tx,
+        member_id,
+        req.day,
+        req.scope,
+        req.group_id,
+        granted,
+        streak,
+        rank,
+        req.now_ms,
+    )
+    .await?
+    {
+        // Lost a race with a concurrent copy (PostgreSQL): report what the winner recorded.
+        let existing = db::signin_of(&mut tx, member_id, req.day).await?;
+        tx.commit().await?;
+        let (rank, streak) = existing.map_or((rank, streak), |s| (s.rank, s.streak));
+        return Ok(already(config, &account, rank, streak));
+    }
+    let source_key = format!("signin:{member_id}:{}", req.day);
+    if granted > 0 {
+        let change = LedgerChange {
+            member_id,
+            delta: granted,
+            reason: "签到",
+            source_key: &source_key,
+            operator: None,
+            day: req.day,
+            now_ms: req.now_ms,
+        };
+        db::apply(&mut tx, &change).await?;
+    }
+    db::set_streak(&mut tx, member_id, streak, req.day).await?;
+    tx.commit().await?;
+
+    let (before, _) = rules::level_of(config, account.total_earned);
+    let (level, _) = rules::level_of(config, account.total_earned + granted);
+    Ok(SigninOutcome::Signed {
+        granted,
+        reward,
+        capped: granted < reward.total(),
+        streak,
+        rank,
+        balance: account.balance + granted,
+        level_up: level != before,
+        level,
+    })
+}
+
+fn already(config: &PointsConfig, account: &db::Account, rank: i64, streak: i64) -> SigninOutcome {
+    SigninOutcome::Already {
+        rank,
+        streak,
+        balance: account.balance,
+        level: rules::level_of(config, account.total_earned).0,
+    }
+}
+
+/// What `积分` shows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub balance: i64,
+    pub total_earned: i64,
+    pub level: String,
+    pub next_level: Option<String>,
+    pub to_next: i64,
+    /// Streak still alive today (signed in today or yesterday), else 0.
+    pub streak: i64,
+    pub rank: i64,
+}
+
+pub async fn summary(
+    store: &Store,
+    config: &PointsConfig,
+    scope: &str,
+    user_id: &str,
+    today: i32,
+) -> Result<Summary, StoreError> {
+    let account = store
+        .points_account(scope, user_id)
+        .await?
+        .map(|(_, a)| a)
+        .unwrap_or_default();
+    let (level, next) = rules::level_of(config, account.total_earned);
+    let alive = account
+        .last_signin_day
+        .is_some_and(|d| d == today || is_yesterday(d, today));
+    Ok(Summary {
+        balance: account.balance,
+        total_earned: account.total_earned,
+        level,
+        next_level: next.as_ref().map(|(n, _)| n.clone()),
+        to_next: next.map_or(0, |(_, missing)| missing),
+        streak: if alive { account.streak } else { 0 },
+        rank: store.rank_by_total(scope, account.total_earned).await?,
+    })
+}
+
+fn is_yesterday(day: i32, today: i32) -> bool {
+    rules::day_to_date(today).and_then(|d| d.pred_opt()) == rules::day_to_date(day)
+}
+
+/// Leaderboard periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Today,
+    Week,
+    Month,
+    All,
+}
+
+impl Period {
+    /// Parses the optional argument of `排行榜` (Chinese or English); default today.
+    pub fn parse(arg: &str) -> Option<Self> {
+        match arg.trim().to_lowercase().as_str() {
+            "" | "今日" | "今天" | "日" | "day" | "today" => Some(Self::Today),
+            "本周" | "周" | "week" => Some(Self::Week),
+            "本月" | "月" | "month" => Some(Self::Month),
+            "总" | "总榜" | "全部" | "all" => Some(Self::All),
+            _ => None,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Today => "今日",
+            Self::Week => "本周",
+            Self::Month => "本月",
+            Self::All => "总",
+        }
+    }
+
+    /// Inclusive local-day range (weeks start on Monday).
+    pub fn range(self, today: NaiveDate) -> (i32, i32) {
+        let from = match self {
+            Self::Today => today,
+            Self::Week => {
+                today - chrono::Duration::days(i64::from(today.weekday().num_days_from_monday()))
+            }
+            Self::Month => today.with_day(1).unwrap_or(today),
+            Self::All => NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or(today),
+        };
+        (to_day(from), to_day(today))
+    }
+}
+
+pub fn to_day(d: NaiveDate) -> i32 {
+    d.year() * 10_000
+        + i32::try_from(d.month()).unwrap_or(1) * 100
+        + i32::try_from(d.day()).unwrap_or(1)
+}
+
+pub async fn leaderboard(
+    store: &Store,
+    scope: &str,
+    period: Period,
+    today: i32,
+    group: Option<&str>,
+) -> Result<Vec<Standing>, StoreError> {
+    let today_date = rules::day_to_date(today).unwrap_or_default();
+    let (from, to) = period.range(today_date);
+    store.top_between(scope, from, to, group, 10).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods() {
+        let wed = NaiveDate::from_ymd_opt(2024, 5, 15).expect("date");
+        assert_eq!(Period::Week.range(wed), (20240513, 20240515));
+        assert_eq!(Period::Month.range(wed), (20240501, 20240515));
+        assert_eq!(Period::Today.range(wed), (20240515, 20240515));
+        assert_eq!(Period::parse("本周"), Some(Period::Week));
+        assert_eq!(Period::parse(" WEEK "), Some(Period::Week));
+        assert_eq!(Period::parse(""), Some(Period::Today));
+        assert_eq!(Period::parse("年"), None);
+        assert!(is_yesterday(20231231, 20240101));
+    }
+}

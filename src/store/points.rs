@@ -1,0 +1,260 @@
+//! Points storage: accounts, the append-only ledger and daily sign-ins. The balance changes only
+//! together with a ledger row whose `source_key` is unique, so every source counts at most once.
+
+use sqlx::FromRow;
+
+use super::{Store, StoreError, Tx};
+use crate::{on_pool, on_tx};
+
+#[derive(Debug, Clone, Default, FromRow, PartialEq, Eq)]
+pub struct Account {
+    pub balance: i64,
+    pub total_earned: i64,
+    pub streak: i64,
+    pub best_streak: i64,
+    pub last_signin_day: Option<i32>,
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct SigninRow {
+    pub points: i64,
+    pub streak: i64,
+    pub rank: i64,
+}
+
+/// One leaderboard line.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq, serde::Serialize)]
+pub struct Standing {
+    pub user_id: String,
+    pub name: Option<String>,
+    pub points: i64,
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq, Eq, serde::Serialize)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub delta: i64,
+    pub reason: String,
+    pub source_key: String,
+    pub operator: Option<String>,
+    pub day: i32,
+    pub created_at: i64,
+}
+
+const MEMBER_ID: &str = "select id from members where scope = $1 and platform_user_id = $2";
+const INSERT_MEMBER_STUB: &str = "insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) \
+     values ($1, $2, $3, $4, $4, 0) on conflict (scope, platform_user_id) do nothing";
+const SELECT_ACCOUNT: &str = "select balance, total_earned, cast(streak as bigint) as streak, cast(best_streak as bigint) as best_streak, \
+     cast(last_signin_day as integer) as last_signin_day from points_accounts where member_id = $1";
+const ENSURE_ACCOUNT: &str = "insert into points_accounts (member_id, updated_at) values ($1, $2) on conflict (member_id) do nothing";
+const SELECT_SIGNIN: &str = "select points, cast(streak as bigint) as streak, cast(rank as bigint) as rank from signins where member_id = $1 and day = $2";
+const COUNT_SIGNINS: &str =
+    "select cast(count(*) as bigint) from signins where scope = $1 and day = $2";
+const INSERT_SIGNIN: &str =
+    "insert into signins (member_id, day, scope, group_id, points, streak, rank, created_at) \
+     values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (member_id, day) do nothing";
+const EARNED_ON: &str = "select cast(coalesce(sum(delta), 0) as bigint) from points_ledger where member_id = $1 and day = $2 and delta > 0";
+const INSERT_LEDGER: &str =
+    "insert into points_ledger (member_id, delta, reason, source_key, operator, day, created_at) \
+     values ($1, $2, $3, $4, $5, $6, $7) on conflict (source_key) do nothing";
+const APPLY_DELTA: &str = "update points_accounts set balance = balance + $1, \
+     total_earned = total_earned + case when $1 > 0 then $1 else 0 end, updated_at = $2 where member_id = $3";
+const SET_STREAK: &str = "update points_accounts set streak = $1, best_streak = case when $1 > best_streak then $1 else best_streak end, \
+     last_signin_day = $2 where member_id = $3";
+const LEDGER_SUM: &str =
+    "select cast(coalesce(sum(delta), 0) as bigint) from points_ledger where member_id = $1";
+const LEDGER_OF: &str =
+    "select id, delta, reason, source_key, operator, day, created_at from points_ledger \
+     where member_id = $1 order by id desc limit $2";
+const TOP_BETWEEN: &str = "select m.platform_user_id as user_id, m.display_name as name, cast(sum(l.delta) as bigint) as points \
+     from points_ledger l join members m on m.id = l.member_id \
+     where m.scope = $1 and l.day >= $2 and l.day <= $3 and l.delta > 0 \
+     group by m.platform_user_id, m.display_name order by points desc, m.platform_user_id limit $4";
+const TOP_BETWEEN_IN_GROUP: &str = "select m.platform_user_id as user_id, m.display_name as name, cast(sum(l.delta) as bigint) as points \
+     from points_ledger l join members m on m.id = l.member_id \
+     join group_members gm on gm.member_id = m.id and gm.left_at is null \
+     join chat_groups g on g.id = gm.group_id and g.platform_group_id = $4 and g.scope = $1 \
+     where m.scope = $1 and l.day >= $2 and l.day <= $3 and l.delta > 0 \
+     group by m.platform_user_id, m.display_name order by points desc, m.platform_user_id limit $5";
+const RANK_BY_TOTAL: &str = "select cast(count(*) as bigint) + 1 from points_accounts a join members m on m.id = a.member_id \
+     where m.scope = $1 and a.total_earned > $2";
+
+/// The member's id, creating a bare member row if the registry has not seen them yet.
+pub async fn member_id(
+    tx: &mut Tx,
+    scope: &str,
+    user_id: &str,
+    name: Option<&str>,
+    now_ms: i64,
+) -> Result<i64, StoreError> {
+    on_tx!(tx, c => {
+        sqlx::query(INSERT_MEMBER_STUB).bind(scope).bind(user_id).bind(name).bind(now_ms).execute(&mut **c).await?;
+    });
+    Ok(
+        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(MEMBER_ID).bind(scope).bind(user_id).fetch_one(&mut **c).await?),
+    )
+}
+
+/// The member's account, creating an empty one if needed.
+pub async fn account(tx: &mut Tx, member_id: i64, now_ms: i64) -> Result<Account, StoreError> {
+    on_tx!(tx, c => {
+        sqlx::query(ENSURE_ACCOUNT).bind(member_id).bind(now_ms).execute(&mut **c).await?;
+    });
+    Ok(
+        on_tx!(tx, c => sqlx::query_as::<_, Account>(SELECT_ACCOUNT).bind(member_id).fetch_one(&mut **c).await?),
+    )
+}
+
+pub async fn signin_of(
+    tx: &mut Tx,
+    member_id: i64,
+    day: i32,
+) -> Result<Option<SigninRow>, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_as::<_, SigninRow>(SELECT_SIGNIN).bind(member_id).bind(day).fetch_optional(&mut **c).await?),
+    )
+}
+
+pub async fn signins_on(tx: &mut Tx, scope: &str, day: i32) -> Result<i64, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(COUNT_SIGNINS).bind(scope).bind(day).fetch_one(&mut **c).await?),
+    )
+}
+
+/// A new sign-in row; `false` when the member already signed in that day.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_signin(
+    tx: &mut Tx,
+    member_id: i64,
+    day: i32,
+    scope: &str,
+    group_id: Option<&str>,
+    points: i64,
+    streak: i64,
+    rank: i64,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let affected = on_tx!(tx, c => sqlx::query(INSERT_SIGNIN)
+        .bind(member_id)
+        .bind(day)
+        .bind(scope)
+        .bind(group_id)
+        .bind(points)
+        .bind(streak)
+        .bind(rank)
+        .bind(now_ms)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(affected == 1)
+}
+
+pub async fn earned_on(tx: &mut Tx, member_id: i64, day: i32) -> Result<i64, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(EARNED_ON).bind(member_id).bind(day).fetch_one(&mut **c).await?),
+    )
+}
+
+/// A ledger change for one source.
+#[derive(Debug, Clone)]
+pub struct LedgerChange<'a> {
+    pub member_id: i64,
+    pub delta: i64,
+    pub reason: &'a str,
+    pub source_key: &'a str,
+    pub operator: Option<&'a str>,
+    pub day: i32,
+    pub now_ms: i64,
+}
+
+/// Appends the ledger row and moves the balance, once per source key. Returns `false` (and
+/// changes nothing) when the source was already applied. The balance check constraint makes a
+/// change that would go negative fail.
+pub async fn apply(tx: &mut Tx, change: &LedgerChange<'_>) -> Result<bool, StoreError> {
+    let inserted = on_tx!(tx, c => sqlx::query(INSERT_LEDGER)
+        .bind(change.member_id)
+        .bind(change.delta)
+        .bind(change.reason)
+        .bind(change.source_key)
+        .bind(change.operator)
+        .bind(change.day)
+        .bind(change.now_ms)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    if inserted == 0 {
+        return Ok(false);
+    }
+    on_tx!(tx, c => {
+        sqlx::query(APPLY_DELTA).bind(change.delta).bind(change.now_ms).bind(change.member_id).execute(&mut **c).await?;
+    });
+    Ok(true)
+}
+
+pub async fn set_streak(
+    tx: &mut Tx,
+    member_id: i64,
+    streak: i64,
+    day: i32,
+) -> Result<(), StoreError> {
+    on_tx!(tx, c => {
+        sqlx::query(SET_STREAK).bind(streak).bind(day).bind(member_id).execute(&mut **c).await?;
+    });
+    Ok(())
+}
+
+impl Store {
+    /// Account of a member by platform id (`None` if never seen).
+    pub async fn points_account(
+        &self,
+        scope: &str,
+        user_id: &str,
+    ) -> Result<Option<(i64, Account)>, StoreError> {
+        let id: Option<i64> = on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(MEMBER_ID).bind(scope).bind(user_id).fetch_optional(p).await?);
+        let Some(id) = id else { return Ok(None) };
+        let account = on_pool!(self.pool(), p => sqlx::query_as::<_, Account>(SELECT_ACCOUNT).bind(id).fetch_optional(p).await?);
+        Ok(Some((id, account.unwrap_or_default())))
+    }
+
+    pub async fn ledger_sum(&self, member_id: i64) -> Result<i64, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(LEDGER_SUM).bind(member_id).fetch_one(p).await?),
+        )
+    }
+
+    pub async fn ledger_of(
+        &self,
+        member_id: i64,
+        limit: i64,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, LedgerEntry>(LEDGER_OF).bind(member_id).bind(limit).fetch_all(p).await?),
+        )
+    }
+
+    /// Points earned between two local days (inclusive), best first; optionally within a group.
+    pub async fn top_between(
+        &self,
+        scope: &str,
+        from_day: i32,
+        to_day: i32,
+        group: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Standing>, StoreError> {
+        Ok(match group {
+            None => on_pool!(self.pool(), p => sqlx::query_as::<_, Standing>(TOP_BETWEEN)
+                .bind(scope).bind(from_day).bind(to_day).bind(limit).fetch_all(p).await?),
+            Some(g) => {
+                on_pool!(self.pool(), p => sqlx::query_as::<_, Standing>(TOP_BETWEEN_IN_GROUP)
+                .bind(scope).bind(from_day).bind(to_day).bind(g).bind(limit).fetch_all(p).await?)
+            }
+        })
+    }
+
+    /// 1-based rank by total points earned within the scope.
+    pub async fn rank_by_total(&self, scope: &str, total_earned: i64) -> Result<i64, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(RANK_BY_TOTAL).bind(scope).bind(total_earned).fetch_one(p).await?),
+        )
+    }
+}
