@@ -80,6 +80,7 @@ impl App {
         )
         .context("starting the inbox writer")?;
         let bot = BotContext {
+            writer: writer.clone(),
             store: store.clone(),
             templates,
             clock,

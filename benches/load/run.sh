@@ -12,7 +12,7 @@ SECS=${2:-15}
 TEXT=${3:-大家好，今天的直播几点开始？}
 RATE=${4:-5000}
 PORT=${PORT:-18080}
-MEMBERS=10000
+MEMBERS=${MEMBERS:-10000}
 CHANNEL=demo_robot
 
 cargo build --release --quiet --bin yunying

@@ -27,6 +27,8 @@ pub enum Outcome {
 #[derive(Clone)]
 pub struct BotContext {
     pub store: Store,
+    /// Write transactions go through the group-commit writer (one writer on SQLite).
+    pub writer: crate::ingress::InboxWriter,
     pub templates: Templates,
     pub clock: SharedClock,
     pub timezone: chrono_tz::Tz,

@@ -45,7 +45,14 @@ enum Op {
     ),
     /// Closes the writer's connection pool (shutdown; tests simulate an outage with it).
     Close(oneshot::Sender<()>),
+    /// Another write transaction (e.g. a sign-in), run by the writer between batches so that
+    /// on SQLite it never waits in the busy handler for the group commit's lock.
+    Job(Job),
 }
+
+type Job = Box<
+    dyn FnOnce(Store) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send,
+>;
 
 /// Handle to the writer tasks. Cheap to clone.
 #[derive(Clone)]
@@ -129,6 +136,27 @@ impl InboxWriter {
             .recv()
             .map_err(|_| StoreError::Other("writer thread died".into()))??;
         Ok((Self { tx }, WriterThread(thread)))
+    }
+
+    /// Runs a write transaction on the writers' connection pool, queued with the group commits.
+    pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, WriteError>
+    where
+        F: FnOnce(Store) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        let job: Job = Box::new(move |store| {
+            Box::pin(async move {
+                let _ = done.send(f(store).await);
+            })
+        });
+        self.tx
+            .send(Op::Job(job))
+            .await
+            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
+        wait.await
+            .map_err(|_| WriteError::Unavailable("writer stopped".into()))
     }
 
     /// Closes the writers' connection pool: every later write fails as unavailable.
@@ -232,6 +260,7 @@ async fn write_batch(store: &Store, batch: &mut Vec<Op>, tz: chrono_tz::Tz) {
     let mut waiters = Vec::new();
     let mut marks = Vec::new();
     let mut mark_waiters = Vec::new();
+    let mut jobs = Vec::new();
     for op in batch.drain(..) {
         match op {
             Op::Accept { row, event, done } => {
@@ -239,6 +268,7 @@ async fn write_batch(store: &Store, batch: &mut Vec<Op>, tz: chrono_tz::Tz) {
                 events.push(event);
                 waiters.push(done);
             }
+            Op::Job(job) => jobs.push(job),
             Op::Close(done) => {
                 store.close().await;
                 let _ = done.send(());
@@ -251,7 +281,25 @@ async fn write_batch(store: &Store, batch: &mut Vec<Op>, tz: chrono_tz::Tz) {
             }
         }
     }
-    match commit(store, &rows, &events, &marks, tz).await {
+    if !(rows.is_empty() && marks.is_empty()) {
+        commit_and_answer(store, &rows, &events, &marks, waiters, mark_waiters, tz).await;
+    }
+    for job in jobs {
+        job(store.clone()).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn commit_and_answer(
+    store: &Store,
+    rows: &[NewInbox],
+    events: &[Arc<Event>],
+    marks: &[Processed],
+    waiters: Vec<oneshot::Sender<Result<Accepted, WriteError>>>,
+    mark_waiters: Vec<(i64, oneshot::Sender<Result<Accepted, WriteError>>)>,
+    tz: chrono_tz::Tz,
+) {
+    match commit(store, rows, events, marks, tz).await {
         Ok(outcomes) => {
             for (done, outcome) in waiters.into_iter().zip(outcomes) {
                 let _ = done.send(Ok(outcome));

@@ -1,5 +1,7 @@
 //! The chat side of points: `签到`, `积分`, `排行榜 [period]`.
 
+use std::sync::Arc;
+
 use minijinja::context;
 
 use super::{leaderboard, sign_in, summary, Period, SigninOutcome, SigninRequest};
@@ -9,12 +11,14 @@ use crate::events::Event;
 use crate::members::local_day;
 
 pub struct PointsHandler {
-    config: PointsConfig,
+    config: Arc<PointsConfig>,
 }
 
 impl PointsHandler {
     pub fn new(config: PointsConfig) -> Self {
-        Self { config }
+        Self {
+            config: Arc::new(config),
+        }
     }
 
     fn matches(keywords: &[String], text: &str) -> bool {
@@ -52,14 +56,19 @@ impl Handler for PointsHandler {
 
             if Self::matches(&self.config.signin_keywords, text) {
                 let req = SigninRequest {
-                    scope: &event.scope,
-                    user_id: &message.sender.id,
-                    name: message.sender.name.as_deref(),
-                    group_id: group,
+                    scope: event.scope.clone(),
+                    user_id: message.sender.id.clone(),
+                    name: message.sender.name.clone(),
+                    group_id: group.map(str::to_owned),
                     day,
                     now_ms: ctx.clock.now_ms(),
                 };
-                let reply = match sign_in(&ctx.store, &self.config, &req).await? {
+                let config = Arc::clone(&self.config);
+                let outcome = ctx
+                    .writer
+                    .run(move |store| async move { sign_in(&store, &config, &req).await })
+                    .await??;
+                let reply = match outcome {
                     SigninOutcome::Signed { granted, reward, capped, streak, rank, balance, level, level_up } => ctx.templates.render(
                         "replies/signin_ok",
                         context! { name, granted, streak_bonus => reward.streak_bonus, random_bonus => reward.random_bonus,

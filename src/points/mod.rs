@@ -37,11 +37,11 @@ pub enum SigninOutcome {
 
 /// Who signs in, where and when.
 #[derive(Debug, Clone)]
-pub struct SigninRequest<'a> {
-    pub scope: &'a str,
-    pub user_id: &'a str,
-    pub name: Option<&'a str>,
-    pub group_id: Option<&'a str>,
+pub struct SigninRequest {
+    pub scope: String,
+    pub user_id: String,
+    pub name: Option<String>,
+    pub group_id: Option<String>,
     /// Local day (yyyymmdd) of the platform's message time in the community's zone.
     pub day: i32,
     pub now_ms: i64,
@@ -53,10 +53,17 @@ pub struct SigninRequest<'a> {
 pub async fn sign_in(
     store: &Store,
     config: &PointsConfig,
-    req: &SigninRequest<'_>,
+    req: &SigninRequest,
 ) -> Result<SigninOutcome, StoreError> {
     let mut tx = store.begin_write().await?;
-    let member_id = db::member_id(&mut tx, req.scope, req.user_id, req.name, req.now_ms).await?;
+    let member_id = db::member_id(
+        &mut tx,
+        &req.scope,
+        &req.user_id,
+        req.name.as_deref(),
+        req.now_ms,
+    )
+    .await?;
     let account = db::account(&mut tx, member_id, req.now_ms).await?;
     if let Some(existing) = db::signin_of(&mut tx, member_id, req.day).await? {
         tx.commit().await?;
@@ -66,13 +73,13 @@ pub async fn sign_in(
     let reward = rules::reward(config, member_id, req.day, streak);
     let earned_today = db::earned_on(&mut tx, member_id, req.day).await?;
     let granted = rules::capped(config, reward.total(), earned_today);
-    let rank = db::signins_on(&mut tx, req.scope, req.day).await? + 1;
+    let rank = db::signins_on(&mut tx, &req.scope, req.day).await? + 1;
     if !db::insert_signin(
         &mut tx,
         member_id,
         req.day,
-        req.scope,
-        req.group_id,
+        &req.scope,
+        req.group_id.as_deref(),
         granted,
         streak,
         rank,
