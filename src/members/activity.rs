@@ -12,6 +12,11 @@ use crate::store::members::{
 };
 
 /// The local calendar day (yyyymmdd) of an epoch-seconds instant in `tz`.
+///
+/// ```
+/// // 2024-01-01 16:30 UTC is already 2 January in Beijing.
+/// assert_eq!(yunying::members::local_day(chrono_tz::Asia::Shanghai, 1_704_126_600), 20240102);
+/// ```
 pub fn local_day(tz: Tz, epoch_secs: i64) -> i32 {
     use chrono::Datelike;
     let local = tz

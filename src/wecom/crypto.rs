@@ -94,6 +94,17 @@ impl AesKey {
 
 /// `sha1(sort([token, timestamp, nonce, encrypt]))` as 40 lowercase hex digits (doc 91144).
 /// With `encrypt = None` it is the three-value `signature` of WeChat MP plaintext mode.
+///
+/// ```
+/// // The URL-verification vector of the official WeCom Python sample.
+/// let sig = yunying::wecom::crypto::signature(
+///     "hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo",
+///     "1476416373",
+///     "47744683",
+///     Some("fsi1xnbH4yQh0+PJxcOdhhK6TDXkjMyhEPA7xB2TGz6b+g7xyAbEkRxN/3cNXW9qdqjnoVzEtpbhnFyq6SVHyA=="),
+/// );
+/// assert_eq!(sig, "012bc692d0a58dd4b10f8dfe5c4ac00ae211ebeb");
+/// ```
 pub fn signature(token: &str, timestamp: &str, nonce: &str, encrypt: Option<&str>) -> String {
     let mut parts: Vec<&str> = vec![token, timestamp, nonce];
     if let Some(encrypt) = encrypt {
