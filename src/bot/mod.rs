@@ -63,18 +63,35 @@ impl Dispatcher {
         self
     }
 
-    /// Runs handlers in order until one replies. A failing handler is logged and skipped so one
-    /// bug cannot silence the others.
-    pub async fn dispatch(&self, ctx: &BotContext, event: &Event) -> Option<String> {
+    /// Runs handlers in order until one replies. A handler error stops the chain and is
+    /// returned, so the event stays unprocessed and is retried by the sweeper (handlers are
+    /// idempotent) instead of being lost.
+    pub async fn dispatch(
+        &self,
+        ctx: &BotContext,
+        event: &Event,
+    ) -> Result<Option<String>, HandlerError> {
         for handler in self.handlers.iter() {
             match handler.handle(ctx, event).await {
-                Ok(Outcome::Reply(text)) => return Some(text),
+                Ok(Outcome::Reply(text)) => return Ok(Some(text)),
                 Ok(Outcome::Continue) => {}
                 Err(e) => {
-                    tracing::error!(handler = handler.name(), key = %event.dedupe_key, error = %e, "handler failed")
+                    tracing::error!(handler = handler.name(), key = %event.dedupe_key, error = %e, "handler failed; left for retry");
+                    return Err(HandlerError {
+                        handler: handler.name(),
+                        reason: e.to_string(),
+                    });
                 }
             }
         }
-        None
+        Ok(None)
     }
+}
+
+/// A handler failed; the event is retried later.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("handler {handler} failed: {reason}")]
+pub struct HandlerError {
+    pub handler: &'static str,
+    pub reason: String,
 }

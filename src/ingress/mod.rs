@@ -366,7 +366,8 @@ impl Ingress {
         let this = self.clone();
         let started = Instant::now();
         let task = tokio::spawn(async move {
-            let reply = this.dispatcher.dispatch(&this.bot, &event).await;
+            // On a handler error nothing is marked: the sweeper runs the event again later.
+            let reply = this.dispatcher.dispatch(&this.bot, &event).await.ok()?;
             this.metrics
                 .handler_latency(started.elapsed().as_secs_f64());
             let mark = Processed {
@@ -411,7 +412,11 @@ impl Ingress {
         let count = rows.len();
         for row in rows {
             let reply = match serde_json::from_str::<Event>(&row.payload) {
-                Ok(event) => self.dispatcher.dispatch(&self.bot, &event).await,
+                Ok(event) => match self.dispatcher.dispatch(&self.bot, &event).await {
+                    Ok(reply) => reply,
+                    // Still failing: leave it for the next round.
+                    Err(_) => continue,
+                },
                 Err(e) => {
                     tracing::error!(inbox_id = row.id, error = %e, "stored event does not parse; marking processed");
                     None

@@ -65,15 +65,15 @@ pub async fn sign_in(
     )
     .await?;
     let account = db::account(&mut tx, member_id, req.now_ms).await?;
-    if let Some(existing) = db::signin_of(&mut tx, member_id, req.day).await? {
+    let state = db::day_state(&mut tx, member_id, req.day, &req.scope).await?;
+    if let (Some(rank), Some(streak)) = (state.signin_rank, state.signin_streak) {
         tx.commit().await?;
-        return Ok(already(config, &account, existing.rank, existing.streak));
+        return Ok(already(config, &account, rank, streak));
     }
     let streak = rules::next_streak(account.last_signin_day, account.streak, req.day);
     let reward = rules::reward(config, member_id, req.day, streak);
-    let earned_today = db::earned_on(&mut tx, member_id, req.day).await?;
-    let granted = rules::capped(config, reward.total(), earned_today);
-    let rank = db::signins_on(&mut tx, &req.scope, req.day).await? + 1;
+    let granted = rules::capped(config, reward.total(), state.earned);
+    let rank = state.signins + 1;
     if !db::insert_signin(
         &mut tx,
         member_id,
@@ -88,36 +88,43 @@ pub async fn sign_in(
     .await?
     {
         // Lost a race with a concurrent copy (PostgreSQL): report what the winner recorded.
-        let existing = db::signin_of(&mut tx, member_id, req.day).await?;
+        let winner = db::day_state(&mut tx, member_id, req.day, &req.scope).await?;
         tx.commit().await?;
-        let (rank, streak) = existing.map_or((rank, streak), |s| (s.rank, s.streak));
-        return Ok(already(config, &account, rank, streak));
+        return Ok(already(
+            config,
+            &account,
+            winner.signin_rank.unwrap_or(rank),
+            winner.signin_streak.unwrap_or(streak),
+        ));
     }
     let source_key = format!("signin:{member_id}:{}", req.day);
-    if granted > 0 {
-        let change = LedgerChange {
-            member_id,
-            delta: granted,
-            reason: "签到",
-            source_key: &source_key,
-            operator: None,
-            day: req.day,
-            now_ms: req.now_ms,
-        };
-        db::apply(&mut tx, &change).await?;
-    }
-    db::set_streak(&mut tx, member_id, streak, req.day).await?;
+    let change = LedgerChange {
+        member_id,
+        delta: granted,
+        reason: "签到",
+        source_key: &source_key,
+        operator: None,
+        day: req.day,
+        now_ms: req.now_ms,
+    };
+    // The sign-in row already makes this once per day; the ledger key guards the balance too.
+    let credited = if granted > 0 && db::insert_ledger(&mut tx, &change).await? {
+        granted
+    } else {
+        0
+    };
+    db::credit_signin(&mut tx, member_id, credited, streak, req.day, req.now_ms).await?;
     tx.commit().await?;
 
     let (before, _) = rules::level_of(config, account.total_earned);
-    let (level, _) = rules::level_of(config, account.total_earned + granted);
+    let (level, _) = rules::level_of(config, account.total_earned + credited);
     Ok(SigninOutcome::Signed {
-        granted,
+        granted: credited,
         reward,
-        capped: granted < reward.total(),
+        capped: credited < reward.total(),
         streak,
         rank,
-        balance: account.balance + granted,
+        balance: account.balance + credited,
         level_up: level != before,
         level,
     })

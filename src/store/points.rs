@@ -42,25 +42,31 @@ pub struct LedgerEntry {
 }
 
 const MEMBER_ID: &str = "select id from members where scope = $1 and platform_user_id = $2";
-const INSERT_MEMBER_STUB: &str = "insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) \
-     values ($1, $2, $3, $4, $4, 0) on conflict (scope, platform_user_id) do nothing";
-const SELECT_ACCOUNT: &str = "select balance, total_earned, cast(streak as bigint) as streak, cast(best_streak as bigint) as best_streak, \
+const UPSERT_MEMBER_ID: &str = "insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) \
+     values ($1, $2, $3, $4, $4, 0) on conflict (scope, platform_user_id) do update set \
+     display_name = coalesce(excluded.display_name, members.display_name) returning id";
+const UPSERT_ACCOUNT: &str = "insert into points_accounts (member_id, updated_at) values ($1, $2) \
+     on conflict (member_id) do update set updated_at = excluded.updated_at \
+     returning balance, total_earned, cast(streak as bigint) as streak, cast(best_streak as bigint) as best_streak, \
+     cast(last_signin_day as integer) as last_signin_day";
+const DAY_STATE: &str = "select \
+     (select cast(rank as bigint) from signins where member_id = $1 and day = $2) as signin_rank, \
+     (select cast(streak as bigint) from signins where member_id = $1 and day = $2) as signin_streak, \
+     (select cast(coalesce(sum(delta), 0) as bigint) from points_ledger where member_id = $1 and day = $2 and delta > 0) as earned, \
+     (select cast(count(*) as bigint) from signins where scope = $3 and day = $2) as signins";
+const SIGNIN_UPDATE: &str = "update points_accounts set balance = balance + $1, total_earned = total_earned + $1, \
+     streak = $2, best_streak = case when $2 > best_streak then $2 else best_streak end, last_signin_day = $3, updated_at = $4 \
+     where member_id = $5";
+const SELECT_ACCOUNT_BY_ID: &str = "select balance, total_earned, cast(streak as bigint) as streak, cast(best_streak as bigint) as best_streak, \
      cast(last_signin_day as integer) as last_signin_day from points_accounts where member_id = $1";
-const ENSURE_ACCOUNT: &str = "insert into points_accounts (member_id, updated_at) values ($1, $2) on conflict (member_id) do nothing";
-const SELECT_SIGNIN: &str = "select points, cast(streak as bigint) as streak, cast(rank as bigint) as rank from signins where member_id = $1 and day = $2";
-const COUNT_SIGNINS: &str =
-    "select cast(count(*) as bigint) from signins where scope = $1 and day = $2";
 const INSERT_SIGNIN: &str =
     "insert into signins (member_id, day, scope, group_id, points, streak, rank, created_at) \
      values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (member_id, day) do nothing";
-const EARNED_ON: &str = "select cast(coalesce(sum(delta), 0) as bigint) from points_ledger where member_id = $1 and day = $2 and delta > 0";
 const INSERT_LEDGER: &str =
     "insert into points_ledger (member_id, delta, reason, source_key, operator, day, created_at) \
      values ($1, $2, $3, $4, $5, $6, $7) on conflict (source_key) do nothing";
 const APPLY_DELTA: &str = "update points_accounts set balance = balance + $1, \
      total_earned = total_earned + case when $1 > 0 then $1 else 0 end, updated_at = $2 where member_id = $3";
-const SET_STREAK: &str = "update points_accounts set streak = $1, best_streak = case when $1 > best_streak then $1 else best_streak end, \
-     last_signin_day = $2 where member_id = $3";
 const LEDGER_SUM: &str =
     "select cast(coalesce(sum(delta), 0) as bigint) from points_ledger where member_id = $1";
 const LEDGER_OF: &str =
@@ -87,38 +93,68 @@ pub async fn member_id(
     name: Option<&str>,
     now_ms: i64,
 ) -> Result<i64, StoreError> {
-    on_tx!(tx, c => {
-        sqlx::query(INSERT_MEMBER_STUB).bind(scope).bind(user_id).bind(name).bind(now_ms).execute(&mut **c).await?;
-    });
     Ok(
-        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(MEMBER_ID).bind(scope).bind(user_id).fetch_one(&mut **c).await?),
+        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(UPSERT_MEMBER_ID)
+        .bind(scope).bind(user_id).bind(name).bind(now_ms).fetch_one(&mut **c).await?),
     )
 }
 
-/// The member's account, creating an empty one if needed.
+/// The member's account, creating an empty one if needed (and locking it for this transaction).
 pub async fn account(tx: &mut Tx, member_id: i64, now_ms: i64) -> Result<Account, StoreError> {
-    on_tx!(tx, c => {
-        sqlx::query(ENSURE_ACCOUNT).bind(member_id).bind(now_ms).execute(&mut **c).await?;
-    });
     Ok(
-        on_tx!(tx, c => sqlx::query_as::<_, Account>(SELECT_ACCOUNT).bind(member_id).fetch_one(&mut **c).await?),
+        on_tx!(tx, c => sqlx::query_as::<_, Account>(UPSERT_ACCOUNT).bind(member_id).bind(now_ms).fetch_one(&mut **c).await?),
     )
 }
 
-pub async fn signin_of(
+/// What one query tells about a member's day: an existing sign-in, points earned, sign-ins so far.
+#[derive(Debug, Clone, FromRow)]
+pub struct DayState {
+    pub signin_rank: Option<i64>,
+    pub signin_streak: Option<i64>,
+    pub earned: i64,
+    pub signins: i64,
+}
+
+pub async fn day_state(
     tx: &mut Tx,
     member_id: i64,
     day: i32,
-) -> Result<Option<SigninRow>, StoreError> {
+    scope: &str,
+) -> Result<DayState, StoreError> {
     Ok(
-        on_tx!(tx, c => sqlx::query_as::<_, SigninRow>(SELECT_SIGNIN).bind(member_id).bind(day).fetch_optional(&mut **c).await?),
+        on_tx!(tx, c => sqlx::query_as::<_, DayState>(DAY_STATE).bind(member_id).bind(day).bind(scope).fetch_one(&mut **c).await?),
     )
 }
 
-pub async fn signins_on(tx: &mut Tx, scope: &str, day: i32) -> Result<i64, StoreError> {
-    Ok(
-        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(COUNT_SIGNINS).bind(scope).bind(day).fetch_one(&mut **c).await?),
-    )
+/// Credits a sign-in's points and records the streak in one update.
+pub async fn credit_signin(
+    tx: &mut Tx,
+    member_id: i64,
+    granted: i64,
+    streak: i64,
+    day: i32,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx, c => {
+        sqlx::query(SIGNIN_UPDATE).bind(granted).bind(streak).bind(day).bind(now_ms).bind(member_id).execute(&mut **c).await?;
+    });
+    Ok(())
+}
+
+/// Appends a ledger row once per source key; `false` when the source was already recorded.
+pub async fn insert_ledger(tx: &mut Tx, change: &LedgerChange<'_>) -> Result<bool, StoreError> {
+    let inserted = on_tx!(tx, c => sqlx::query(INSERT_LEDGER)
+        .bind(change.member_id)
+        .bind(change.delta)
+        .bind(change.reason)
+        .bind(change.source_key)
+        .bind(change.operator)
+        .bind(change.day)
+        .bind(change.now_ms)
+        .execute(&mut **c)
+        .await?
+        .rows_affected());
+    Ok(inserted == 1)
 }
 
 /// A new sign-in row; `false` when the member already signed in that day.
@@ -147,12 +183,6 @@ pub async fn insert_signin(
         .await?
         .rows_affected());
     Ok(affected == 1)
-}
-
-pub async fn earned_on(tx: &mut Tx, member_id: i64, day: i32) -> Result<i64, StoreError> {
-    Ok(
-        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(EARNED_ON).bind(member_id).bind(day).fetch_one(&mut **c).await?),
-    )
 }
 
 /// A ledger change for one source.
@@ -191,18 +221,6 @@ pub async fn apply(tx: &mut Tx, change: &LedgerChange<'_>) -> Result<bool, Store
     Ok(true)
 }
 
-pub async fn set_streak(
-    tx: &mut Tx,
-    member_id: i64,
-    streak: i64,
-    day: i32,
-) -> Result<(), StoreError> {
-    on_tx!(tx, c => {
-        sqlx::query(SET_STREAK).bind(streak).bind(day).bind(member_id).execute(&mut **c).await?;
-    });
-    Ok(())
-}
-
 impl Store {
     /// Account of a member by platform id (`None` if never seen).
     pub async fn points_account(
@@ -212,7 +230,7 @@ impl Store {
     ) -> Result<Option<(i64, Account)>, StoreError> {
         let id: Option<i64> = on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(MEMBER_ID).bind(scope).bind(user_id).fetch_optional(p).await?);
         let Some(id) = id else { return Ok(None) };
-        let account = on_pool!(self.pool(), p => sqlx::query_as::<_, Account>(SELECT_ACCOUNT).bind(id).fetch_optional(p).await?);
+        let account = on_pool!(self.pool(), p => sqlx::query_as::<_, Account>(SELECT_ACCOUNT_BY_ID).bind(id).fetch_optional(p).await?);
         Ok(Some((id, account.unwrap_or_default())))
     }
 
