@@ -52,6 +52,16 @@ impl App {
     /// Builds everything and binds `server.listen`. Nothing is served until
     /// [`App::run_until_stopped`].
     pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let dispatcher = Dispatcher::standard(&config);
+        Self::build_with(config, clock, dispatcher).await
+    }
+
+    /// [`App::build`] with a chosen handler chain (tests add handlers that fail on purpose).
+    pub async fn build_with(
+        config: Config,
+        clock: SharedClock,
+        dispatcher: Dispatcher,
+    ) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let templates = Templates::load(Path::new(&config.templates.dir))?;
         let channels = Arc::new(Channels::from_config(&config).context("channel keys")?);
@@ -89,7 +99,7 @@ impl App {
         let ingress = Ingress::new(
             Arc::clone(&channels),
             writer,
-            Dispatcher::standard(&config),
+            dispatcher,
             bot,
             metrics.clone(),
             IngressOptions {

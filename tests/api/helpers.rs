@@ -121,6 +121,25 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_full(backend, adjust, None).await
+    }
+
+    /// Spawns with an extra handler put in front of the standard chain.
+    pub async fn spawn_with_handler(backend: Backend, handler: impl yunying::bot::Handler) -> Self {
+        Self::spawn_full(
+            backend,
+            |_| {},
+            Some(Box::new(move |d: yunying::bot::Dispatcher| d.with(handler))),
+        )
+        .await
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn spawn_full(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Config),
+        extra: Option<Box<dyn FnOnce(yunying::bot::Dispatcher) -> yunying::bot::Dispatcher>>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = match backend {
             Backend::Sqlite => format!("sqlite://{}", dir.path().join("test.db").display()),
@@ -130,7 +149,13 @@ impl TestApp {
         adjust(&mut config);
         let channels = Channels::from_config(&config).expect("channels");
         let clock = ManualClock::new(NOW_MS);
-        let app = App::build(config, clock.clone()).await.expect("app builds");
+        let dispatcher = match extra {
+            Some(add) => add(yunying::bot::Dispatcher::default()),
+            None => yunying::bot::Dispatcher::standard(&config),
+        };
+        let app = App::build_with(config, clock.clone(), dispatcher)
+            .await
+            .expect("app builds");
         let port = app.port();
         let store = app.state().store.clone();
         let app_state = app.state().clone();

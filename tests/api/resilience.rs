@@ -11,8 +11,75 @@ use crate::helpers::{Backend, TestApp};
 backend_tests!(
     database_down_answers_503_and_loses_nothing,
     sweeper_reruns_deliveries_left_by_a_crash,
-    graceful_shutdown_finishes
+    a_failing_handler_is_retried_not_lost,
+    graceful_shutdown_finishes,
 );
+
+/// Fails its first `failures` calls, then answers "ok".
+struct Flaky {
+    failures: usize,
+    calls: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl yunying::bot::Handler for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        _ctx: &'a yunying::bot::BotContext,
+        _event: &'a Event,
+    ) -> yunying::bot::HandlerFuture<'a> {
+        Box::pin(async move {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n < self.failures {
+                anyhow::bail!("simulated failure {n}");
+            }
+            Ok(yunying::bot::Outcome::Reply("ok".into()))
+        })
+    }
+}
+
+async fn a_failing_handler_is_retried_not_lost(backend: Backend) {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = TestApp::spawn_with_handler(
+        backend,
+        Flaky {
+            failures: 2,
+            calls: calls.clone(),
+        },
+    )
+    .await;
+    let (status, reply) = app
+        .send_text("demo_app", "zhangsan", None, "hello", "flaky-1")
+        .await;
+    assert_eq!((status, reply), (200, None), "accepted, no reply yet");
+    assert_eq!(
+        app.store.inbox_depth().await.expect("depth"),
+        1,
+        "still unprocessed"
+    );
+    app.clock.advance_ms(61_000);
+    app.app_state.ingress.sweep().await.expect("sweep");
+    assert_eq!(
+        app.store.inbox_depth().await.expect("depth"),
+        1,
+        "second attempt failed too"
+    );
+    app.app_state.ingress.sweep().await.expect("sweep");
+    assert_eq!(
+        app.store.inbox_depth().await.expect("depth"),
+        0,
+        "third attempt succeeded"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+    // A retry of the delivery now gets the stored reply.
+    let (_, again) = app
+        .send_text("demo_app", "zhangsan", None, "hello", "flaky-1")
+        .await;
+    assert_eq!(again.as_deref(), Some("ok"));
+}
 
 async fn database_down_answers_503_and_loses_nothing(backend: Backend) {
     let app = TestApp::spawn(backend).await;
