@@ -36,6 +36,10 @@ fn parse_time(fields: &Fields, fallback: i64) -> i64 {
         .unwrap_or(fallback)
 }
 
+fn required<'f>(fields: &'f Fields, name: &'static str) -> Result<&'f str, ParseError> {
+    fields.non_empty(&[name]).ok_or(ParseError::Missing(name))
+}
+
 fn user(id: &str, name: Option<&str>) -> UserRef {
     UserRef::new(id, name.map(str::to_owned).filter(|n| !n.is_empty()))
 }
@@ -92,32 +96,16 @@ pub fn wecom_app(channel: &Channel, fields: &Fields, request_ts: i64) -> Result<
     let kind = match (event, change) {
         ("change_external_contact", "add_external_contact" | "add_half_external_contact") => {
             EventKind::ContactAdded {
-                staff: fields
-                    .non_empty(&["UserID"])
-                    .ok_or(ParseError::Missing("UserID"))?
-                    .to_owned(),
-                contact: user(
-                    fields
-                        .non_empty(&["ExternalUserID"])
-                        .ok_or(ParseError::Missing("ExternalUserID"))?,
-                    None,
-                ),
+                staff: required(fields, "UserID")?.to_owned(),
+                contact: user(required(fields, "ExternalUserID")?, None),
                 state: fields.non_empty(&["State"]).map(str::to_owned),
                 welcome_code: fields.non_empty(&["WelcomeCode"]).map(str::to_owned),
             }
         }
         ("change_external_contact", "del_external_contact" | "del_follow_user") => {
             EventKind::ContactRemoved {
-                staff: fields
-                    .non_empty(&["UserID"])
-                    .ok_or(ParseError::Missing("UserID"))?
-                    .to_owned(),
-                contact: user(
-                    fields
-                        .non_empty(&["ExternalUserID"])
-                        .ok_or(ParseError::Missing("ExternalUserID"))?,
-                    None,
-                ),
+                staff: required(fields, "UserID")?.to_owned(),
+                contact: user(required(fields, "ExternalUserID")?, None),
                 by_contact: change == "del_follow_user",
             }
         }

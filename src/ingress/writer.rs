@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Event;
@@ -165,28 +164,6 @@ impl InboxWriter {
         if self.tx.send(Op::Close(done)).await.is_ok() {
             let _ = wait.await;
         }
-    }
-
-    /// Starts `writers` tasks sharing one queue. They finish the queued work and exit when
-    /// `shutdown` fires.
-    pub fn spawn(
-        store: Store,
-        options: WriterOptions,
-        shutdown: CancellationToken,
-    ) -> (Self, Vec<JoinHandle<()>>) {
-        let (tx, rx) = mpsc::channel(64 * 1024);
-        let rx = Arc::new(Mutex::new(rx));
-        let handles = (0..options.writers.max(1))
-            .map(|_| {
-                tokio::spawn(run_writer(
-                    store.clone(),
-                    Arc::clone(&rx),
-                    options,
-                    shutdown.clone(),
-                ))
-            })
-            .collect();
-        (Self { tx }, handles)
     }
 
     /// Writes the row (and the member changes of its event) durably; returns whether it is new.

@@ -65,8 +65,6 @@ const INSERT_SIGNIN: &str =
 const INSERT_LEDGER: &str =
     "insert into points_ledger (member_id, delta, reason, source_key, operator, day, created_at) \
      values ($1, $2, $3, $4, $5, $6, $7) on conflict (source_key) do nothing";
-const APPLY_DELTA: &str = "update points_accounts set balance = balance + $1, \
-     total_earned = total_earned + case when $1 > 0 then $1 else 0 end, updated_at = $2 where member_id = $3";
 const LEDGER_SUM: &str =
     "select cast(coalesce(sum(delta), 0) as bigint) from points_ledger where member_id = $1";
 const LEDGER_OF: &str =
@@ -195,30 +193,6 @@ pub struct LedgerChange<'a> {
     pub operator: Option<&'a str>,
     pub day: i32,
     pub now_ms: i64,
-}
-
-/// Appends the ledger row and moves the balance, once per source key. Returns `false` (and
-/// changes nothing) when the source was already applied. The balance check constraint makes a
-/// change that would go negative fail.
-pub async fn apply(tx: &mut Tx, change: &LedgerChange<'_>) -> Result<bool, StoreError> {
-    let inserted = on_tx!(tx, c => sqlx::query(INSERT_LEDGER)
-        .bind(change.member_id)
-        .bind(change.delta)
-        .bind(change.reason)
-        .bind(change.source_key)
-        .bind(change.operator)
-        .bind(change.day)
-        .bind(change.now_ms)
-        .execute(&mut **c)
-        .await?
-        .rows_affected());
-    if inserted == 0 {
-        return Ok(false);
-    }
-    on_tx!(tx, c => {
-        sqlx::query(APPLY_DELTA).bind(change.delta).bind(change.now_ms).bind(change.member_id).execute(&mut **c).await?;
-    });
-    Ok(true)
 }
 
 impl Store {
