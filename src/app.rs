@@ -66,6 +66,9 @@ impl App {
         let templates = Templates::load(Path::new(&config.templates.dir))?;
         let channels = Arc::new(Channels::from_config(&config).context("channel keys")?);
         let store = open_store(&config).await?;
+        crate::store::redemption::seed_items(&store, &config.points.items, clock.now_ms())
+            .await
+            .context("seeding the reward catalog")?;
         let metrics = Metrics::new(channels.ids());
         let shutdown = CancellationToken::new();
 

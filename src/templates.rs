@@ -33,6 +33,22 @@ const BUILTIN: &[(&str, &str)] = &[
         "replies/leaderboard_usage.txt.j2",
         include_str!("../templates/replies/leaderboard_usage.txt.j2"),
     ),
+    (
+        "replies/shop.txt.j2",
+        include_str!("../templates/replies/shop.txt.j2"),
+    ),
+    (
+        "replies/redeem_ok.txt.j2",
+        include_str!("../templates/replies/redeem_ok.txt.j2"),
+    ),
+    (
+        "replies/redeem_refused.txt.j2",
+        include_str!("../templates/replies/redeem_refused.txt.j2"),
+    ),
+    (
+        "replies/redeem_again.txt.j2",
+        include_str!("../templates/replies/redeem_again.txt.j2"),
+    ),
 ];
 
 /// A template problem found at start-up or render time.

@@ -50,6 +50,27 @@ pub struct PointsConfig {
     pub daily_cap: i64,
     /// Levels by points earned in total (never lowered by spending).
     pub levels: Vec<LevelConfig>,
+    /// Messages that list the redeemable items.
+    pub shop_keywords: Vec<String>,
+    /// Prefix of a redemption: `兑换 <item name>`.
+    pub redeem_keyword: String,
+    /// Items added to the catalog at start-up when missing (the database is the source of truth
+    /// afterwards: stock changes with every order).
+    #[serde(default)]
+    pub items: Vec<ItemConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemConfig {
+    pub name: String,
+    pub cost: i64,
+    pub stock: i64,
+    /// Most orders per member (0 = no limit).
+    #[serde(default)]
+    pub per_member_limit: i64,
+    #[serde(default = "yes")]
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

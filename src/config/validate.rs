@@ -146,6 +146,24 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         );
     }
 
+    for (i, item) in points.items.iter().enumerate() {
+        if item.name.trim().is_empty() || item.name.contains(char::is_whitespace) {
+            bad(
+                &format!("points.items[{i}].name"),
+                "item names are single words (members type `兑换 <name>`)".into(),
+            );
+        }
+        if item.cost <= 0 || item.stock < 0 || item.per_member_limit < 0 {
+            bad(
+                &format!("points.items[{i}]"),
+                "cost must be positive; stock and per_member_limit not negative".into(),
+            );
+        }
+    }
+    if points.redeem_keyword.trim().is_empty() {
+        bad("points.redeem_keyword", "must not be empty".into());
+    }
+
     for (id, channel) in &config.channels {
         issues.extend(validate_channel(id, channel));
     }

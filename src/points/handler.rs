@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use minijinja::context;
 
+use super::redemption::{redeem, RedeemOutcome, RedeemRequest, Refusal};
 use super::{leaderboard, sign_in, summary, Period, SigninOutcome, SigninRequest};
 use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
 use crate::config::PointsConfig;
@@ -23,6 +24,12 @@ impl PointsHandler {
 
     fn matches(keywords: &[String], text: &str) -> bool {
         keywords.iter().any(|k| k == text)
+    }
+
+    /// `兑换 定制贴纸` → `Some("定制贴纸")`; `兑换` alone → `Some("")`.
+    fn redeem_arg<'t>(&self, text: &'t str) -> Option<&'t str> {
+        let rest = text.strip_prefix(self.config.redeem_keyword.as_str())?;
+        (rest.is_empty() || rest.starts_with(char::is_whitespace)).then(|| rest.trim())
     }
 
     /// `排行榜` or `排行榜 本周` → the argument after the keyword.
@@ -94,6 +101,62 @@ impl Handler for PointsHandler {
                     context! { name, balance => s.balance, total_earned => s.total_earned, level => s.level,
                                next_level => s.next_level, to_next => s.to_next, streak => s.streak, rank => s.rank },
                 )?;
+                return Ok(Outcome::Reply(reply));
+            }
+            if Self::matches(&self.config.shop_keywords, text) {
+                let items = ctx.store.shop_items().await?;
+                return Ok(Outcome::Reply(
+                    ctx.templates.render("replies/shop", context! { items })?,
+                ));
+            }
+            if let Some(item_name) = self.redeem_arg(text) {
+                if item_name.is_empty() {
+                    return Ok(Outcome::Reply(ctx.templates.render(
+                        "replies/redeem_refused",
+                        context! { reason => "usage" },
+                    )?));
+                }
+                let req = RedeemRequest {
+                    scope: event.scope.clone(),
+                    user_id: message.sender.id.clone(),
+                    name: message.sender.name.clone(),
+                    item_name: item_name.to_owned(),
+                    source_key: format!("redeem:{}:{}", event.channel_id, event.dedupe_key),
+                    day,
+                    now_ms: ctx.clock.now_ms(),
+                };
+                let outcome = ctx
+                    .writer
+                    .run(move |store| async move { redeem(&store, &req).await })
+                    .await??;
+                let item = item_name;
+                let reply = match outcome {
+                    RedeemOutcome::Ordered {
+                        order_id,
+                        item,
+                        balance,
+                    } => ctx.templates.render(
+                        "replies/redeem_ok",
+                        context! { name, item => item.name, cost => item.cost, balance, order_id },
+                    )?,
+                    RedeemOutcome::AlreadyPlaced { order_id } => ctx
+                        .templates
+                        .render("replies/redeem_again", context! { order_id })?,
+                    RedeemOutcome::Refused(refusal) => {
+                        let vars = match refusal {
+                            Refusal::UnknownItem => context! { reason => "unknown", item },
+                            Refusal::Disabled => context! { reason => "disabled", item },
+                            Refusal::NotEnoughPoints { short, balance } => {
+                                context! { reason => "short", name, item, short, balance }
+                            }
+                            Refusal::OutOfStock => context! { reason => "stock", item },
+                            Refusal::LimitReached { limit } => {
+                                context! { reason => "limit", item, limit }
+                            }
+                        };
+                        ctx.templates.render("replies/redeem_refused", vars)?
+                    }
+                };
                 return Ok(Outcome::Reply(reply));
             }
             if let Some(arg) = self.leaderboard_arg(text) {

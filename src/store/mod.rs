@@ -7,6 +7,7 @@ mod error;
 pub mod inbox;
 pub mod members;
 pub mod points;
+pub mod redemption;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -6,6 +6,7 @@ mod helpers;
 mod callbacks;
 mod dedupe;
 mod members;
+mod redeem;
 mod rejections;
 mod resilience;
 mod signin;

@@ -1,0 +1,132 @@
+//! The reward catalog and orders. Stock, order and ledger change in one transaction; the stock
+//! decrement is conditional (`stock > 0`) so concurrent orders can never oversell.
+
+use sqlx::FromRow;
+
+use super::{Store, StoreError, Tx};
+use crate::{on_pool, on_tx};
+
+#[derive(Debug, Clone, FromRow, PartialEq, Eq, serde::Serialize)]
+pub struct Item {
+    pub id: i64,
+    pub name: String,
+    pub cost: i64,
+    pub stock: i64,
+    pub per_member_limit: i64,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, FromRow, PartialEq, Eq, serde::Serialize)]
+pub struct Order {
+    pub id: i64,
+    pub item_id: i64,
+    pub member_id: i64,
+    pub cost: i64,
+    pub status: String,
+    pub created_at: i64,
+}
+
+const SEED_ITEM: &str =
+    "insert into reward_items (name, cost, stock, per_member_limit, enabled, created_at) \
+     values ($1, $2, $3, $4, $5, $6) on conflict (name) do nothing";
+const LIST_ENABLED: &str = "select id, name, cost, stock, per_member_limit, enabled from reward_items where enabled order by cost, name";
+const ITEM_BY_NAME: &str =
+    "select id, name, cost, stock, per_member_limit, enabled from reward_items where name = $1";
+const ORDER_BY_SOURCE: &str = "select id, item_id, member_id, cost, status, created_at from reward_orders where source_key = $1";
+const ORDERS_OF_FOR_ITEM: &str = "select cast(count(*) as bigint) from reward_orders where member_id = $1 and item_id = $2 and status <> 'cancelled'";
+const TAKE_STOCK: &str = "update reward_items set stock = stock - 1 where id = $1 and stock > 0";
+const INSERT_ORDER: &str = "insert into reward_orders (item_id, member_id, cost, status, source_key, created_at, updated_at) \
+     values ($1, $2, $3, 'pending', $4, $5, $5) returning id, item_id, member_id, cost, status, created_at";
+const DEBIT: &str =
+    "update points_accounts set balance = balance - $1, updated_at = $2 where member_id = $3";
+const ORDERS_BY_STATUS: &str = "select id, item_id, member_id, cost, status, created_at from reward_orders where status = $1 order by id";
+
+/// Adds configured items that the catalog does not have yet.
+pub async fn seed_items(
+    store: &Store,
+    items: &[crate::config::ItemConfig],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for item in items {
+        on_pool!(store.pool(), p => {
+            sqlx::query(SEED_ITEM)
+                .bind(&item.name)
+                .bind(item.cost)
+                .bind(item.stock)
+                .bind(item.per_member_limit)
+                .bind(item.enabled)
+                .bind(now_ms)
+                .execute(p)
+                .await?;
+        });
+    }
+    Ok(())
+}
+
+pub async fn item_by_name(tx: &mut Tx, name: &str) -> Result<Option<Item>, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_as::<_, Item>(ITEM_BY_NAME).bind(name).fetch_optional(&mut **c).await?),
+    )
+}
+
+pub async fn order_by_source(tx: &mut Tx, source_key: &str) -> Result<Option<Order>, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_as::<_, Order>(ORDER_BY_SOURCE).bind(source_key).fetch_optional(&mut **c).await?),
+    )
+}
+
+pub async fn orders_for_item(tx: &mut Tx, member_id: i64, item_id: i64) -> Result<i64, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(ORDERS_OF_FOR_ITEM).bind(member_id).bind(item_id).fetch_one(&mut **c).await?),
+    )
+}
+
+/// Takes one unit of stock; `false` when none is left.
+pub async fn take_stock(tx: &mut Tx, item_id: i64) -> Result<bool, StoreError> {
+    let affected = on_tx!(tx, c => sqlx::query(TAKE_STOCK).bind(item_id).execute(&mut **c).await?.rows_affected());
+    Ok(affected == 1)
+}
+
+pub async fn insert_order(
+    tx: &mut Tx,
+    item_id: i64,
+    member_id: i64,
+    cost: i64,
+    source_key: &str,
+    now_ms: i64,
+) -> Result<Order, StoreError> {
+    Ok(on_tx!(tx, c => sqlx::query_as::<_, Order>(INSERT_ORDER)
+        .bind(item_id).bind(member_id).bind(cost).bind(source_key).bind(now_ms)
+        .fetch_one(&mut **c).await?))
+}
+
+/// Lowers the balance (the ledger row is written by the caller with the same source).
+pub async fn debit(
+    tx: &mut Tx,
+    member_id: i64,
+    amount: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx, c => {
+        sqlx::query(DEBIT).bind(amount).bind(now_ms).bind(member_id).execute(&mut **c).await?;
+    });
+    Ok(())
+}
+
+impl Store {
+    pub async fn shop_items(&self) -> Result<Vec<Item>, StoreError> {
+        Ok(on_pool!(self.pool(), p => sqlx::query_as::<_, Item>(LIST_ENABLED).fetch_all(p).await?))
+    }
+
+    pub async fn orders_with_status(&self, status: &str) -> Result<Vec<Order>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, Order>(ORDERS_BY_STATUS).bind(status).fetch_all(p).await?),
+        )
+    }
+
+    pub async fn item(&self, name: &str) -> Result<Option<Item>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, Item>(ITEM_BY_NAME).bind(name).fetch_optional(p).await?),
+        )
+    }
+}
