@@ -22,8 +22,17 @@ pub struct Config {
     pub templates: TemplatesConfig,
     pub log: LogConfig,
     pub points: PointsConfig,
+    pub ops_api: OpsApiConfig,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+/// The JSON API for ops staff under `/api/v1`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsApiConfig {
+    /// Bearer token; empty disables the API (every call answers 403).
+    pub token: Secret,
 }
 
 /// Sign-in points (签到积分).

@@ -164,6 +164,14 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         bad("points.redeem_keyword", "must not be empty".into());
     }
 
+    let token = config.ops_api.token.expose();
+    if !token.is_empty() && token.len() < 16 {
+        bad(
+            "ops_api.token",
+            "must be empty (API off) or at least 16 characters".into(),
+        );
+    }
+
     for (id, channel) in &config.channels {
         issues.extend(validate_channel(id, channel));
     }

@@ -134,6 +134,11 @@ impl Ingress {
         }
     }
 
+    /// The clock the pipeline runs on.
+    pub fn clock(&self) -> &crate::clock::SharedClock {
+        &self.bot.clock
+    }
+
     /// The group-commit writer (tests use it to simulate a database outage).
     pub fn writer(&self) -> &InboxWriter {
         &self.writer

@@ -250,3 +250,19 @@ impl Store {
         )
     }
 }
+
+const ADJUST_BALANCE: &str = "update points_accounts set balance = balance + $1, \
+     total_earned = total_earned + case when $1 > 0 then $1 else 0 end, updated_at = $2 where member_id = $3";
+
+/// Moves the balance by `delta` (the caller wrote the ledger row in the same transaction).
+pub async fn adjust_balance(
+    tx: &mut Tx,
+    member_id: i64,
+    delta: i64,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx, c => {
+        sqlx::query(ADJUST_BALANCE).bind(delta).bind(now_ms).bind(member_id).execute(&mut **c).await?;
+    });
+    Ok(())
+}

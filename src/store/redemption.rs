@@ -130,3 +130,73 @@ impl Store {
         )
     }
 }
+
+const ALL_ITEMS: &str =
+    "select id, name, cost, stock, per_member_limit, enabled from reward_items order by id";
+const INSERT_ITEM: &str = "insert into reward_items (name, cost, stock, per_member_limit, enabled, created_at) \
+     values ($1, $2, $3, $4, $5, $6) on conflict (name) do nothing returning id, name, cost, stock, per_member_limit, enabled";
+const UPDATE_ITEM: &str = "update reward_items set cost = $1, stock = $2, per_member_limit = $3, enabled = $4 where id = $5 \
+     returning id, name, cost, stock, per_member_limit, enabled";
+const ORDER_BY_ID: &str =
+    "select id, item_id, member_id, cost, status, created_at from reward_orders where id = $1";
+const SET_ORDER_STATUS: &str =
+    "update reward_orders set status = $1, updated_at = $2 where id = $3 and status = 'pending'";
+const RETURN_STOCK: &str = "update reward_items set stock = stock + 1 where id = $1";
+
+impl Store {
+    pub async fn all_items(&self) -> Result<Vec<Item>, StoreError> {
+        Ok(on_pool!(self.pool(), p => sqlx::query_as::<_, Item>(ALL_ITEMS).fetch_all(p).await?))
+    }
+
+    /// `None` when an item with that name exists.
+    pub async fn create_item(
+        &self,
+        item: &crate::config::ItemConfig,
+        now_ms: i64,
+    ) -> Result<Option<Item>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, Item>(INSERT_ITEM)
+            .bind(&item.name).bind(item.cost).bind(item.stock).bind(item.per_member_limit).bind(item.enabled).bind(now_ms)
+            .fetch_optional(p).await?),
+        )
+    }
+
+    pub async fn update_item(
+        &self,
+        id: i64,
+        cost: i64,
+        stock: i64,
+        per_member_limit: i64,
+        enabled: bool,
+    ) -> Result<Option<Item>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, Item>(UPDATE_ITEM)
+            .bind(cost).bind(stock).bind(per_member_limit).bind(enabled).bind(id)
+            .fetch_optional(p).await?),
+        )
+    }
+}
+
+pub async fn order_by_id(tx: &mut Tx, id: i64) -> Result<Option<Order>, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_as::<_, Order>(ORDER_BY_ID).bind(id).fetch_optional(&mut **c).await?),
+    )
+}
+
+/// Moves a pending order to `status`; `false` if it was not pending.
+pub async fn close_order(
+    tx: &mut Tx,
+    id: i64,
+    status: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let affected = on_tx!(tx, c => sqlx::query(SET_ORDER_STATUS).bind(status).bind(now_ms).bind(id).execute(&mut **c).await?.rows_affected());
+    Ok(affected == 1)
+}
+
+pub async fn return_stock(tx: &mut Tx, item_id: i64) -> Result<(), StoreError> {
+    on_tx!(tx, c => {
+        sqlx::query(RETURN_STOCK).bind(item_id).execute(&mut **c).await?;
+    });
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 mod callbacks;
 mod health;
+mod ops_api;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -21,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
         .merge(callbacks)
+        .merge(ops_api::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

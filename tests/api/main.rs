@@ -6,6 +6,7 @@ mod helpers;
 mod callbacks;
 mod dedupe;
 mod members;
+mod ops_api;
 mod redeem;
 mod rejections;
 mod resilience;

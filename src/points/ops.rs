@@ -1,0 +1,127 @@
+//! Ops actions on points: manual adjustments and order fulfilment/cancellation (with refund),
+//! all through the ledger, each applied once per request id.
+
+use crate::store::points::{self as db, LedgerChange};
+use crate::store::redemption as shop;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdjustOutcome {
+    Applied {
+        balance: i64,
+    },
+    /// The request id was used before; nothing changed.
+    Duplicate {
+        balance: i64,
+    },
+    WouldGoNegative {
+        balance: i64,
+    },
+}
+
+/// Adds `delta` (negative to deduct) for a member, by an operator, once per `request_id`.
+#[allow(clippy::too_many_arguments)]
+pub async fn adjust(
+    store: &Store,
+    scope: &str,
+    user_id: &str,
+    delta: i64,
+    reason: &str,
+    operator: &str,
+    request_id: &str,
+    day: i32,
+    now_ms: i64,
+) -> Result<AdjustOutcome, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let member_id = db::member_id(&mut tx, scope, user_id, None, now_ms).await?;
+    let account = db::account(&mut tx, member_id, now_ms).await?;
+    if account.balance + delta < 0 {
+        tx.commit().await?;
+        return Ok(AdjustOutcome::WouldGoNegative {
+            balance: account.balance,
+        });
+    }
+    let source_key = format!("adjust:{request_id}");
+    let change = LedgerChange {
+        member_id,
+        delta,
+        reason,
+        source_key: &source_key,
+        operator: Some(operator),
+        day,
+        now_ms,
+    };
+    let outcome = if db::insert_ledger(&mut tx, &change).await? {
+        db::adjust_balance(&mut tx, member_id, delta, now_ms).await?;
+        AdjustOutcome::Applied {
+            balance: account.balance + delta,
+        }
+    } else {
+        AdjustOutcome::Duplicate {
+            balance: account.balance,
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderAction {
+    Fulfil,
+    Cancel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderOutcome {
+    Done,
+    NotFound,
+    /// Already fulfilled or cancelled.
+    NotPending {
+        status: String,
+    },
+}
+
+/// Fulfils or cancels a pending order; cancelling refunds the points and returns the stock.
+pub async fn close_order(
+    store: &Store,
+    order_id: i64,
+    action: OrderAction,
+    operator: &str,
+    day: i32,
+    now_ms: i64,
+) -> Result<OrderOutcome, StoreError> {
+    let mut tx = store.begin_write().await?;
+    let Some(order) = shop::order_by_id(&mut tx, order_id).await? else {
+        tx.commit().await?;
+        return Ok(OrderOutcome::NotFound);
+    };
+    let status = match action {
+        OrderAction::Fulfil => "fulfilled",
+        OrderAction::Cancel => "cancelled",
+    };
+    if !shop::close_order(&mut tx, order_id, status, now_ms).await? {
+        tx.commit().await?;
+        return Ok(OrderOutcome::NotPending {
+            status: order.status,
+        });
+    }
+    if action == OrderAction::Cancel {
+        let source_key = format!("refund:{order_id}");
+        let change = LedgerChange {
+            member_id: order.member_id,
+            delta: order.cost,
+            reason: "兑换取消退款",
+            source_key: &source_key,
+            operator: Some(operator),
+            day,
+            now_ms,
+        };
+        if db::insert_ledger(&mut tx, &change).await? {
+            // A refund gives points back; it is not new earning, so `total_earned` stays.
+            shop::debit(&mut tx, order.member_id, -order.cost, now_ms).await?;
+        }
+        shop::return_stock(&mut tx, order.item_id).await?;
+    }
+    tx.commit().await?;
+    Ok(OrderOutcome::Done)
+}

@@ -1,0 +1,295 @@
+//! JSON API for ops staff (`/api/v1`, bearer token): member points and history, manual
+//! adjustments, the reward catalog, and orders. Errors are JSON `{"error": "…"}`.
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::config::ItemConfig;
+use crate::members::local_day;
+use crate::points::ops::{self, AdjustOutcome, OrderAction, OrderOutcome};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/members/{scope}/{user_id}/points",
+            get(member_points).post(adjust_points),
+        )
+        .route("/api/v1/items", get(list_items).post(create_item))
+        .route("/api/v1/items/{id}", post(update_item))
+        .route("/api/v1/orders", get(list_orders))
+        .route("/api/v1/orders/{id}/fulfil", post(fulfil_order))
+        .route("/api/v1/orders/{id}/cancel", post(cancel_order))
+}
+
+fn error(status: StatusCode, reason: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": reason.into() }))).into_response()
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "ops api failed");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage unavailable, try again",
+    )
+}
+
+/// The operator, authenticated by the bearer token (constant-time compare; default deny).
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let token = state.config.ops_api.token.expose();
+        if token.is_empty() {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "the ops API is disabled (set ops_api.token)",
+            ));
+        }
+        let given = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            Ok(Operator)
+        } else {
+            Err(error(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token",
+            ))
+        }
+    }
+}
+
+fn today(state: &AppState) -> i32 {
+    local_day(state.config.timezone(), state.ingress.clock().now_secs())
+}
+
+async fn member_points(
+    _: Operator,
+    State(state): State<AppState>,
+    Path((scope, user_id)): Path<(String, String)>,
+) -> Response {
+    let account = match state.store.points_account(&scope, &user_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "no such member"),
+        Err(e) => return internal(e),
+    };
+    let (id, account) = account;
+    match state.store.ledger_of(id, 100).await {
+        Ok(ledger) => Json(json!({
+            "balance": account.balance, "total_earned": account.total_earned, "streak": account.streak,
+            "best_streak": account.best_streak, "last_signin_day": account.last_signin_day, "ledger": ledger,
+        }))
+        .into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdjustBody {
+    delta: i64,
+    reason: String,
+    operator: String,
+    /// Idempotency key: the same request id applies once.
+    request_id: String,
+}
+
+async fn adjust_points(
+    _: Operator,
+    State(state): State<AppState>,
+    Path((scope, user_id)): Path<(String, String)>,
+    body: Result<Json<AdjustBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "body must be {delta, reason, operator, request_id}",
+        );
+    };
+    if body.delta == 0
+        || body.reason.trim().is_empty()
+        || body.operator.trim().is_empty()
+        || body.request_id.trim().is_empty()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "delta must not be 0; reason, operator and request_id are required",
+        );
+    }
+    let (day, now) = (today(&state), state.ingress.clock().now_ms());
+    let result = state
+        .ingress
+        .writer()
+        .run(move |store| async move {
+            ops::adjust(
+                &store,
+                &scope,
+                &user_id,
+                body.delta,
+                &body.reason,
+                &body.operator,
+                &body.request_id,
+                day,
+                now,
+            )
+            .await
+        })
+        .await;
+    match result {
+        Ok(Ok(AdjustOutcome::Applied { balance })) => {
+            Json(json!({ "applied": true, "balance": balance })).into_response()
+        }
+        Ok(Ok(AdjustOutcome::Duplicate { balance })) => {
+            Json(json!({ "applied": false, "balance": balance })).into_response()
+        }
+        Ok(Ok(AdjustOutcome::WouldGoNegative { balance })) => error(
+            StatusCode::CONFLICT,
+            format!("balance {balance} cannot go below zero"),
+        ),
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+async fn list_items(_: Operator, State(state): State<AppState>) -> Response {
+    match state.store.all_items().await {
+        Ok(items) => Json(json!({ "items": items })).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn create_item(
+    _: Operator,
+    State(state): State<AppState>,
+    body: Result<Json<ItemConfig>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(item)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "body must be {name, cost, stock, per_member_limit?, enabled?}",
+        );
+    };
+    if item.name.trim().is_empty()
+        || item.name.contains(char::is_whitespace)
+        || item.cost <= 0
+        || item.stock < 0
+        || item.per_member_limit < 0
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "name is one word; cost > 0; stock and per_member_limit >= 0",
+        );
+    }
+    match state
+        .store
+        .create_item(&item, state.ingress.clock().now_ms())
+        .await
+    {
+        Ok(Some(created)) => (StatusCode::CREATED, Json(created)).into_response(),
+        Ok(None) => error(StatusCode::CONFLICT, "an item with this name exists"),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemUpdate {
+    cost: i64,
+    stock: i64,
+    per_member_limit: i64,
+    enabled: bool,
+}
+
+async fn update_item(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    body: Result<Json<ItemUpdate>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(u)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "body must be {cost, stock, per_member_limit, enabled}",
+        );
+    };
+    if u.cost <= 0 || u.stock < 0 || u.per_member_limit < 0 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "cost > 0; stock and per_member_limit >= 0",
+        );
+    }
+    match state
+        .store
+        .update_item(id, u.cost, u.stock, u.per_member_limit, u.enabled)
+        .await
+    {
+        Ok(Some(item)) => Json(item).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no such item"),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct OrdersQuery {
+    status: Option<String>,
+}
+
+async fn list_orders(
+    _: Operator,
+    State(state): State<AppState>,
+    Query(q): Query<OrdersQuery>,
+) -> Response {
+    let status = q.status.unwrap_or_else(|| "pending".into());
+    if !["pending", "fulfilled", "cancelled"].contains(&status.as_str()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "status is pending, fulfilled or cancelled",
+        );
+    }
+    match state.store.orders_with_status(&status).await {
+        Ok(orders) => Json(json!({ "orders": orders })).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn close(state: AppState, id: i64, action: OrderAction) -> Response {
+    let (day, now) = (today(&state), state.ingress.clock().now_ms());
+    let result =
+        state
+            .ingress
+            .writer()
+            .run(move |store| async move {
+                ops::close_order(&store, id, action, "ops-api", day, now).await
+            })
+            .await;
+    match result {
+        Ok(Ok(OrderOutcome::Done)) => Json(json!({ "ok": true })).into_response(),
+        Ok(Ok(OrderOutcome::NotFound)) => error(StatusCode::NOT_FOUND, "no such order"),
+        Ok(Ok(OrderOutcome::NotPending { status })) => {
+            error(StatusCode::CONFLICT, format!("order is already {status}"))
+        }
+        Ok(Err(e)) => internal(e),
+        Err(e) => internal(e),
+    }
+}
+
+async fn fulfil_order(_: Operator, State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+    close(state, id, OrderAction::Fulfil).await
+}
+
+async fn cancel_order(_: Operator, State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+    close(state, id, OrderAction::Cancel).await
+}
