@@ -150,9 +150,9 @@ async fn healthz_readyz_and_metrics(backend: Backend) {
             .status(),
         200
     );
-    app.send_text("demo_app", "zhangsan", None, "hello", "m1")
+    app.send_text("demo_app", "zhangsan", None, "ping", "m1")
         .await;
-    app.send_text("demo_app", "zhangsan", None, "hello", "m1")
+    app.send_text("demo_app", "zhangsan", None, "ping", "m1")
         .await;
     let metrics = app
         .client
@@ -171,6 +171,7 @@ async fn healthz_readyz_and_metrics(backend: Backend) {
         metrics.contains("yunying_callbacks_total{channel=\"demo_app\",outcome=\"duplicate\"} 1"),
         "{metrics}"
     );
+    // `ping` has a reply, which is stored durably before the answer, so nothing is left unprocessed.
     assert!(metrics.contains("yunying_inbox_depth 0"), "{metrics}");
     assert!(
         metrics.contains("yunying_handler_duration_seconds_count 1"),
