@@ -194,6 +194,22 @@ mod tests {
         assert_eq!(local_day(chrono_tz::UTC, ts), 20240101);
     }
 
+    proptest::proptest! {
+        /// Instants within a day of local midnight map to the date a fixed-offset reference model
+        /// gives (Asia/Shanghai +8, Asia/Tokyo +9; no DST since 1992 — China had DST 1986–1991,
+        /// which the tz database models and a fixed offset does not), whatever the host's zone.
+        #[test]
+        fn local_day_matches_a_fixed_offset_model(day_index in 8_100i64..29_000, around in -7200i64..7200, tokyo in proptest::bool::ANY) {
+            let (tz, offset) = if tokyo { (chrono_tz::Asia::Tokyo, 9 * 3600) } else { (chrono_tz::Asia::Shanghai, 8 * 3600) };
+            // Local midnight of day `day_index` since 1970-01-01, plus up to two hours either way.
+            let instant = day_index * 86_400 - offset + around;
+            let local = chrono::DateTime::from_timestamp(instant + offset, 0).expect("in range").date_naive();
+            use chrono::Datelike;
+            let expected = local.year() * 10_000 + i32::try_from(local.month()).expect("m") * 100 + i32::try_from(local.day()).expect("d");
+            proptest::prop_assert_eq!(local_day(tz, instant), expected);
+        }
+    }
+
     #[test]
     fn aggregates_per_member_and_day() {
         let events = vec![
