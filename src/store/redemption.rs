@@ -141,6 +141,9 @@ const ORDER_BY_ID: &str =
     "select id, item_id, member_id, cost, status, created_at from reward_orders where id = $1";
 const SET_ORDER_STATUS: &str =
     "update reward_orders set status = $1, updated_at = $2 where id = $3 and status = 'pending'";
+const DELETE_UNORDERED_ITEM: &str = "delete from reward_items where id = $1 \
+     and not exists (select 1 from reward_orders o where o.item_id = reward_items.id)";
+const ITEM_EXISTS: &str = "select cast(count(*) as bigint) from reward_items where id = $1";
 const RETURN_STOCK: &str = "update reward_items set stock = stock + 1 where id = $1";
 
 impl Store {
@@ -159,6 +162,21 @@ impl Store {
             .bind(&item.name).bind(item.cost).bind(item.stock).bind(item.per_member_limit).bind(item.enabled).bind(now_ms)
             .fetch_optional(p).await?),
         )
+    }
+
+    /// Deletes an item nobody ordered: `Ok(true)` deleted, `Ok(false)` it has orders (disable it
+    /// instead), `Err(NotFound)` no such item.
+    pub async fn delete_item(&self, id: i64) -> Result<bool, StoreError> {
+        let deleted = on_pool!(self.pool(), p => sqlx::query(DELETE_UNORDERED_ITEM).bind(id).execute(p).await?.rows_affected());
+        if deleted == 1 {
+            return Ok(true);
+        }
+        let exists = on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(ITEM_EXISTS).bind(id).fetch_one(p).await?);
+        if exists == 0 {
+            Err(StoreError::NotFound)
+        } else {
+            Ok(false)
+        }
     }
 
     pub async fn update_item(

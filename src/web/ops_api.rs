@@ -23,7 +23,7 @@ pub fn router() -> Router<AppState> {
             get(member_points).post(adjust_points),
         )
         .route("/api/v1/items", get(list_items).post(create_item))
-        .route("/api/v1/items/{id}", post(update_item))
+        .route("/api/v1/items/{id}", post(update_item).delete(delete_item))
         .route("/api/v1/orders", get(list_orders))
         .route("/api/v1/orders/{id}/fulfil", post(fulfil_order))
         .route("/api/v1/orders/{id}/cancel", post(cancel_order))
@@ -238,6 +238,18 @@ async fn update_item(
     {
         Ok(Some(item)) => Json(item).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no such item"),
+        Err(e) => internal(e),
+    }
+}
+
+async fn delete_item(_: Operator, State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+    match state.store.delete_item(id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => error(
+            StatusCode::CONFLICT,
+            "the item has orders; disable it instead (enabled = false)",
+        ),
+        Err(crate::store::StoreError::NotFound) => error(StatusCode::NOT_FOUND, "no such item"),
         Err(e) => internal(e),
     }
 }
