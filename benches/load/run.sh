@@ -30,7 +30,13 @@ esac
 YUNYING_DATABASE__URL="$DB" YUNYING_SERVER__LISTEN="127.0.0.1:$PORT" YUNYING_LOG=warn \
   YUNYING_DATABASE__MAX_CONNECTIONS=16 ./target/release/yunying serve > "$work/server.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
+cleanup() {
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  rm -rf "$work"
+  if [ -n "${name:-}" ]; then psql -h 127.0.0.1 -U postgres -d postgres -qc "drop database if exists $name with (force)" || true; fi
+}
+trap cleanup EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
 
 count=$((40000 * SECS))
