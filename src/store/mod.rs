@@ -1,5 +1,5 @@
 //! Storage behind one layer: SQLite (embedded default) or PostgreSQL, chosen by URL scheme.
-//! The same SQL text serves both backends (`$1…$n` placeholders); the [`on_pool!`] and
+//! The same SQL text serves both backends (`$1…$n` bind parameters); the [`on_pool!`] and
 //! [`on_tx!`] macros paste one expression into both arms so each type-checks on its backend.
 
 pub mod batch;
