@@ -232,6 +232,32 @@ impl TestApp {
         (status, reply)
     }
 
+    /// A member named `用户{user}` says `text` to the demo group robot; returns the reply text
+    /// (empty when there is none).
+    pub async fn robot_say(
+        &self,
+        user: &str,
+        group: Option<&str>,
+        text: &str,
+        msg_id: &str,
+    ) -> String {
+        let what = Simulated::Text {
+            from: user.into(),
+            name: Some(format!("用户{user}")),
+            group: group.map(str::to_owned),
+            text: text.into(),
+            msg_id: msg_id.into(),
+        };
+        let response = self
+            .post("demo_robot", &self.build("demo_robot", &what))
+            .await;
+        assert_eq!(response.status(), 200);
+        let body = response.bytes().await.expect("body");
+        send::open_reply(self.channel("demo_robot"), &body)
+            .expect("opens")
+            .unwrap_or_default()
+    }
+
     pub async fn inbox_count(&self) -> i64 {
         self.store.inbox_count().await.expect("count")
     }

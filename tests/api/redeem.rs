@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use yunying::config::{Config, ItemConfig};
 use yunying::points::redemption::{redeem, RedeemOutcome, RedeemRequest};
-use yunying::send::Simulated;
 
 use crate::backend_tests;
 use crate::helpers::{Backend, TestApp};
@@ -42,55 +41,37 @@ fn rich(config: &mut Config, stock: i64) {
     ];
 }
 
-async fn say(app: &TestApp, user: &str, text: &str, msg_id: &str) -> String {
-    let what = Simulated::Text {
-        from: user.into(),
-        name: Some(format!("用户{user}")),
-        group: Some("g".into()),
-        text: text.into(),
-        msg_id: msg_id.into(),
-    };
-    let response = app
-        .post("demo_robot", &app.build("demo_robot", &what))
-        .await;
-    assert_eq!(response.status(), 200);
-    let body = response.bytes().await.expect("body");
-    yunying::send::open_reply(app.channel("demo_robot"), &body)
-        .expect("opens")
-        .unwrap_or_default()
-}
-
 async fn shop_order_and_refusals(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| rich(c, 10)).await;
-    say(&app, "u1", "签到", "s1").await;
-    let shop = say(&app, "u1", "商城", "s2").await;
+    app.robot_say("u1", Some("g"), "签到", "s1").await;
+    let shop = app.robot_say("u1", Some("g"), "商城", "s2").await;
     assert!(
         shop.contains("定制贴纸：50 积分，剩余 100，每人限 2 次") && shop.contains("社区T恤"),
         "{shop}"
     );
 
-    let ok = say(&app, "u1", "兑换 定制贴纸", "o1").await;
+    let ok = app.robot_say("u1", Some("g"), "兑换 定制贴纸", "o1").await;
     assert!(
         ok.contains("兑换「定制贴纸」成功") && ok.contains("剩余 50 积分"),
         "{ok}"
     );
-    let again = say(&app, "u1", "兑换 定制贴纸", "o1").await;
+    let again = app.robot_say("u1", Some("g"), "兑换 定制贴纸", "o1").await;
     assert_eq!(
         again, ok,
         "a retried delivery gets the stored answer and places no second order"
     );
-    let short = say(&app, "u1", "兑换 社区T恤", "o2").await;
+    let short = app.robot_say("u1", Some("g"), "兑换 社区T恤", "o2").await;
     assert!(short.contains("还差 450 积分"), "{short}");
-    let unknown = say(&app, "u1", "兑换 飞机", "o3").await;
+    let unknown = app.robot_say("u1", Some("g"), "兑换 飞机", "o3").await;
     assert!(unknown.contains("没有找到「飞机」"), "{unknown}");
-    let usage = say(&app, "u1", "兑换", "o4").await;
+    let usage = app.robot_say("u1", Some("g"), "兑换", "o4").await;
     assert!(usage.starts_with("用法"), "{usage}");
-    let second = say(&app, "u1", "兑换 定制贴纸", "o5").await;
+    let second = app.robot_say("u1", Some("g"), "兑换 定制贴纸", "o5").await;
     assert!(
         second.contains("成功") && second.contains("剩余 0 积分"),
         "{second}"
     );
-    let limit = say(&app, "u1", "兑换 定制贴纸", "o6").await;
+    let limit = app.robot_say("u1", Some("g"), "兑换 定制贴纸", "o6").await;
     assert!(limit.contains("每人限兑 2 次"), "{limit}");
 
     let (id, account) = app
@@ -120,7 +101,7 @@ async fn shop_order_and_refusals(backend: Backend) {
     );
 
     // A re-run of the same message (the sweeper after a crash) finds its order.
-    say(&app, "u9", "签到", "u9-sign").await;
+    app.robot_say("u9", Some("g"), "签到", "u9-sign").await;
     let req = RedeemRequest {
         scope: SCOPE.into(),
         user_id: "u9".into(),
@@ -154,13 +135,20 @@ async fn concurrent_orders_never_oversell(backend: Backend) {
     let members = 100;
     let app = Arc::new(TestApp::spawn_with(backend, |c| rich(c, 10)).await);
     for m in 0..members {
-        say(&app, &format!("m{m}"), "签到", &format!("sign-{m}")).await;
+        app.robot_say(&format!("m{m}"), Some("g"), "签到", &format!("sign-{m}"))
+            .await;
     }
     let mut tasks = Vec::new();
     for m in 0..members {
         let app = Arc::clone(&app);
         tasks.push(tokio::spawn(async move {
-            say(&app, &format!("m{m}"), "兑换 限量杯", &format!("buy-{m}")).await
+            app.robot_say(
+                &format!("m{m}"),
+                Some("g"),
+                "兑换 限量杯",
+                &format!("buy-{m}"),
+            )
+            .await
         }));
     }
     let mut ok = 0;

@@ -18,36 +18,18 @@ backend_tests!(
 
 const SCOPE: &str = "wwdemo0000000001";
 
-async fn say(app: &TestApp, user: &str, group: Option<&str>, text: &str, msg_id: &str) -> String {
-    let what = Simulated::Text {
-        from: user.into(),
-        name: Some(format!("用户{user}")),
-        group: group.map(str::to_owned),
-        text: text.into(),
-        msg_id: msg_id.into(),
-    };
-    let response = app
-        .post("demo_robot", &app.build("demo_robot", &what))
-        .await;
-    assert_eq!(response.status(), 200);
-    let body = response.bytes().await.expect("body");
-    yunying::send::open_reply(app.channel("demo_robot"), &body)
-        .expect("opens")
-        .unwrap_or_default()
-}
-
 async fn signin_reply_balance_and_repeat(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let first = say(&app, "u1", Some("g1"), "签到", "m1").await;
+    let first = app.robot_say("u1", Some("g1"), "签到", "m1").await;
     assert!(
         first.contains("签到成功") && first.contains("第 1 位") && first.contains("+5 积分"),
         "{first}"
     );
-    let second_member = say(&app, "u2", Some("g1"), "打卡", "m2").await;
+    let second_member = app.robot_say("u2", Some("g1"), "打卡", "m2").await;
     assert!(second_member.contains("第 2 位"), "{second_member}");
-    let again = say(&app, "u1", Some("g1"), "/签到", "m3").await;
+    let again = app.robot_say("u1", Some("g1"), "/签到", "m3").await;
     assert!(again.contains("已经签到过"), "{again}");
-    let balance = say(&app, "u1", Some("g1"), "我的积分", "m4").await;
+    let balance = app.robot_say("u1", Some("g1"), "我的积分", "m4").await;
     assert!(
         balance.contains("积分：5") && balance.contains("新手"),
         "{balance}"
@@ -61,7 +43,7 @@ async fn signin_reply_balance_and_repeat(backend: Backend) {
     assert_eq!(account.balance, 5);
     assert_eq!(app.store.ledger_sum(id).await.expect("sum"), 5);
     // Chat that is not a keyword gets no reply.
-    assert_eq!(say(&app, "u1", Some("g1"), "签到了吗", "m5").await, "");
+    assert_eq!(app.robot_say("u1", Some("g1"), "签到了吗", "m5").await, "");
 }
 
 async fn streak_follows_the_community_day_not_utc(backend: Backend) {
@@ -69,24 +51,24 @@ async fn streak_follows_the_community_day_not_utc(backend: Backend) {
     // 2024-01-01 23:59 in Shanghai (15:59 UTC) and 00:30 the next local day (16:30 UTC):
     // the same UTC day, two community days.
     app.clock.set_ms(1_704_124_740_000);
-    let day1 = say(&app, "u1", None, "签到", "d1").await;
+    let day1 = app.robot_say("u1", None, "签到", "d1").await;
     assert!(day1.contains("连续签到 1 天"), "{day1}");
     app.clock.set_ms(1_704_126_600_000);
-    let day2 = say(&app, "u1", None, "签到", "d2").await;
+    let day2 = app.robot_say("u1", None, "签到", "d2").await;
     assert!(
         day2.contains("签到成功") && day2.contains("连续签到 2 天"),
         "{day2}"
     );
     // Day 3 pays the streak bonus (5 + 5).
     app.clock.set_ms(1_704_126_600_000 + 86_400_000);
-    let day3 = say(&app, "u1", None, "签到", "d3").await;
+    let day3 = app.robot_say("u1", None, "签到", "d3").await;
     assert!(
         day3.contains("+10 积分") && day3.contains("连续签到 3 天"),
         "{day3}"
     );
     // Skipping a day breaks the streak.
     app.clock.set_ms(1_704_126_600_000 + 3 * 86_400_000);
-    let day5 = say(&app, "u1", None, "签到", "d5").await;
+    let day5 = app.robot_say("u1", None, "签到", "d5").await;
     assert!(day5.contains("连续签到 1 天"), "{day5}");
     let (_, account) = app
         .store
@@ -106,7 +88,7 @@ async fn daily_cap_limits_points_from_all_sources(backend: Backend) {
     // Day 1 and 2: 5 each; day 3 would pay 10 but the cap is 7.
     for (i, day) in [0i64, 1, 2].iter().enumerate() {
         app.clock.set_ms(1_704_067_200_000 + day * 86_400_000);
-        let reply = say(&app, "u1", None, "签到", &format!("c{i}")).await;
+        let reply = app.robot_say("u1", None, "签到", &format!("c{i}")).await;
         if *day == 2 {
             assert!(
                 reply.contains("+7 积分") && reply.contains("上限"),
@@ -126,26 +108,26 @@ async fn daily_cap_limits_points_from_all_sources(backend: Backend) {
 
 async fn leaderboard_per_group_and_overall(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    say(&app, "a", Some("g1"), "签到", "l1").await;
-    say(&app, "b", Some("g2"), "签到", "l2").await;
+    app.robot_say("a", Some("g1"), "签到", "l1").await;
+    app.robot_say("b", Some("g2"), "签到", "l2").await;
     app.clock.advance_ms(86_400_000);
-    say(&app, "a", Some("g1"), "签到", "l3").await;
-    let overall = say(&app, "a", None, "排行榜 总", "l4").await;
+    app.robot_say("a", Some("g1"), "签到", "l3").await;
+    let overall = app.robot_say("a", None, "排行榜 总", "l4").await;
     assert!(
         overall.contains("总积分榜")
             && overall.contains("1. 用户a  10 分")
             && overall.contains("2. 用户b  5 分"),
         "{overall}"
     );
-    let group = say(&app, "a", Some("g2"), "排行榜 本周", "l5").await;
+    let group = app.robot_say("a", Some("g2"), "排行榜 本周", "l5").await;
     assert!(group.contains("（本群）"), "{group}");
     assert!(group.contains("用户b"), "{group}");
-    let today = say(&app, "b", Some("g2"), "排行榜", "l6").await;
+    let today = app.robot_say("b", Some("g2"), "排行榜", "l6").await;
     assert!(
         today.contains("今日积分榜") && !today.contains("用户b"),
         "b signed in yesterday only: {today}"
     );
-    let usage = say(&app, "a", None, "排行榜 明年", "l7").await;
+    let usage = app.robot_say("a", None, "排行榜 明年", "l7").await;
     assert!(usage.starts_with("用法"), "{usage}");
 }
 
