@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::Event;
 use crate::members;
 use crate::store::inbox::{Accepted, NewInbox, Processed};
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Store, StoreError, Tx};
 
 /// Why a write failed, cloneable so one failed batch can answer all its callers.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -44,9 +44,51 @@ enum Op {
     ),
     /// Closes the writer's connection pool (shutdown; tests simulate an outage with it).
     Close(oneshot::Sender<()>),
-    /// Another write transaction (e.g. a sign-in), run by the writer between batches so that
-    /// on SQLite it never waits in the busy handler for the group commit's lock.
+    /// Another write transaction (e.g. a redemption), run by the writer between batches so
+    /// that on SQLite it never waits in the busy handler for the group commit's lock.
     Job(Job),
+    /// A write that joins one transaction with the other batched writes of the same round
+    /// (e.g. sign-ins): one commit serves them all.
+    Batched(Box<dyn BatchedWrite>),
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A write run inside a transaction shared with others; it keeps its result until the commit.
+trait BatchedWrite: Send {
+    fn run<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Answers the caller after the commit.
+    fn succeed(self: Box<Self>);
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+struct PendingWrite<T, F> {
+    write: F,
+    result: Option<T>,
+    done: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> BatchedWrite for PendingWrite<T, F>
+where
+    T: Send + 'static,
+    F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<T, StoreError>> + Send + Sync + 'static,
+{
+    fn run<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            self.result = Some((self.write)(tx).await?);
+            Ok(())
+        })
+    }
+
+    fn succeed(self: Box<Self>) {
+        if let Some(value) = self.result {
+            let _ = self.done.send(Ok(value));
+        }
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.done.send(Err(error));
+    }
 }
 
 type Job = Box<
@@ -114,11 +156,13 @@ impl InboxWriter {
                     };
                     let _ = ready_tx.send(Ok(()));
                     let rx = Arc::new(Mutex::new(rx));
+                    let batched_lock = Arc::new(Mutex::new(()));
                     let tasks: Vec<_> = (0..options.writers.max(1))
                         .map(|_| {
                             tokio::spawn(run_writer(
                                 store.clone(),
                                 Arc::clone(&rx),
+                                Arc::clone(&batched_lock),
                                 options,
                                 shutdown.clone(),
                             ))
@@ -152,6 +196,28 @@ impl InboxWriter {
         });
         self.tx
             .send(Op::Job(job))
+            .await
+            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
+        wait.await
+            .map_err(|_| WriteError::Unavailable("writer stopped".into()))
+    }
+
+    /// Runs `write` inside a transaction shared with the other batched writes queued at the same
+    /// time, and answers after their common commit. `write` must be safe to run again: if any
+    /// write of the round fails, the round is rolled back and each write retried on its own.
+    pub async fn run_batched<T, F>(&self, write: F) -> Result<Result<T, StoreError>, WriteError>
+    where
+        T: Send + 'static,
+        F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<T, StoreError>> + Send + Sync + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        let pending = PendingWrite {
+            write,
+            result: None,
+            done,
+        };
+        self.tx
+            .send(Op::Batched(Box::new(pending)))
             .await
             .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
         wait.await
@@ -204,6 +270,7 @@ impl InboxWriter {
 async fn run_writer(
     store: Store,
     rx: Arc<Mutex<mpsc::Receiver<Op>>>,
+    batched_lock: Arc<Mutex<()>>,
     options: WriterOptions,
     shutdown: CancellationToken,
 ) {
@@ -227,17 +294,23 @@ async fn run_writer(
                 }
             }
         }
-        write_batch(&store, &mut batch, options.timezone).await;
+        write_batch(&store, &mut batch, &batched_lock, options.timezone).await;
     }
 }
 
-async fn write_batch(store: &Store, batch: &mut Vec<Op>, tz: chrono_tz::Tz) {
+async fn write_batch(
+    store: &Store,
+    batch: &mut Vec<Op>,
+    batched_lock: &Mutex<()>,
+    tz: chrono_tz::Tz,
+) {
     let mut rows = Vec::new();
     let mut events = Vec::new();
     let mut waiters = Vec::new();
     let mut marks = Vec::new();
     let mut mark_waiters = Vec::new();
     let mut jobs = Vec::new();
+    let mut batched = Vec::new();
     for op in batch.drain(..) {
         match op {
             Op::Accept { row, event, done } => {
@@ -246,6 +319,7 @@ async fn write_batch(store: &Store, batch: &mut Vec<Op>, tz: chrono_tz::Tz) {
                 waiters.push(done);
             }
             Op::Job(job) => jobs.push(job),
+            Op::Batched(write) => batched.push(write),
             Op::Close(done) => {
                 store.close().await;
                 let _ = done.send(());
@@ -261,9 +335,54 @@ async fn write_batch(store: &Store, batch: &mut Vec<Op>, tz: chrono_tz::Tz) {
     if !(rows.is_empty() && marks.is_empty()) {
         commit_and_answer(store, &rows, &events, &marks, waiters, mark_waiters, tz).await;
     }
+    if !batched.is_empty() {
+        // One shared transaction at a time: with several PostgreSQL writers, two rounds taking
+        // the same rows in different orders would otherwise deadlock.
+        let _turn = batched_lock.lock().await;
+        run_batched(store, batched).await;
+    }
     for job in jobs {
         job(store.clone()).await;
     }
+}
+
+async fn run_batched(store: &Store, mut writes: Vec<Box<dyn BatchedWrite>>) {
+    if writes.len() > 1 {
+        match run_together(store, &mut writes).await {
+            Ok(()) => {
+                writes.into_iter().for_each(|w| w.succeed());
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, writes = writes.len(), "shared transaction failed; retrying each write alone");
+            }
+        }
+    }
+    for mut write in writes {
+        let alone = async {
+            let mut tx = store.begin_write().await?;
+            write.run(&mut tx).await?;
+            tx.commit().await
+        };
+        match alone.await {
+            Ok(()) => write.succeed(),
+            Err(e) => write.fail(e),
+        }
+    }
+}
+
+async fn run_together(
+    store: &Store,
+    writes: &mut [Box<dyn BatchedWrite>],
+) -> Result<(), StoreError> {
+    let mut tx = store.begin_write().await?;
+    for write in writes.iter_mut() {
+        if let Err(e) = write.run(&mut tx).await {
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
+    }
+    tx.commit().await
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use minijinja::context;
 
-use super::redemption::{redeem, RedeemOutcome, RedeemRequest, Refusal};
-use super::{leaderboard, sign_in, summary, Period, SigninOutcome, SigninRequest};
+use super::redemption::{redeem_tx, RedeemOutcome, RedeemRequest, Refusal};
+use super::{leaderboard, sign_in_tx, summary, Period, SigninOutcome, SigninRequest};
 use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
 use crate::config::PointsConfig;
 use crate::events::Event;
@@ -73,7 +73,10 @@ impl Handler for PointsHandler {
                 let config = Arc::clone(&self.config);
                 let outcome = ctx
                     .writer
-                    .run(move |store| async move { sign_in(&store, &config, &req).await })
+                    .run_batched(move |tx| {
+                        let (config, req) = (Arc::clone(&config), req.clone());
+                        Box::pin(async move { sign_in_tx(tx, &config, &req).await })
+                    })
                     .await??;
                 let reply = match outcome {
                     SigninOutcome::Signed { granted, reward, capped, streak, rank, balance, level, level_up } => ctx.templates.render(
@@ -127,7 +130,10 @@ impl Handler for PointsHandler {
                 };
                 let outcome = ctx
                     .writer
-                    .run(move |store| async move { redeem(&store, &req).await })
+                    .run_batched(move |tx| {
+                        let req = req.clone();
+                        Box::pin(async move { redeem_tx(tx, &req).await })
+                    })
                     .await??;
                 let item = item_name;
                 let reply = match outcome {

@@ -13,7 +13,7 @@ pub use handler::PointsHandler;
 
 use crate::config::PointsConfig;
 use crate::store::points::{self as db, LedgerChange, Standing};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Tx};
 
 /// The result of a sign-in attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,49 +49,58 @@ pub struct SigninRequest {
     pub now_ms: i64,
 }
 
-/// Signs a member in for `day`, exactly once however often it is retried or raced: the
-/// (member, day) sign-in row and the ledger's unique source key both guard it, inside one
-/// write transaction.
+/// Signs a member in for `day` in a transaction of its own.
 pub async fn sign_in(
     store: &Store,
     config: &PointsConfig,
     req: &SigninRequest,
 ) -> Result<SigninOutcome, StoreError> {
     let mut tx = store.begin_write().await?;
+    let outcome = sign_in_tx(&mut tx, config, req).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Signs a member in for `day` inside the caller's write transaction (the writer batches many
+/// sign-ins into one commit), exactly once however often it is retried or raced: the
+/// (member, day) sign-in row and the ledger's unique source key both guard it.
+pub async fn sign_in_tx(
+    tx: &mut Tx,
+    config: &PointsConfig,
+    req: &SigninRequest,
+) -> Result<SigninOutcome, StoreError> {
     let member_id = db::member_id(
-        &mut tx,
+        tx,
         &req.scope,
         &req.user_id,
         req.name.as_deref(),
         req.now_ms,
     )
     .await?;
-    let account = db::account(&mut tx, member_id, req.now_ms).await?;
-    let state = db::day_state(&mut tx, member_id, req.day, &req.scope).await?;
+    // Upserting the account locks it: copies of one member's sign-in queue up here.
+    let account = db::account(tx, member_id, req.now_ms).await?;
+    let state = db::day_state(tx, member_id, req.day).await?;
     if let (Some(rank), Some(streak)) = (state.signin_rank, state.signin_streak) {
-        tx.commit().await?;
         return Ok(already(config, &account, rank, streak));
     }
     let streak = rules::next_streak(account.last_signin_day, account.streak, req.day);
     let reward = rules::reward(config, member_id, req.day, streak);
     let granted = rules::capped(config, reward.total(), state.earned);
-    let rank = state.signins + 1;
-    if !db::insert_signin(
-        &mut tx,
+    let rank = db::bump_signin_count(tx, &req.scope, req.day).await?;
+    let signin = db::NewSignin {
         member_id,
-        req.day,
-        &req.scope,
-        req.group_id.as_deref(),
-        granted,
+        day: req.day,
+        scope: &req.scope,
+        group_id: req.group_id.as_deref(),
+        points: granted,
         streak,
         rank,
-        req.now_ms,
-    )
-    .await?
-    {
-        // Lost a race with a concurrent copy (PostgreSQL): report what the winner recorded.
-        let winner = db::day_state(&mut tx, member_id, req.day, &req.scope).await?;
-        tx.commit().await?;
+        now_ms: req.now_ms,
+    };
+    if !db::insert_signin(tx, &signin).await? {
+        // Lost a race with a concurrent copy: report what the winner recorded.
+        db::drop_signin_count(tx, &req.scope, req.day).await?;
+        let winner = db::day_state(tx, member_id, req.day).await?;
         return Ok(already(
             config,
             &account,
@@ -110,13 +119,12 @@ pub async fn sign_in(
         now_ms: req.now_ms,
     };
     // The sign-in row already makes this once per day; the ledger key guards the balance too.
-    let credited = if granted > 0 && db::insert_ledger(&mut tx, &change).await? {
+    let credited = if granted > 0 && db::insert_ledger(tx, &change).await? {
         granted
     } else {
         0
     };
-    db::credit_signin(&mut tx, member_id, credited, streak, req.day, req.now_ms).await?;
-    tx.commit().await?;
+    db::credit_signin(tx, member_id, credited, streak, req.day, req.now_ms).await?;
 
     let (before, _) = rules::level_of(config, account.total_earned);
     let (level, _) = rules::level_of(config, account.total_earned + credited);

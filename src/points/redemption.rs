@@ -3,7 +3,7 @@
 
 use crate::store::points::{self as db, LedgerChange};
 use crate::store::redemption::{self as shop, Item};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Tx};
 
 /// Why an order was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,12 +45,18 @@ pub struct RedeemRequest {
 /// (balance never below zero) move together or not at all.
 pub async fn redeem(store: &Store, req: &RedeemRequest) -> Result<RedeemOutcome, StoreError> {
     let mut tx = store.begin_write().await?;
-    if let Some(order) = shop::order_by_source(&mut tx, &req.source_key).await? {
-        tx.commit().await?;
+    let outcome = redeem_tx(&mut tx, req).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// [`redeem`] inside the caller's write transaction.
+pub async fn redeem_tx(tx: &mut Tx, req: &RedeemRequest) -> Result<RedeemOutcome, StoreError> {
+    if let Some(order) = shop::order_by_source(tx, &req.source_key).await? {
         return Ok(RedeemOutcome::AlreadyPlaced { order_id: order.id });
     }
     let member_id = db::member_id(
-        &mut tx,
+        tx,
         &req.scope,
         &req.user_id,
         req.name.as_deref(),
@@ -58,8 +64,8 @@ pub async fn redeem(store: &Store, req: &RedeemRequest) -> Result<RedeemOutcome,
     )
     .await?;
     // Locks the member's account row for the rest of the transaction (PostgreSQL).
-    let account = db::account(&mut tx, member_id, req.now_ms).await?;
-    let refusal = match shop::item_by_name(&mut tx, &req.item_name).await? {
+    let account = db::account(tx, member_id, req.now_ms).await?;
+    let refusal = match shop::item_by_name(tx, &req.item_name).await? {
         None => Err(Refusal::UnknownItem),
         Some(item) if !item.enabled => Err(Refusal::Disabled),
         Some(item) => Ok(item),
@@ -67,12 +73,11 @@ pub async fn redeem(store: &Store, req: &RedeemRequest) -> Result<RedeemOutcome,
     let item = match refusal {
         Ok(item) => item,
         Err(refusal) => {
-            tx.commit().await?;
             return Ok(RedeemOutcome::Refused(refusal));
         }
     };
     let refusal = if item.per_member_limit > 0
-        && shop::orders_for_item(&mut tx, member_id, item.id).await? >= item.per_member_limit
+        && shop::orders_for_item(tx, member_id, item.id).await? >= item.per_member_limit
     {
         Some(Refusal::LimitReached {
             limit: item.per_member_limit,
@@ -82,17 +87,16 @@ pub async fn redeem(store: &Store, req: &RedeemRequest) -> Result<RedeemOutcome,
             short: item.cost - account.balance,
             balance: account.balance,
         })
-    } else if !shop::take_stock(&mut tx, item.id).await? {
+    } else if !shop::take_stock(tx, item.id).await? {
         Some(Refusal::OutOfStock)
     } else {
         None
     };
     if let Some(refusal) = refusal {
-        tx.commit().await?;
         return Ok(RedeemOutcome::Refused(refusal));
     }
     let order = shop::insert_order(
-        &mut tx,
+        tx,
         item.id,
         member_id,
         item.cost,
@@ -111,10 +115,9 @@ pub async fn redeem(store: &Store, req: &RedeemRequest) -> Result<RedeemOutcome,
         day: req.day,
         now_ms: req.now_ms,
     };
-    if db::insert_ledger(&mut tx, &change).await? {
-        shop::debit(&mut tx, member_id, item.cost, req.now_ms).await?;
+    if db::insert_ledger(tx, &change).await? {
+        shop::debit(tx, member_id, item.cost, req.now_ms).await?;
     }
-    tx.commit().await?;
     Ok(RedeemOutcome::Ordered {
         order_id: order.id,
         balance: account.balance - item.cost,

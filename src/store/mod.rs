@@ -182,6 +182,11 @@ impl Tx {
         on_tx!(self, t => t.commit().await?);
         Ok(())
     }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        on_tx!(self, t => t.rollback().await?);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

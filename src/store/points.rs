@@ -52,8 +52,12 @@ const UPSERT_ACCOUNT: &str = "insert into points_accounts (member_id, updated_at
 const DAY_STATE: &str = "select \
      (select cast(rank as bigint) from signins where member_id = $1 and day = $2) as signin_rank, \
      (select cast(streak as bigint) from signins where member_id = $1 and day = $2) as signin_streak, \
-     (select cast(coalesce(sum(delta), 0) as bigint) from points_ledger where member_id = $1 and day = $2 and delta > 0) as earned, \
-     (select cast(count(*) as bigint) from signins where scope = $3 and day = $2) as signins";
+     (select cast(coalesce(sum(delta), 0) as bigint) from points_ledger where member_id = $1 and day = $2 and delta > 0) as earned";
+const BUMP_SIGNIN_COUNT: &str =
+    "insert into signin_counts (scope, day, signins) values ($1, $2, 1) \
+     on conflict (scope, day) do update set signins = signin_counts.signins + 1 returning signins";
+const DROP_SIGNIN_COUNT: &str =
+    "update signin_counts set signins = signins - 1 where scope = $1 and day = $2";
 const SIGNIN_UPDATE: &str = "update points_accounts set balance = balance + $1, total_earned = total_earned + $1, \
      streak = $2, best_streak = case when $2 > best_streak then $2 else best_streak end, last_signin_day = $3, updated_at = $4 \
      where member_id = $5";
@@ -83,7 +87,9 @@ const TOP_BETWEEN_IN_GROUP: &str = "select m.platform_user_id as user_id, m.disp
 const RANK_BY_TOTAL: &str = "select cast(count(*) as bigint) + 1 from points_accounts a join members m on m.id = a.member_id \
      where m.scope = $1 and a.total_earned > $2";
 
-/// The member's id, creating a bare member row if the registry has not seen them yet.
+/// The member's id, creating a bare member row if the registry has not seen them yet. The
+/// usual case reads only: the group commit has registered the sender already, and not taking the
+/// member row's lock keeps batched sign-ins from deadlocking with a group commit on PostgreSQL.
 pub async fn member_id(
     tx: &mut Tx,
     scope: &str,
@@ -91,6 +97,11 @@ pub async fn member_id(
     name: Option<&str>,
     now_ms: i64,
 ) -> Result<i64, StoreError> {
+    let known = on_tx!(tx, c => sqlx::query_scalar::<_, i64>(MEMBER_ID)
+        .bind(scope).bind(user_id).fetch_optional(&mut **c).await?);
+    if let Some(id) = known {
+        return Ok(id);
+    }
     Ok(
         on_tx!(tx, c => sqlx::query_scalar::<_, i64>(UPSERT_MEMBER_ID)
         .bind(scope).bind(user_id).bind(name).bind(now_ms).fetch_one(&mut **c).await?),
@@ -110,18 +121,27 @@ pub struct DayState {
     pub signin_rank: Option<i64>,
     pub signin_streak: Option<i64>,
     pub earned: i64,
-    pub signins: i64,
 }
 
-pub async fn day_state(
-    tx: &mut Tx,
-    member_id: i64,
-    day: i32,
-    scope: &str,
-) -> Result<DayState, StoreError> {
+pub async fn day_state(tx: &mut Tx, member_id: i64, day: i32) -> Result<DayState, StoreError> {
     Ok(
-        on_tx!(tx, c => sqlx::query_as::<_, DayState>(DAY_STATE).bind(member_id).bind(day).bind(scope).fetch_one(&mut **c).await?),
+        on_tx!(tx, c => sqlx::query_as::<_, DayState>(DAY_STATE).bind(member_id).bind(day).fetch_one(&mut **c).await?),
     )
+}
+
+/// Counts one more sign-in of the scope's day and returns the new count: the sign-in's rank.
+pub async fn bump_signin_count(tx: &mut Tx, scope: &str, day: i32) -> Result<i64, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(BUMP_SIGNIN_COUNT).bind(scope).bind(day).fetch_one(&mut **c).await?),
+    )
+}
+
+/// Takes back a count taken by a sign-in that turned out to be a duplicate.
+pub async fn drop_signin_count(tx: &mut Tx, scope: &str, day: i32) -> Result<(), StoreError> {
+    on_tx!(tx, c => {
+        sqlx::query(DROP_SIGNIN_COUNT).bind(scope).bind(day).execute(&mut **c).await?;
+    });
+    Ok(())
 }
 
 /// Credits a sign-in's points and records the streak in one update.
@@ -155,28 +175,30 @@ pub async fn insert_ledger(tx: &mut Tx, change: &LedgerChange<'_>) -> Result<boo
     Ok(inserted == 1)
 }
 
+/// A sign-in to record.
+#[derive(Debug, Clone)]
+pub struct NewSignin<'a> {
+    pub member_id: i64,
+    pub day: i32,
+    pub scope: &'a str,
+    pub group_id: Option<&'a str>,
+    pub points: i64,
+    pub streak: i64,
+    pub rank: i64,
+    pub now_ms: i64,
+}
+
 /// A new sign-in row; `false` when the member already signed in that day.
-#[allow(clippy::too_many_arguments)]
-pub async fn insert_signin(
-    tx: &mut Tx,
-    member_id: i64,
-    day: i32,
-    scope: &str,
-    group_id: Option<&str>,
-    points: i64,
-    streak: i64,
-    rank: i64,
-    now_ms: i64,
-) -> Result<bool, StoreError> {
+pub async fn insert_signin(tx: &mut Tx, s: &NewSignin<'_>) -> Result<bool, StoreError> {
     let affected = on_tx!(tx, c => sqlx::query(INSERT_SIGNIN)
-        .bind(member_id)
-        .bind(day)
-        .bind(scope)
-        .bind(group_id)
-        .bind(points)
-        .bind(streak)
-        .bind(rank)
-        .bind(now_ms)
+        .bind(s.member_id)
+        .bind(s.day)
+        .bind(s.scope)
+        .bind(s.group_id)
+        .bind(s.points)
+        .bind(s.streak)
+        .bind(s.rank)
+        .bind(s.now_ms)
         .execute(&mut **c)
         .await?
         .rows_affected());

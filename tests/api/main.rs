@@ -11,6 +11,7 @@ mod redeem;
 mod rejections;
 mod resilience;
 mod signin;
+mod writer;
 
 #[test]
 fn ci_never_skips_postgres_silently() {
