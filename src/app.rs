@@ -78,7 +78,8 @@ impl App {
             (n, _) => n,
         };
         let writer_store = StoreOptions {
-            max_connections: u32::try_from(writers).unwrap_or(4),
+            // One more for the batched writes (sign-ins) on PostgreSQL.
+            max_connections: u32::try_from(writers + 1).unwrap_or(5),
             ..store_options(&config)
         };
         let (writer, writer_thread) = InboxWriter::spawn_dedicated(

@@ -156,19 +156,23 @@ impl InboxWriter {
                     };
                     let _ = ready_tx.send(Ok(()));
                     let rx = Arc::new(Mutex::new(rx));
-                    let batched_lock = Arc::new(Mutex::new(()));
+                    let (rounds, rounds_task) = Rounds::start(&store, options.batch_max);
                     let tasks: Vec<_> = (0..options.writers.max(1))
                         .map(|_| {
                             tokio::spawn(run_writer(
                                 store.clone(),
                                 Arc::clone(&rx),
-                                Arc::clone(&batched_lock),
+                                rounds.clone(),
                                 options,
                                 shutdown.clone(),
                             ))
                         })
                         .collect();
                     for task in tasks {
+                        let _ = task.await;
+                    }
+                    drop(rounds);
+                    if let Some(task) = rounds_task {
                         let _ = task.await;
                     }
                     store.close().await;
@@ -270,7 +274,7 @@ impl InboxWriter {
 async fn run_writer(
     store: Store,
     rx: Arc<Mutex<mpsc::Receiver<Op>>>,
-    batched_lock: Arc<Mutex<()>>,
+    rounds: Rounds,
     options: WriterOptions,
     shutdown: CancellationToken,
 ) {
@@ -294,16 +298,11 @@ async fn run_writer(
                 }
             }
         }
-        write_batch(&store, &mut batch, &batched_lock, options.timezone).await;
+        write_batch(&store, &mut batch, &rounds, options.timezone).await;
     }
 }
 
-async fn write_batch(
-    store: &Store,
-    batch: &mut Vec<Op>,
-    batched_lock: &Mutex<()>,
-    tz: chrono_tz::Tz,
-) {
+async fn write_batch(store: &Store, batch: &mut Vec<Op>, rounds: &Rounds, tz: chrono_tz::Tz) {
     let mut rows = Vec::new();
     let mut events = Vec::new();
     let mut waiters = Vec::new();
@@ -336,13 +335,58 @@ async fn write_batch(
         commit_and_answer(store, &rows, &events, &marks, waiters, mark_waiters, tz).await;
     }
     if !batched.is_empty() {
-        // One shared transaction at a time: with several PostgreSQL writers, two rounds taking
-        // the same rows in different orders would otherwise deadlock.
-        let _turn = batched_lock.lock().await;
-        run_batched(store, batched).await;
+        rounds.run(store, batched).await;
     }
     for job in jobs {
         job(store.clone()).await;
+    }
+}
+
+/// Where batched writes run. SQLite: inline on its single writer, after the group commit (a
+/// second writing task would wait in SQLite's sleeping busy handler). PostgreSQL: one task of
+/// its own, so the group commits go on meanwhile and two rounds never take the same rows in
+/// different orders (a deadlock).
+#[derive(Clone)]
+enum Rounds {
+    Inline,
+    Task(mpsc::UnboundedSender<Box<dyn BatchedWrite>>),
+}
+
+impl Rounds {
+    fn start(store: &Store, round_max: usize) -> (Self, Option<tokio::task::JoinHandle<()>>) {
+        if store.backend() == store::Backend::Sqlite {
+            return (Self::Inline, None);
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel::<Box<dyn BatchedWrite>>();
+        let store = store.clone();
+        let task = tokio::spawn(async move {
+            let mut round = Vec::with_capacity(round_max);
+            // Ends when every writer has stopped and the queue is drained.
+            while let Some(first) = rx.recv().await {
+                round.push(first);
+                while round.len() < round_max {
+                    match rx.try_recv() {
+                        Ok(write) => round.push(write),
+                        Err(_) => break,
+                    }
+                }
+                run_batched(&store, std::mem::take(&mut round)).await;
+            }
+        });
+        (Self::Task(tx), Some(task))
+    }
+
+    async fn run(&self, store: &Store, writes: Vec<Box<dyn BatchedWrite>>) {
+        match self {
+            Self::Inline => run_batched(store, writes).await,
+            Self::Task(tx) => {
+                for write in writes {
+                    if let Err(mpsc::error::SendError(write)) = tx.send(write) {
+                        write.fail(StoreError::Other("writer stopped".into()));
+                    }
+                }
+            }
+        }
     }
 }
 

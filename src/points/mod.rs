@@ -12,7 +12,7 @@ use chrono::{Datelike, NaiveDate};
 pub use handler::PointsHandler;
 
 use crate::config::PointsConfig;
-use crate::store::points::{self as db, LedgerChange, Standing};
+use crate::store::points::{self as db, Standing};
 use crate::store::{Store, StoreError, Tx};
 
 /// The result of a sign-in attempt.
@@ -69,7 +69,8 @@ pub async fn sign_in_tx(
     config: &PointsConfig,
     req: &SigninRequest,
 ) -> Result<SigninOutcome, StoreError> {
-    let member_id = db::member_id(
+    // Locks the account: copies of one member's sign-in queue up here.
+    let (member_id, account) = db::member_account(
         tx,
         &req.scope,
         &req.user_id,
@@ -77,8 +78,6 @@ pub async fn sign_in_tx(
         req.now_ms,
     )
     .await?;
-    // Upserting the account locks it: copies of one member's sign-in queue up here.
-    let account = db::account(tx, member_id, req.now_ms).await?;
     let state = db::day_state(tx, member_id, req.day).await?;
     if let (Some(rank), Some(streak)) = (state.signin_rank, state.signin_streak) {
         return Ok(already(config, &account, rank, streak));
@@ -86,7 +85,7 @@ pub async fn sign_in_tx(
     let streak = rules::next_streak(account.last_signin_day, account.streak, req.day);
     let reward = rules::reward(config, member_id, req.day, streak);
     let granted = rules::capped(config, reward.total(), state.earned);
-    let rank = db::bump_signin_count(tx, &req.scope, req.day).await?;
+    let source_key = format!("signin:{member_id}:{}", req.day);
     let signin = db::NewSignin {
         member_id,
         day: req.day,
@@ -94,37 +93,19 @@ pub async fn sign_in_tx(
         group_id: req.group_id.as_deref(),
         points: granted,
         streak,
-        rank,
+        source_key: &source_key,
         now_ms: req.now_ms,
     };
-    if !db::insert_signin(tx, &signin).await? {
+    let Some(db::RecordedSignin { rank, credited }) = db::record_signin(tx, &signin).await? else {
         // Lost a race with a concurrent copy: report what the winner recorded.
-        db::drop_signin_count(tx, &req.scope, req.day).await?;
         let winner = db::day_state(tx, member_id, req.day).await?;
         return Ok(already(
             config,
             &account,
-            winner.signin_rank.unwrap_or(rank),
+            winner.signin_rank.unwrap_or_default(),
             winner.signin_streak.unwrap_or(streak),
         ));
-    }
-    let source_key = format!("signin:{member_id}:{}", req.day);
-    let change = LedgerChange {
-        member_id,
-        delta: granted,
-        reason: "签到",
-        source_key: &source_key,
-        operator: None,
-        day: req.day,
-        now_ms: req.now_ms,
     };
-    // The sign-in row already makes this once per day; the ledger key guards the balance too.
-    let credited = if granted > 0 && db::insert_ledger(tx, &change).await? {
-        granted
-    } else {
-        0
-    };
-    db::credit_signin(tx, member_id, credited, streak, req.day, req.now_ms).await?;
 
     let (before, _) = rules::level_of(config, account.total_earned);
     let (level, _) = rules::level_of(config, account.total_earned + credited);

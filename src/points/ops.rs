@@ -33,8 +33,7 @@ pub async fn adjust(
     now_ms: i64,
 ) -> Result<AdjustOutcome, StoreError> {
     let mut tx = store.begin_write().await?;
-    let member_id = db::member_id(&mut tx, scope, user_id, None, now_ms).await?;
-    let account = db::account(&mut tx, member_id, now_ms).await?;
+    let (member_id, account) = db::member_account(&mut tx, scope, user_id, None, now_ms).await?;
     if account.balance + delta < 0 {
         tx.commit().await?;
         return Ok(AdjustOutcome::WouldGoNegative {

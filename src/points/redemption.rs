@@ -55,7 +55,8 @@ pub async fn redeem_tx(tx: &mut Tx, req: &RedeemRequest) -> Result<RedeemOutcome
     if let Some(order) = shop::order_by_source(tx, &req.source_key).await? {
         return Ok(RedeemOutcome::AlreadyPlaced { order_id: order.id });
     }
-    let member_id = db::member_id(
+    // Locks the member's account row for the rest of the transaction (PostgreSQL).
+    let (member_id, account) = db::member_account(
         tx,
         &req.scope,
         &req.user_id,
@@ -63,8 +64,6 @@ pub async fn redeem_tx(tx: &mut Tx, req: &RedeemRequest) -> Result<RedeemOutcome
         req.now_ms,
     )
     .await?;
-    // Locks the member's account row for the rest of the transaction (PostgreSQL).
-    let account = db::account(tx, member_id, req.now_ms).await?;
     let refusal = match shop::item_by_name(tx, &req.item_name).await? {
         None => Err(Refusal::UnknownItem),
         Some(item) if !item.enabled => Err(Refusal::Disabled),

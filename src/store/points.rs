@@ -63,6 +63,28 @@ const SIGNIN_UPDATE: &str = "update points_accounts set balance = balance + $1, 
      where member_id = $5";
 const SELECT_ACCOUNT_BY_ID: &str = "select balance, total_earned, cast(streak as bigint) as streak, cast(best_streak as bigint) as best_streak, \
      cast(last_signin_day as integer) as last_signin_day from points_accounts where member_id = $1";
+/// The ledger reason of sign-in points.
+pub const SIGNIN_REASON: &str = "签到";
+// $1 member, $2 day, $3 scope, $4 group, $5 points, $6 streak, $7 now, $8 ledger source key.
+const RECORD_SIGNIN_PG: &str = "with counted as ( \
+       insert into signin_counts (scope, day, signins) values ($3::text, $2::integer, 1) \
+       on conflict (scope, day) do update set signins = signin_counts.signins + 1 returning signins), \
+     signed as ( \
+       insert into signins (member_id, day, scope, group_id, points, streak, rank, created_at) \
+       select $1::bigint, $2::integer, $3::text, $4::text, $5::bigint, $6::integer, signins, $7::bigint from counted \
+       on conflict (member_id, day) do nothing returning rank), \
+     credited as ( \
+       insert into points_ledger (member_id, delta, reason, source_key, operator, day, created_at) \
+       select $1::bigint, $5::bigint, '签到', $8::text, null, $2::integer, $7::bigint from signed where $5::bigint > 0 \
+       on conflict (source_key) do nothing returning delta), \
+     updated as ( \
+       update points_accounts set \
+         balance = balance + coalesce((select delta from credited), 0), \
+         total_earned = total_earned + coalesce((select delta from credited), 0), \
+         streak = $6::integer, best_streak = greatest(best_streak, $6::integer), \
+         last_signin_day = $2::integer, updated_at = $7::bigint \
+       where member_id = $1::bigint and exists (select 1 from signed)) \
+     select cast((select rank from signed) as bigint), cast((select delta from credited) as bigint)";
 const INSERT_SIGNIN: &str =
     "insert into signins (member_id, day, scope, group_id, points, streak, rank, created_at) \
      values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (member_id, day) do nothing";
@@ -108,6 +130,37 @@ pub async fn member_id(
     )
 }
 
+const MEMBER_ACCOUNT: &str = "insert into points_accounts (member_id, updated_at) \
+     select id, $3 from members where scope = $1 and platform_user_id = $2 \
+     on conflict (member_id) do update set updated_at = excluded.updated_at \
+     returning member_id, balance, total_earned, cast(streak as bigint) as streak, \
+     cast(best_streak as bigint) as best_streak, cast(last_signin_day as integer) as last_signin_day";
+
+#[derive(FromRow)]
+struct MemberAccount {
+    member_id: i64,
+    #[sqlx(flatten)]
+    account: Account,
+}
+
+/// The member's id and account (created if needed, and locked for this transaction), in one
+/// statement when the member is registered, which the group commit has usually done already.
+pub async fn member_account(
+    tx: &mut Tx,
+    scope: &str,
+    user_id: &str,
+    name: Option<&str>,
+    now_ms: i64,
+) -> Result<(i64, Account), StoreError> {
+    let found = on_tx!(tx, c => sqlx::query_as::<_, MemberAccount>(MEMBER_ACCOUNT)
+        .bind(scope).bind(user_id).bind(now_ms).fetch_optional(&mut **c).await?);
+    if let Some(found) = found {
+        return Ok((found.member_id, found.account));
+    }
+    let member_id = member_id(tx, scope, user_id, name, now_ms).await?;
+    Ok((member_id, account(tx, member_id, now_ms).await?))
+}
+
 /// The member's account, creating an empty one if needed (and locking it for this transaction).
 pub async fn account(tx: &mut Tx, member_id: i64, now_ms: i64) -> Result<Account, StoreError> {
     Ok(
@@ -127,36 +180,6 @@ pub async fn day_state(tx: &mut Tx, member_id: i64, day: i32) -> Result<DayState
     Ok(
         on_tx!(tx, c => sqlx::query_as::<_, DayState>(DAY_STATE).bind(member_id).bind(day).fetch_one(&mut **c).await?),
     )
-}
-
-/// Counts one more sign-in of the scope's day and returns the new count: the sign-in's rank.
-pub async fn bump_signin_count(tx: &mut Tx, scope: &str, day: i32) -> Result<i64, StoreError> {
-    Ok(
-        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(BUMP_SIGNIN_COUNT).bind(scope).bind(day).fetch_one(&mut **c).await?),
-    )
-}
-
-/// Takes back a count taken by a sign-in that turned out to be a duplicate.
-pub async fn drop_signin_count(tx: &mut Tx, scope: &str, day: i32) -> Result<(), StoreError> {
-    on_tx!(tx, c => {
-        sqlx::query(DROP_SIGNIN_COUNT).bind(scope).bind(day).execute(&mut **c).await?;
-    });
-    Ok(())
-}
-
-/// Credits a sign-in's points and records the streak in one update.
-pub async fn credit_signin(
-    tx: &mut Tx,
-    member_id: i64,
-    granted: i64,
-    streak: i64,
-    day: i32,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    on_tx!(tx, c => {
-        sqlx::query(SIGNIN_UPDATE).bind(granted).bind(streak).bind(day).bind(now_ms).bind(member_id).execute(&mut **c).await?;
-    });
-    Ok(())
 }
 
 /// Appends a ledger row once per source key; `false` when the source was already recorded.
@@ -182,27 +205,111 @@ pub struct NewSignin<'a> {
     pub day: i32,
     pub scope: &'a str,
     pub group_id: Option<&'a str>,
+    /// Points to credit (after the daily cap).
     pub points: i64,
     pub streak: i64,
-    pub rank: i64,
+    pub source_key: &'a str,
     pub now_ms: i64,
 }
 
-/// A new sign-in row; `false` when the member already signed in that day.
-pub async fn insert_signin(tx: &mut Tx, s: &NewSignin<'_>) -> Result<bool, StoreError> {
-    let affected = on_tx!(tx, c => sqlx::query(INSERT_SIGNIN)
-        .bind(s.member_id)
-        .bind(s.day)
-        .bind(s.scope)
-        .bind(s.group_id)
-        .bind(s.points)
-        .bind(s.streak)
-        .bind(s.rank)
-        .bind(s.now_ms)
-        .execute(&mut **c)
-        .await?
-        .rows_affected());
-    Ok(affected == 1)
+/// What recording a sign-in did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, FromRow)]
+pub struct RecordedSignin {
+    /// Today's sign-in rank in the scope (第 N 位).
+    pub rank: i64,
+    /// Points actually credited (0 if the ledger had the source key already).
+    pub credited: i64,
+}
+
+/// Records a sign-in: the day's rank, the sign-in row, its ledger row and the account's new
+/// balance and streak. `None` when the member already signed in that day (nothing changes).
+pub async fn record_signin(
+    tx: &mut Tx,
+    s: &NewSignin<'_>,
+) -> Result<Option<RecordedSignin>, StoreError> {
+    match tx {
+        // One round trip instead of five: the same steps chained as data-modifying CTEs (each
+        // runs exactly once; a duplicate sign-in leaves `signed` empty and so changes nothing).
+        Tx::Postgres(c) => {
+            let recorded = sqlx::query_as::<_, (Option<i64>, Option<i64>)>(RECORD_SIGNIN_PG)
+                .bind(s.member_id)
+                .bind(s.day)
+                .bind(s.scope)
+                .bind(s.group_id)
+                .bind(s.points)
+                .bind(s.streak)
+                .bind(s.now_ms)
+                .bind(s.source_key)
+                .fetch_one(&mut **c)
+                .await?;
+            match recorded {
+                (Some(rank), credited) => Ok(Some(RecordedSignin {
+                    rank,
+                    credited: credited.unwrap_or(0),
+                })),
+                (None, _) => {
+                    drop_signin_count(tx, s.scope, s.day).await?;
+                    Ok(None)
+                }
+            }
+        }
+        Tx::Sqlite(c) => {
+            let rank = sqlx::query_scalar::<_, i64>(BUMP_SIGNIN_COUNT)
+                .bind(s.scope)
+                .bind(s.day)
+                .fetch_one(&mut **c)
+                .await?;
+            let inserted = sqlx::query(INSERT_SIGNIN)
+                .bind(s.member_id)
+                .bind(s.day)
+                .bind(s.scope)
+                .bind(s.group_id)
+                .bind(s.points)
+                .bind(s.streak)
+                .bind(rank)
+                .bind(s.now_ms)
+                .execute(&mut **c)
+                .await?
+                .rows_affected()
+                == 1;
+            if !inserted {
+                drop_signin_count(tx, s.scope, s.day).await?;
+                return Ok(None);
+            }
+            let change = LedgerChange {
+                member_id: s.member_id,
+                delta: s.points,
+                reason: SIGNIN_REASON,
+                source_key: s.source_key,
+                operator: None,
+                day: s.day,
+                now_ms: s.now_ms,
+            };
+            // The sign-in row already makes this once per day; the ledger key guards the balance too.
+            let credited = if s.points > 0 && insert_ledger(tx, &change).await? {
+                s.points
+            } else {
+                0
+            };
+            let Tx::Sqlite(c) = tx else { unreachable!() };
+            sqlx::query(SIGNIN_UPDATE)
+                .bind(credited)
+                .bind(s.streak)
+                .bind(s.day)
+                .bind(s.now_ms)
+                .bind(s.member_id)
+                .execute(&mut **c)
+                .await?;
+            Ok(Some(RecordedSignin { rank, credited }))
+        }
+    }
+}
+
+async fn drop_signin_count(tx: &mut Tx, scope: &str, day: i32) -> Result<(), StoreError> {
+    on_tx!(tx, c => {
+        sqlx::query(DROP_SIGNIN_COUNT).bind(scope).bind(day).execute(&mut **c).await?;
+    });
+    Ok(())
 }
 
 /// A ledger change for one source.

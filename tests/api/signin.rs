@@ -186,4 +186,15 @@ async fn concurrent_retries_and_duplicates_sign_in_once(backend: Backend) {
         );
         assert_eq!(app.store.ledger_of(id, 10).await.expect("ledger").len(), 1);
     }
+    // Today's ranks are exactly 1..=members: no rank taken twice, none lost to a duplicate.
+    let mut ranks: Vec<i64> = yunying::on_pool!(app.store.pool(), p => sqlx::query_scalar(
+        "select cast(rank as bigint) from signins").fetch_all(p).await.expect("ranks"));
+    ranks.sort_unstable();
+    assert_eq!(
+        ranks,
+        (1..=i64::try_from(members).expect("n")).collect::<Vec<_>>()
+    );
+    let counted: i64 = yunying::on_pool!(app.store.pool(), p => sqlx::query_scalar(
+        "select signins from signin_counts").fetch_one(p).await.expect("count"));
+    assert_eq!(counted, i64::try_from(members).expect("n"));
 }
