@@ -14,6 +14,14 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/replies/pong.txt.j2"),
     ),
     (
+        "replies/makeup_ok.txt.j2",
+        include_str!("../templates/replies/makeup_ok.txt.j2"),
+    ),
+    (
+        "replies/makeup_refused.txt.j2",
+        include_str!("../templates/replies/makeup_refused.txt.j2"),
+    ),
+    (
         "replies/signin_ok.txt.j2",
         include_str!("../templates/replies/signin_ok.txt.j2"),
     ),

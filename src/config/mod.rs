@@ -63,6 +63,8 @@ pub struct PointsConfig {
     pub shop_keywords: Vec<String>,
     /// Prefix of a redemption: `兑换 <item name>`.
     pub redeem_keyword: String,
+    /// Messages that spend a make-up card (补签卡) on yesterday's missed sign-in.
+    pub makeup_keywords: Vec<String>,
     /// Items added to the catalog at start-up when missing (the database is the source of truth
     /// afterwards: stock changes with every order).
     #[serde(default)]
@@ -80,6 +82,27 @@ pub struct ItemConfig {
     pub per_member_limit: i64,
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// `goods` (default: ops ship it) or `makeup_card` (补签卡: delivered at once, spent on `补签`).
+    #[serde(default)]
+    pub kind: ItemKind,
+}
+
+/// What an item of the catalog is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKind {
+    #[default]
+    Goods,
+    MakeupCard,
+}
+
+impl ItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Goods => "goods",
+            Self::MakeupCard => "makeup_card",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -1,9 +1,10 @@
-//! The chat side of points: `签到`, `积分`, `排行榜 [period]`.
+//! The chat side of points: `签到`, `补签`, `积分`, `排行榜 [period]`, `商城`, `兑换 <item>`.
 
 use std::sync::Arc;
 
 use minijinja::context;
 
+use super::makeup::{make_up_tx, MakeupOutcome, MakeupRefusal, MakeupRequest};
 use super::redemption::{redeem_tx, RedeemOutcome, RedeemRequest, Refusal};
 use super::{leaderboard, sign_in_tx, summary, Period, SigninOutcome, SigninRequest};
 use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
@@ -143,7 +144,7 @@ impl Handler for PointsHandler {
                         balance,
                     } => ctx.templates.render(
                         "replies/redeem_ok",
-                        context! { name, item => item.name, cost => item.cost, balance, order_id },
+                        context! { name, card => item.is_makeup_card(), item => item.name, cost => item.cost, balance, order_id },
                     )?,
                     RedeemOutcome::AlreadyPlaced { order_id } => ctx
                         .templates
@@ -161,6 +162,46 @@ impl Handler for PointsHandler {
                             }
                         };
                         ctx.templates.render("replies/redeem_refused", vars)?
+                    }
+                };
+                return Ok(Outcome::Reply(reply));
+            }
+            if Self::matches(&self.config.makeup_keywords, text) {
+                let req = MakeupRequest {
+                    scope: event.scope.clone(),
+                    user_id: message.sender.id.clone(),
+                    name: message.sender.name.clone(),
+                    today: day,
+                    now_ms: ctx.clock.now_ms(),
+                };
+                let outcome = ctx
+                    .writer
+                    .run_batched(move |tx| {
+                        let req = req.clone();
+                        Box::pin(async move { make_up_tx(tx, &req).await })
+                    })
+                    .await??;
+                let reply = match outcome {
+                    MakeupOutcome::Repaired {
+                        day,
+                        streak,
+                        cards_left,
+                    } => {
+                        let day =
+                            format!("{}-{:02}-{:02}", day / 10_000, (day / 100) % 100, day % 100);
+                        ctx.templates.render(
+                            "replies/makeup_ok",
+                            context! { name, day, streak, cards_left },
+                        )?
+                    }
+                    MakeupOutcome::Refused(refusal) => {
+                        let reason = match refusal {
+                            MakeupRefusal::NotNeeded => "not_needed",
+                            MakeupRefusal::NothingToRepair => "nothing",
+                            MakeupRefusal::NoCard => "no_card",
+                        };
+                        ctx.templates
+                            .render("replies/makeup_refused", context! { name, reason })?
                     }
                 };
                 return Ok(Outcome::Reply(reply));

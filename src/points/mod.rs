@@ -3,6 +3,7 @@
 //! Domain code: it sees the store and plain values, never HTTP or platform payloads.
 
 mod handler;
+pub mod makeup;
 pub mod ops;
 pub mod redemption;
 pub mod rules;

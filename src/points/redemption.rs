@@ -100,6 +100,12 @@ pub async fn redeem_tx(tx: &mut Tx, req: &RedeemRequest) -> Result<RedeemOutcome
         member_id,
         item.cost,
         &req.source_key,
+        // A make-up card is delivered at once; goods wait for ops to ship them.
+        if item.is_makeup_card() {
+            "fulfilled"
+        } else {
+            "pending"
+        },
         req.now_ms,
     )
     .await?;

@@ -395,3 +395,65 @@ pub async fn adjust_balance(
     });
     Ok(())
 }
+
+const SIGNIN_STREAK: &str =
+    "select cast(streak as bigint) from signins where member_id = $1 and day = $2";
+const SET_SIGNIN_STREAK: &str = "update signins set streak = $1 where member_id = $2 and day = $3";
+const SET_ACCOUNT_STREAK: &str = "update points_accounts set streak = $1, \
+     best_streak = case when $1 > best_streak then $1 else best_streak end, \
+     last_signin_day = case when last_signin_day is null or last_signin_day < $2 then $2 else last_signin_day end, \
+     updated_at = $3 where member_id = $4";
+
+/// The streak recorded with the member's sign-in on `day`, if they signed in.
+pub async fn signin_streak(
+    tx: &mut Tx,
+    member_id: i64,
+    day: i32,
+) -> Result<Option<i64>, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(SIGNIN_STREAK).bind(member_id).bind(day).fetch_optional(&mut **c).await?),
+    )
+}
+
+/// A made-up sign-in (补签): a sign-in row without points for a missed day, and the streak carried
+/// on to a later sign-in when there is one.
+#[derive(Debug, Clone)]
+pub struct MadeUp<'a> {
+    pub member_id: i64,
+    pub scope: &'a str,
+    pub day: i32,
+    pub streak: i64,
+    /// A later sign-in (day, its new streak) the repaired day joins up with.
+    pub later: Option<(i32, i64)>,
+    pub now_ms: i64,
+}
+
+/// Records a made-up day; `false` (nothing changed) if the member has a sign-in that day already.
+pub async fn record_makeup(tx: &mut Tx, m: &MadeUp<'_>) -> Result<bool, StoreError> {
+    let rank = on_tx!(tx, c => sqlx::query_scalar::<_, i64>(BUMP_SIGNIN_COUNT)
+        .bind(m.scope).bind(m.day).fetch_one(&mut **c).await?);
+    let inserted = on_tx!(tx, c => sqlx::query(INSERT_SIGNIN)
+        .bind(m.member_id).bind(m.day).bind(m.scope).bind(None::<&str>).bind(0_i64)
+        .bind(m.streak).bind(rank).bind(m.now_ms)
+        .execute(&mut **c).await?.rows_affected())
+        == 1;
+    if !inserted {
+        drop_signin_count(tx, m.scope, m.day).await?;
+        return Ok(false);
+    }
+    let (last_day, streak) = match m.later {
+        Some((day, streak)) => {
+            on_tx!(tx, c => {
+                sqlx::query(SET_SIGNIN_STREAK).bind(streak).bind(m.member_id).bind(day)
+                    .execute(&mut **c).await?;
+            });
+            (day, streak)
+        }
+        None => (m.day, m.streak),
+    };
+    on_tx!(tx, c => {
+        sqlx::query(SET_ACCOUNT_STREAK).bind(streak).bind(last_day).bind(m.now_ms).bind(m.member_id)
+            .execute(&mut **c).await?;
+    });
+    Ok(true)
+}

@@ -14,6 +14,14 @@ pub struct Item {
     pub stock: i64,
     pub per_member_limit: i64,
     pub enabled: bool,
+    /// `goods` (shipped by ops) or `makeup_card` (补签卡, kept by the member and spent on `补签`).
+    pub kind: String,
+}
+
+impl Item {
+    pub fn is_makeup_card(&self) -> bool {
+        self.kind == crate::config::ItemKind::MakeupCard.as_str()
+    }
 }
 
 #[derive(Debug, Clone, FromRow, PartialEq, Eq, serde::Serialize)]
@@ -27,16 +35,16 @@ pub struct Order {
 }
 
 const SEED_ITEM: &str =
-    "insert into reward_items (name, cost, stock, per_member_limit, enabled, created_at) \
-     values ($1, $2, $3, $4, $5, $6) on conflict (name) do nothing";
-const LIST_ENABLED: &str = "select id, name, cost, stock, per_member_limit, enabled from reward_items where enabled order by cost, name";
+    "insert into reward_items (name, cost, stock, per_member_limit, enabled, created_at, kind) \
+     values ($1, $2, $3, $4, $5, $6, $7) on conflict (name) do nothing";
+const LIST_ENABLED: &str = "select id, name, cost, stock, per_member_limit, enabled, kind from reward_items where enabled order by cost, name";
 const ITEM_BY_NAME: &str =
-    "select id, name, cost, stock, per_member_limit, enabled from reward_items where name = $1";
+    "select id, name, cost, stock, per_member_limit, enabled, kind from reward_items where name = $1";
 const ORDER_BY_SOURCE: &str = "select id, item_id, member_id, cost, status, created_at from reward_orders where source_key = $1";
 const ORDERS_OF_FOR_ITEM: &str = "select cast(count(*) as bigint) from reward_orders where member_id = $1 and item_id = $2 and status <> 'cancelled'";
 const TAKE_STOCK: &str = "update reward_items set stock = stock - 1 where id = $1 and stock > 0";
 const INSERT_ORDER: &str = "insert into reward_orders (item_id, member_id, cost, status, source_key, created_at, updated_at) \
-     values ($1, $2, $3, 'pending', $4, $5, $5) returning id, item_id, member_id, cost, status, created_at";
+     values ($1, $2, $3, $6, $4, $5, $5) returning id, item_id, member_id, cost, status, created_at";
 const DEBIT: &str =
     "update points_accounts set balance = balance - $1, updated_at = $2 where member_id = $3";
 const ORDERS_BY_STATUS: &str = "select id, item_id, member_id, cost, status, created_at from reward_orders where status = $1 order by id";
@@ -56,6 +64,7 @@ pub async fn seed_items(
                 .bind(item.per_member_limit)
                 .bind(item.enabled)
                 .bind(now_ms)
+                .bind(item.kind.as_str())
                 .execute(p)
                 .await?;
         });
@@ -93,10 +102,11 @@ pub async fn insert_order(
     member_id: i64,
     cost: i64,
     source_key: &str,
+    status: &str,
     now_ms: i64,
 ) -> Result<Order, StoreError> {
     Ok(on_tx!(tx, c => sqlx::query_as::<_, Order>(INSERT_ORDER)
-        .bind(item_id).bind(member_id).bind(cost).bind(source_key).bind(now_ms)
+        .bind(item_id).bind(member_id).bind(cost).bind(source_key).bind(now_ms).bind(status)
         .fetch_one(&mut **c).await?))
 }
 
@@ -132,11 +142,11 @@ impl Store {
 }
 
 const ALL_ITEMS: &str =
-    "select id, name, cost, stock, per_member_limit, enabled from reward_items order by id";
-const INSERT_ITEM: &str = "insert into reward_items (name, cost, stock, per_member_limit, enabled, created_at) \
-     values ($1, $2, $3, $4, $5, $6) on conflict (name) do nothing returning id, name, cost, stock, per_member_limit, enabled";
+    "select id, name, cost, stock, per_member_limit, enabled, kind from reward_items order by id";
+const INSERT_ITEM: &str = "insert into reward_items (name, cost, stock, per_member_limit, enabled, created_at, kind) \
+     values ($1, $2, $3, $4, $5, $6, $7) on conflict (name) do nothing returning id, name, cost, stock, per_member_limit, enabled, kind";
 const UPDATE_ITEM: &str = "update reward_items set cost = $1, stock = $2, per_member_limit = $3, enabled = $4 where id = $5 \
-     returning id, name, cost, stock, per_member_limit, enabled";
+     returning id, name, cost, stock, per_member_limit, enabled, kind";
 const ORDER_BY_ID: &str =
     "select id, item_id, member_id, cost, status, created_at from reward_orders where id = $1";
 const SET_ORDER_STATUS: &str =
@@ -160,7 +170,7 @@ impl Store {
         Ok(
             on_pool!(self.pool(), p => sqlx::query_as::<_, Item>(INSERT_ITEM)
             .bind(&item.name).bind(item.cost).bind(item.stock).bind(item.per_member_limit).bind(item.enabled).bind(now_ms)
-            .fetch_optional(p).await?),
+            .bind(item.kind.as_str()).fetch_optional(p).await?),
         )
     }
 
@@ -217,4 +227,37 @@ pub async fn return_stock(tx: &mut Tx, item_id: i64) -> Result<(), StoreError> {
         sqlx::query(RETURN_STOCK).bind(item_id).execute(&mut **c).await?;
     });
     Ok(())
+}
+
+const UNUSED_CARD: &str = "select o.id from reward_orders o join reward_items i on i.id = o.item_id \
+     where o.member_id = $1 and i.kind = 'makeup_card' and o.status = 'fulfilled' and o.used_day is null \
+     order by o.id limit 1";
+const UNUSED_CARDS: &str = "select cast(count(*) as bigint) from reward_orders o join reward_items i on i.id = o.item_id \
+     where o.member_id = $1 and i.kind = 'makeup_card' and o.status = 'fulfilled' and o.used_day is null";
+const SPEND_CARD: &str =
+    "update reward_orders set used_day = $1, updated_at = $2 where id = $3 and used_day is null";
+
+/// The oldest make-up card the member holds and has not spent.
+pub async fn unused_card(tx: &mut Tx, member_id: i64) -> Result<Option<i64>, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(UNUSED_CARD).bind(member_id).fetch_optional(&mut **c).await?),
+    )
+}
+
+pub async fn unused_cards(tx: &mut Tx, member_id: i64) -> Result<i64, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_scalar::<_, i64>(UNUSED_CARDS).bind(member_id).fetch_one(&mut **c).await?),
+    )
+}
+
+/// Marks a card spent on `day`; `false` if it was spent already.
+pub async fn spend_card(
+    tx: &mut Tx,
+    order_id: i64,
+    day: i32,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let affected = on_tx!(tx, c => sqlx::query(SPEND_CARD).bind(day).bind(now_ms).bind(order_id)
+        .execute(&mut **c).await?.rows_affected());
+    Ok(affected == 1)
 }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod callbacks;
 mod dedupe;
+mod makeup;
 mod members;
 mod ops_api;
 mod redeem;

@@ -67,6 +67,7 @@ async fn adjust_points_catalog_and_orders(backend: Backend) {
             stock: 5,
             per_member_limit: 0,
             enabled: true,
+            kind: Default::default(),
         }];
     })
     .await;

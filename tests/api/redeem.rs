@@ -23,6 +23,7 @@ fn rich(config: &mut Config, stock: i64) {
             stock: 100,
             per_member_limit: 2,
             enabled: true,
+            kind: Default::default(),
         },
         ItemConfig {
             name: "社区T恤".into(),
@@ -30,6 +31,7 @@ fn rich(config: &mut Config, stock: i64) {
             stock: 20,
             per_member_limit: 1,
             enabled: true,
+            kind: Default::default(),
         },
         ItemConfig {
             name: "限量杯".into(),
@@ -37,6 +39,7 @@ fn rich(config: &mut Config, stock: i64) {
             stock,
             per_member_limit: 0,
             enabled: true,
+            kind: Default::default(),
         },
     ];
 }
