@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::Event;
 use crate::members;
+use crate::store::batch::BatchCommitter;
 use crate::store::inbox::{Accepted, NewInbox, Processed};
 use crate::store::{self, Store, StoreError, Tx};
 
@@ -154,13 +155,29 @@ impl InboxWriter {
                             return;
                         }
                     };
+                    let mut committers = Vec::new();
+                    for _ in 0..options.writers.max(1) {
+                        match BatchCommitter::for_store(
+                            &store,
+                            &url,
+                            store_options.sqlite_full_sync,
+                        ) {
+                            Ok(c) => committers.push(c),
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e));
+                                return;
+                            }
+                        }
+                    }
                     let _ = ready_tx.send(Ok(()));
                     let rx = Arc::new(Mutex::new(rx));
                     let (rounds, rounds_task) = Rounds::start(&store, options.batch_max);
-                    let tasks: Vec<_> = (0..options.writers.max(1))
-                        .map(|_| {
+                    let tasks: Vec<_> = committers
+                        .into_iter()
+                        .map(|committer| {
                             tokio::spawn(run_writer(
                                 store.clone(),
+                                committer,
                                 Arc::clone(&rx),
                                 rounds.clone(),
                                 options,
@@ -273,6 +290,7 @@ impl InboxWriter {
 
 async fn run_writer(
     store: Store,
+    mut committer: BatchCommitter,
     rx: Arc<Mutex<mpsc::Receiver<Op>>>,
     rounds: Rounds,
     options: WriterOptions,
@@ -298,11 +316,24 @@ async fn run_writer(
                 }
             }
         }
-        write_batch(&store, &mut batch, &rounds, options.timezone).await;
+        write_batch(
+            &store,
+            &mut committer,
+            &mut batch,
+            &rounds,
+            options.timezone,
+        )
+        .await;
     }
 }
 
-async fn write_batch(store: &Store, batch: &mut Vec<Op>, rounds: &Rounds, tz: chrono_tz::Tz) {
+async fn write_batch(
+    store: &Store,
+    committer: &mut BatchCommitter,
+    batch: &mut Vec<Op>,
+    rounds: &Rounds,
+    tz: chrono_tz::Tz,
+) {
     let mut rows = Vec::new();
     let mut events = Vec::new();
     let mut waiters = Vec::new();
@@ -320,6 +351,7 @@ async fn write_batch(store: &Store, batch: &mut Vec<Op>, rounds: &Rounds, tz: ch
             Op::Job(job) => jobs.push(job),
             Op::Batched(write) => batched.push(write),
             Op::Close(done) => {
+                committer.close();
                 store.close().await;
                 let _ = done.send(());
             }
@@ -332,7 +364,7 @@ async fn write_batch(store: &Store, batch: &mut Vec<Op>, rounds: &Rounds, tz: ch
         }
     }
     if !(rows.is_empty() && marks.is_empty()) {
-        commit_and_answer(store, &rows, &events, &marks, waiters, mark_waiters, tz).await;
+        commit_and_answer(committer, &rows, &events, &marks, waiters, mark_waiters, tz).await;
     }
     if !batched.is_empty() {
         rounds.run(store, batched).await;
@@ -431,7 +463,7 @@ async fn run_together(
 
 #[allow(clippy::too_many_arguments)]
 async fn commit_and_answer(
-    store: &Store,
+    committer: &mut BatchCommitter,
     rows: &[NewInbox],
     events: &[Arc<Event>],
     marks: &[Processed],
@@ -439,7 +471,7 @@ async fn commit_and_answer(
     mark_waiters: Vec<(i64, oneshot::Sender<Result<Accepted, WriteError>>)>,
     tz: chrono_tz::Tz,
 ) {
-    match commit(store, rows, events, marks, tz).await {
+    match commit(committer, rows, events, marks, tz).await {
         Ok(outcomes) => {
             for (done, outcome) in waiters.into_iter().zip(outcomes) {
                 let _ = done.send(Ok(outcome));
@@ -462,19 +494,20 @@ async fn commit_and_answer(
 }
 
 async fn commit(
-    store: &Store,
+    committer: &mut BatchCommitter,
     rows: &[NewInbox],
     events: &[Arc<Event>],
     marks: &[Processed],
     tz: chrono_tz::Tz,
 ) -> Result<Vec<Accepted>, StoreError> {
-    store::batch::commit_batch(store, rows, marks, |outcomes| {
-        let fresh = events
-            .iter()
-            .zip(outcomes)
-            .filter(|(_, o)| matches!(o, Accepted::New { .. }))
-            .map(|(e, _)| e.as_ref());
-        members::changes_for(fresh, tz)
-    })
-    .await
+    committer
+        .commit_batch(rows, marks, |outcomes| {
+            let fresh = events
+                .iter()
+                .zip(outcomes)
+                .filter(|(_, o)| matches!(o, Accepted::New { .. }))
+                .map(|(e, _)| e.as_ref());
+            members::changes_for(fresh, tz)
+        })
+        .await
 }

@@ -117,8 +117,6 @@ macro_rules! push_mark_plain {
     }};
 }
 
-pub(super) use {push_insert_inbox, push_mark_plain};
-
 /// Inserts a batch; returns one [`Accepted`] per row, in input order. Two copies of the same
 /// delivery in one batch: the first is `New`, the second a `Duplicate`.
 pub async fn insert_batch(tx: &mut Tx, rows: &[NewInbox]) -> Result<Vec<Accepted>, StoreError> {

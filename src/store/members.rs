@@ -195,13 +195,9 @@ macro_rules! push_upsert_activity {
     }};
 }
 
-#[allow(unused_imports)]
-pub(super) use {
-    push_upsert_activity, push_upsert_groups, push_upsert_members, push_upsert_memberships,
-};
-
 /// Applies one batch of member changes inside the caller's transaction, one statement per
-/// round trip (the PostgreSQL path; SQLite uses [`push_apply`]).
+/// round trip (the PostgreSQL path; SQLite runs the same upserts row by row in
+/// [`super::sqlite_commit`]).
 pub async fn apply(tx: &mut Tx, changes: &MemberChanges) -> Result<(), StoreError> {
     for chunk in changes.members.chunks(CHUNK) {
         on_tx!(tx, c => {
@@ -235,29 +231,6 @@ pub async fn apply(tx: &mut Tx, changes: &MemberChanges) -> Result<(), StoreErro
         });
     }
     Ok(())
-}
-
-/// Appends the same statements to one SQLite multi-statement query (`;`-separated), so a whole
-/// batch costs one hop to the SQLite thread instead of one per statement.
-pub fn push_apply<'a>(qb: &mut QueryBuilder<'a, sqlx::Sqlite>, changes: &'a MemberChanges) {
-    for chunk in changes.members.chunks(CHUNK) {
-        push_upsert_members!(qb, chunk);
-        qb.push(";\n");
-    }
-    for chunk in changes.groups.chunks(CHUNK) {
-        push_upsert_groups!(qb, chunk);
-        qb.push(";\n");
-        push_touch_groups!(qb, chunk);
-        qb.push(";\n");
-    }
-    for chunk in changes.memberships.chunks(CHUNK) {
-        push_upsert_memberships!(qb, chunk);
-        qb.push(";\n");
-    }
-    for chunk in changes.activity.chunks(CHUNK) {
-        push_upsert_activity!(qb, chunk);
-        qb.push(";\n");
-    }
 }
 
 impl Store {

@@ -8,6 +8,7 @@ pub mod inbox;
 pub mod members;
 pub mod points;
 pub mod redemption;
+pub mod sqlite_commit;
 
 use std::str::FromStr;
 use std::time::Duration;
