@@ -39,6 +39,33 @@ pub enum Command {
     ConfigExample,
     /// Send a signed, encrypted callback to a running server and print the reply.
     Send(SendArgs),
+    /// FAQ knowledge base tools.
+    #[command(subcommand)]
+    Faq(FaqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FaqCommand {
+    /// Measure the matcher on labelled questions: top-1, top-3, MRR, index build time, latency.
+    Eval {
+        /// Knowledge base, JSON lines: {"id", "question", "similar"?: [...]}.
+        #[arg(long)]
+        faqs: PathBuf,
+        /// Labelled questions, JSON lines: {"query", "faq_id"}.
+        #[arg(long)]
+        queries: PathBuf,
+    },
+    /// Rank the entries of a knowledge-base file for one question, with scores.
+    Ask {
+        /// Knowledge base, JSON lines: {"id", "question", "similar"?: [...]}.
+        #[arg(long)]
+        faqs: PathBuf,
+        /// The question.
+        question: String,
+        /// How many candidates to show.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +121,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(())
         }
         Command::Send(args) => send_cmd(&loaded.config, &args).await,
+        Command::Faq(command) => faq_cmd(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,6 +130,37 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn faq_cmd(command: FaqCommand) -> anyhow::Result<()> {
+    use crate::faq::{eval, Matcher};
+    match command {
+        FaqCommand::Eval { faqs, queries } => {
+            let entries = eval::read_entries(&faqs)?;
+            let queries = eval::read_queries(&queries)?;
+            println!("{}", eval::evaluate(entries, &queries));
+        }
+        FaqCommand::Ask {
+            faqs,
+            question,
+            top,
+        } => {
+            let matcher = Matcher::build(eval::read_entries(&faqs)?);
+            let ranked = matcher.rank(&question, top);
+            if ranked.is_empty() {
+                println!("没有匹配的问题 (no match)");
+            }
+            for (i, c) in ranked.iter().enumerate() {
+                let confidence = if i == 0 {
+                    format!("  confidence {:.2}", c.confidence)
+                } else {
+                    String::new()
+                };
+                println!("{}. [{}] {:.3}{confidence}  {}", i + 1, c.id, c.score, c.question);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -16,6 +16,8 @@ pub mod clock;
 pub mod config;
 /// The normalized event every channel's deliveries become.
 pub mod events;
+/// FAQ answers: Chinese question matching over the knowledge base.
+pub mod faq;
 /// Callback → verified event → durable inbox (group commit) → handlers → passive reply.
 pub mod ingress;
 /// Member registry and activity tracking.
