@@ -156,7 +156,13 @@ fn faq_cmd(command: FaqCommand) -> anyhow::Result<()> {
                 } else {
                     String::new()
                 };
-                println!("{}. [{}] {:.3}{confidence}  {}", i + 1, c.id, c.score, c.question);
+                println!(
+                    "{}. [{}] {:.3}{confidence}  {}",
+                    i + 1,
+                    c.id,
+                    c.score,
+                    c.question
+                );
             }
         }
     }

@@ -23,6 +23,8 @@ pub fn terms(chars: &[char]) -> impl Iterator<Item = u64> + '_ {
 pub struct Doc {
     pub entry: u32,
     pub chars: Vec<char>,
+    /// Its words (jieba), as sorted, distinct word ids.
+    pub words: Vec<u32>,
     len: f32,
 }
 
@@ -32,6 +34,25 @@ pub struct Index {
     docs: Vec<Doc>,
     postings: HashMap<u64, Vec<(u32, u16)>>,
     avg_len: f32,
+    /// Word ids, and the number of documents with each word.
+    words: HashMap<String, u32>,
+    word_df: Vec<u32>,
+}
+
+/// The jieba segmenter with its default dictionary, loaded once.
+fn jieba() -> &'static jieba_rs::Jieba {
+    static JIEBA: std::sync::OnceLock<jieba_rs::Jieba> = std::sync::OnceLock::new();
+    JIEBA.get_or_init(jieba_rs::Jieba::new)
+}
+
+/// The words of a normalized question.
+pub fn cut(chars: &[char]) -> Vec<String> {
+    let text: String = chars.iter().collect();
+    jieba()
+        .cut(&text, true)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A document's BM25 score for a query.
@@ -59,7 +80,27 @@ impl Index {
                 index.postings.entry(t).or_default().push((doc, n));
             }
             total += len;
-            index.docs.push(Doc { entry, chars, len });
+            let mut words: Vec<u32> = cut(&chars)
+                .into_iter()
+                .map(|w| {
+                    let next = u32::try_from(index.words.len()).unwrap_or(u32::MAX);
+                    *index.words.entry(w).or_insert(next)
+                })
+                .collect();
+            words.sort_unstable();
+            words.dedup();
+            for &w in &words {
+                if w as usize >= index.word_df.len() {
+                    index.word_df.resize(w as usize + 1, 0);
+                }
+                index.word_df[w as usize] += 1;
+            }
+            index.docs.push(Doc {
+                entry,
+                chars,
+                words,
+                len,
+            });
         }
         index.avg_len = if index.docs.is_empty() {
             1.0
@@ -79,6 +120,29 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.docs.is_empty()
+    }
+
+    /// Word ids of `words` that the index knows (sorted, distinct), and the IDF mass of all of
+    /// them (an unknown word counts as rare as a word can be).
+    pub fn word_ids(&self, words: &[String]) -> (Vec<u32>, f32) {
+        let mut ids = Vec::new();
+        let mut mass = 0.0;
+        for w in words {
+            match self.words.get(w) {
+                Some(&id) => {
+                    ids.push(id);
+                    mass += self.word_idf(id);
+                }
+                None => mass += self.idf(0),
+            }
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        (ids, mass)
+    }
+
+    pub fn word_idf(&self, id: u32) -> f32 {
+        self.idf(self.word_df.get(id as usize).copied().unwrap_or(0) as usize)
     }
 
     /// The IDF of a term (0 for a term no document has).

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::index::{terms, Index};
+use super::index::{cut, terms, Index};
 use super::normalize::normalize;
 use super::rerank::{self, Lexical, FEATURES, WEIGHTS};
 
@@ -64,6 +64,7 @@ impl Matcher {
         let (hits, ceiling) = self.index.search(&q, SHORTLIST, &mut scores);
         let top = hits.first().map_or(0.0, |h| h.score);
         let query_terms: HashSet<u64> = terms(&q).collect();
+        let (query_words, query_word_idf) = self.index.word_ids(&cut(&q));
         let mut doc_terms = HashSet::new();
         hits.iter()
             .map(|h| {
@@ -78,12 +79,27 @@ impl Matcher {
                         shared_idf += idf;
                     }
                 }
+                let (mut candidate_word_idf, mut shared_word_idf, mut shared_words) = (0.0, 0.0, 0);
+                for &w in &doc.words {
+                    let idf = self.index.word_idf(w);
+                    candidate_word_idf += idf;
+                    if query_words.binary_search(&w).is_ok() {
+                        shared_word_idf += idf;
+                        shared_words += 1;
+                    }
+                }
                 let lexical = Lexical {
                     bm25: h.score,
                     top_bm25: top,
                     ceiling,
                     candidate_idf,
                     shared_idf,
+                    query_words: query_words.len(),
+                    candidate_words: doc.words.len(),
+                    shared_words,
+                    query_word_idf,
+                    candidate_word_idf,
+                    shared_word_idf,
                 };
                 Shortlisted {
                     entry: doc.entry,
@@ -128,7 +144,11 @@ impl Matcher {
                     id: e.id.clone(),
                     question,
                     score,
-                    confidence: if rank == 0 { confidence(score, margin) } else { 0.0 },
+                    confidence: if rank == 0 {
+                        confidence(score, margin)
+                    } else {
+                        0.0
+                    },
                 }
             })
             .collect()
@@ -143,4 +163,4 @@ fn confidence(score: f32, margin: f32) -> f32 {
 }
 
 /// Coefficients of [`confidence`]: score, margin, intercept.
-pub const CONFIDENCE: [f32; 3] = [4.0, 8.0, -3.0];
+pub const CONFIDENCE: [f32; 3] = [0.6494, 5.2420, -2.0000];
