@@ -93,7 +93,9 @@ impl App {
             shutdown.clone(),
         )
         .context("starting the inbox writer")?;
+        let faq = crate::faq::FaqService::new(config.faq.clone());
         let bot = BotContext {
+            faq: Arc::clone(&faq),
             writer: writer.clone(),
             store: store.clone(),
             templates,
@@ -122,6 +124,7 @@ impl App {
             store,
             ingress,
             metrics,
+            faq,
         };
         let background = vec![tokio::spawn(sweeper(
             state.ingress.clone(),

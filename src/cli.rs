@@ -55,11 +55,20 @@ pub enum FaqCommand {
         #[arg(long)]
         queries: PathBuf,
     },
-    /// Rank the entries of a knowledge-base file for one question, with scores.
-    Ask {
-        /// Knowledge base, JSON lines: {"id", "question", "similar"?: [...]}.
+    /// Import entries from a .csv, .json or .jsonl file into the database (re-import updates by id).
+    Import { file: PathBuf },
+    /// Write the knowledge base to stdout (or --out) as JSON lines or CSV.
+    Export {
+        #[arg(long, value_parser = ["jsonl", "csv"], default_value = "jsonl")]
+        format: String,
         #[arg(long)]
-        faqs: PathBuf,
+        out: Option<PathBuf>,
+    },
+    /// Rank the knowledge base's entries for one question, with scores and the decision.
+    Ask {
+        /// Use this JSON-lines file instead of the database: {"id", "question", "similar"?: [...]}.
+        #[arg(long)]
+        faqs: Option<PathBuf>,
         /// The question.
         question: String,
         /// How many candidates to show.
@@ -121,7 +130,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             Ok(())
         }
         Command::Send(args) => send_cmd(&loaded.config, &args).await,
-        Command::Faq(command) => faq_cmd(command),
+        Command::Faq(command) => faq_cmd(&loaded.config, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,37 +141,91 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn faq_cmd(command: FaqCommand) -> anyhow::Result<()> {
-    use crate::faq::{eval, Matcher};
+async fn faq_cmd(config: &Config, command: FaqCommand) -> anyhow::Result<()> {
+    use crate::faq::{eval, import, service};
     match command {
         FaqCommand::Eval { faqs, queries } => {
             let entries = eval::read_entries(&faqs)?;
             let queries = eval::read_queries(&queries)?;
             println!("{}", eval::evaluate(entries, &queries));
         }
+        FaqCommand::Import { file } => {
+            let parsed = import::parse_file(&file)?;
+            let store = app::open_store(config).await?;
+            let now = SystemClock.now_ms();
+            let done = import::import(&store, &parsed.rows, now, import::progress_bar)
+                .await
+                .context("writing entries")?;
+            println!(
+                "{}: {} created, {} updated, {} rejected",
+                file.display(),
+                done.created,
+                done.updated,
+                parsed.rejected.len()
+            );
+            for r in &parsed.rejected {
+                println!("  {}:{}: {}", file.display(), r.line, r.reason);
+            }
+            if !parsed.rejected.is_empty() {
+                anyhow::bail!("{} rows rejected", parsed.rejected.len());
+            }
+        }
+        FaqCommand::Export { format, out } => {
+            let store = app::open_store(config).await?;
+            let entries = store.faq_entries(false).await?;
+            let mut sink: Box<dyn std::io::Write> = match &out {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            import::export(&entries, format == "csv", &mut sink)?;
+            sink.flush()?;
+        }
         FaqCommand::Ask {
             faqs,
             question,
             top,
         } => {
-            let matcher = Matcher::build(eval::read_entries(&faqs)?);
-            let ranked = matcher.rank(&question, top);
-            if ranked.is_empty() {
-                println!("没有匹配的问题 (no match)");
-            }
-            for (i, c) in ranked.iter().enumerate() {
-                let confidence = if i == 0 {
-                    format!("  confidence {:.2}", c.confidence)
-                } else {
-                    String::new()
-                };
-                println!(
-                    "{}. [{}] {:.3}{confidence}  {}",
-                    i + 1,
-                    c.id,
-                    c.score,
-                    c.question
-                );
+            let snapshot = match faqs {
+                Some(path) => {
+                    let entries = eval::read_entries(&path)?
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, e)| crate::store::faq::FaqEntry {
+                            id: i64::try_from(i).unwrap_or_default(),
+                            external_id: Some(e.id),
+                            question: e.questions[0].clone(),
+                            similar: e.questions[1..].to_vec(),
+                            keywords: Vec::new(),
+                            answer: String::new(),
+                            category: None,
+                            enabled: true,
+                            hit_count: 0,
+                            updated_at: 0,
+                        })
+                        .collect();
+                    service::build(entries, &config.faq.synonyms)
+                }
+                None => {
+                    let store = app::open_store(config).await?;
+                    service::build(store.faq_entries(true).await?, &config.faq.synonyms)
+                }
+            };
+            let ranked = snapshot.rank(&question, top);
+            let confidence = ranked.first().map_or(0.0, |(c, _)| c.confidence);
+            let decision = if confidence >= config.faq.answer_threshold {
+                "answer 直接回答"
+            } else if confidence >= config.faq.suggest_threshold {
+                "suggest 您是不是想问"
+            } else {
+                "unanswered 记录为未解答"
+            };
+            println!("confidence {confidence:.2} → {decision}");
+            for (i, (c, e)) in ranked.iter().enumerate() {
+                let id = e.external_id.clone().unwrap_or_else(|| e.id.to_string());
+                println!("{}. [{id}] {:.3}  {}", i + 1, c.score, c.question);
             }
         }
     }

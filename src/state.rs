@@ -13,4 +13,5 @@ pub struct AppState {
     pub store: Store,
     pub ingress: Ingress,
     pub metrics: Metrics,
+    pub faq: Arc<crate::faq::FaqService>,
 }

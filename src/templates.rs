@@ -14,6 +14,18 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/replies/pong.txt.j2"),
     ),
     (
+        "replies/faq_answer.txt.j2",
+        include_str!("../templates/replies/faq_answer.txt.j2"),
+    ),
+    (
+        "replies/faq_suggest.txt.j2",
+        include_str!("../templates/replies/faq_suggest.txt.j2"),
+    ),
+    (
+        "replies/faq_unsure.txt.j2",
+        include_str!("../templates/replies/faq_unsure.txt.j2"),
+    ),
+    (
         "replies/makeup_ok.txt.j2",
         include_str!("../templates/replies/makeup_ok.txt.j2"),
     ),
@@ -98,6 +110,27 @@ impl Templates {
     /// Only the built-in copies (tests, tools).
     pub fn builtin() -> Self {
         Self::load(Path::new("/nonexistent")).expect("built-in templates compile")
+    }
+
+    /// Renders text written by ops staff (an FAQ answer may use `{{ name }}`); `what` names it
+    /// in errors. A broken template is an error, never a half-rendered answer.
+    pub fn render_str(
+        &self,
+        what: &str,
+        source: &str,
+        vars: impl serde::Serialize,
+    ) -> Result<String, TemplateError> {
+        if !source.contains("{{") && !source.contains("{%") {
+            return Ok(source.trim_end().to_owned());
+        }
+        self.env
+            .render_str(source, vars)
+            .map(|s| s.trim_end().to_owned())
+            .map_err(|e| TemplateError {
+                file: what.to_owned(),
+                line: e.line(),
+                reason: e.to_string(),
+            })
     }
 
     /// Renders `name` (without the `.txt.j2` suffix) with `vars`; trailing whitespace trimmed.

@@ -32,6 +32,8 @@ pub struct BotContext {
     pub templates: Templates,
     pub clock: SharedClock,
     pub timezone: chrono_tz::Tz,
+    /// The FAQ knowledge base in memory.
+    pub faq: Arc<crate::faq::FaqService>,
 }
 
 pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Outcome>> + Send + 'a>>;
@@ -55,6 +57,7 @@ impl Dispatcher {
         Self::default()
             .with(Ping)
             .with(crate::points::PointsHandler::new(config.points.clone()))
+            .with(crate::faq::FaqHandler)
     }
 
     #[must_use]

@@ -22,9 +22,30 @@ pub struct Config {
     pub templates: TemplatesConfig,
     pub log: LogConfig,
     pub points: PointsConfig,
+    pub faq: FaqConfig,
     pub ops_api: OpsApiConfig,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+/// FAQ answers (智能问答).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaqConfig {
+    pub enabled: bool,
+    /// Confidence (0–1) from which the best entry is answered outright.
+    pub answer_threshold: f32,
+    /// Confidence from which "您是不是想问" offers the top three; below it nothing is answered.
+    pub suggest_threshold: f32,
+    /// After an unprompted answer in a group, no other unprompted answer there for this long.
+    pub group_cooldown_secs: i64,
+    /// Whether groups answer questions not addressed to the bot (changeable per group via the API).
+    pub auto_answer: bool,
+    /// How long a member may reply 1/2/3 to a "您是不是想问" list.
+    pub choice_ttl_secs: i64,
+    /// Interchangeable words of this knowledge base; the first word of a group stands for the rest.
+    #[serde(default)]
+    pub synonyms: Vec<Vec<String>>,
 }
 
 /// The JSON API for ops staff under `/api/v1`.

@@ -91,6 +91,29 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         );
     }
 
+    let faq = &config.faq;
+    if !(0.0..=1.0).contains(&faq.answer_threshold) || !(0.0..=1.0).contains(&faq.suggest_threshold)
+    {
+        bad(
+            "faq.answer_threshold",
+            "thresholds are confidences between 0 and 1".into(),
+        );
+    } else if faq.suggest_threshold > faq.answer_threshold {
+        bad(
+            "faq.suggest_threshold",
+            format!(
+                "must not be above faq.answer_threshold ({})",
+                faq.answer_threshold
+            ),
+        );
+    }
+    if faq.group_cooldown_secs < 0 || faq.choice_ttl_secs <= 0 {
+        bad(
+            "faq.choice_ttl_secs",
+            "times must be positive (group_cooldown_secs may be 0)".into(),
+        );
+    }
+
     let points = &config.points;
     if points.signin_keywords.iter().any(|k| k.trim().is_empty()) {
         bad(

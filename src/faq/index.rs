@@ -4,8 +4,6 @@
 
 use std::collections::HashMap;
 
-use super::normalize::normalize;
-
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
 
@@ -63,13 +61,12 @@ pub struct Hit {
 }
 
 impl Index {
-    /// Indexes `questions`: (entry number, question text) pairs.
-    pub fn build<'a>(questions: impl IntoIterator<Item = (u32, &'a str)>) -> Self {
+    /// Indexes `questions`: (entry number, normalized question) pairs.
+    pub fn build(questions: impl IntoIterator<Item = (u32, Vec<char>)>) -> Self {
         let mut index = Self::default();
         let mut total = 0.0;
         let mut counts: HashMap<u64, u16> = HashMap::new();
-        for (entry, text) in questions {
-            let chars = normalize(text);
+        for (entry, chars) in questions {
             let doc = u32::try_from(index.docs.len()).unwrap_or(u32::MAX);
             counts.clear();
             for t in terms(&chars) {

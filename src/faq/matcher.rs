@@ -42,15 +42,65 @@ pub struct Shortlisted {
 pub struct Matcher {
     entries: Vec<MatchEntry>,
     index: Index,
+    /// (word, the word it stands for), longest first.
+    synonyms: Vec<(String, String)>,
 }
 
 impl Matcher {
     pub fn build(entries: Vec<MatchEntry>) -> Self {
-        let index = Index::build(entries.iter().enumerate().flat_map(|(i, e)| {
-            let entry = u32::try_from(i).unwrap_or(u32::MAX);
-            e.questions.iter().map(move |q| (entry, q.as_str()))
-        }));
-        Self { entries, index }
+        Self::build_with_synonyms(entries, &[])
+    }
+
+    /// `synonyms`: groups of interchangeable words; each group's first word stands for the rest.
+    pub fn build_with_synonyms(entries: Vec<MatchEntry>, synonyms: &[Vec<String>]) -> Self {
+        let mut pairs: Vec<(String, String)> = synonyms
+            .iter()
+            .filter_map(|group| {
+                let (first, rest) = group.split_first()?;
+                let canonical: String = normalize(first).into_iter().collect();
+                Some(rest.iter().map(move |w| {
+                    (
+                        normalize(w).into_iter().collect::<String>(),
+                        canonical.clone(),
+                    )
+                }))
+            })
+            .flatten()
+            .filter(|(w, c)| !w.is_empty() && w != c)
+            .collect();
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.0.chars().count()));
+        let mut matcher = Self {
+            entries: Vec::new(),
+            index: Index::default(),
+            synonyms: pairs,
+        };
+        let docs: Vec<(u32, Vec<char>)> = entries
+            .iter()
+            .enumerate()
+            .flat_map(|(i, e)| {
+                let entry = u32::try_from(i).unwrap_or(u32::MAX);
+                e.questions.iter().map(move |q| (entry, q))
+            })
+            .map(|(entry, q)| (entry, matcher.prepare(q)))
+            .collect();
+        matcher.index = Index::build(docs);
+        matcher.entries = entries;
+        matcher
+    }
+
+    /// Normalized text with the knowledge base's synonyms applied.
+    fn prepare(&self, text: &str) -> Vec<char> {
+        let chars = normalize(text);
+        if self.synonyms.is_empty() {
+            return chars;
+        }
+        let mut s: String = chars.into_iter().collect();
+        for (word, canonical) in &self.synonyms {
+            if s.contains(word.as_str()) {
+                s = s.replace(word.as_str(), canonical);
+            }
+        }
+        s.chars().collect()
     }
 
     pub fn entries(&self) -> &[MatchEntry] {
@@ -59,7 +109,7 @@ impl Matcher {
 
     /// The BM25 shortlist of `query` with each document's features.
     pub fn shortlist(&self, query: &str) -> Vec<Shortlisted> {
-        let q = normalize(query);
+        let q = self.prepare(query);
         let mut scores = Vec::new();
         let (hits, ceiling) = self.index.search(&q, SHORTLIST, &mut scores);
         let top = hits.first().map_or(0.0, |h| h.score);

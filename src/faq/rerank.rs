@@ -69,7 +69,7 @@ pub fn features(query: &[char], candidate: &[char], lex: Lexical) -> [f32; FEATU
     [
         ratio(bm25, top_bm25),
         ratio(bm25, ceiling),
-        dice_bigrams(query, candidate),
+        bigram_dice(query, candidate),
         dice_chars(query, candidate),
         ratio(
             longest_common_substring(query, candidate) as f32,
@@ -119,7 +119,8 @@ fn dice_chars(a: &[char], b: &[char]) -> f32 {
     dice_sorted(&a, &b)
 }
 
-fn dice_bigrams(a: &[char], b: &[char]) -> f32 {
+/// Dice overlap of two texts' character bigrams (0–1).
+pub fn bigram_dice(a: &[char], b: &[char]) -> f32 {
     let grams = |s: &[char]| {
         let mut v: Vec<(char, char)> = s.windows(2).map(|w| (w[0], w[1])).collect();
         v.sort_unstable();
@@ -217,7 +218,7 @@ mod tests {
         );
         assert_eq!(common_subsequence(&c("abcde"), &c("axcye")), 3);
         assert!((dice_chars(&c("ab"), &c("bc")) - 0.5).abs() < 1e-6);
-        assert!((dice_bigrams(&c("abc"), &c("abd")) - 0.5).abs() < 1e-6);
+        assert!((bigram_dice(&c("abc"), &c("abd")) - 0.5).abs() < 1e-6);
         assert_eq!(numbers(&c("3天和15天")), vec!["3", "15"]);
         assert!(negated(&c("不能退款")) && !negated(&c("能退款")));
     }

@@ -4,6 +4,7 @@
 
 pub mod batch;
 mod error;
+pub mod faq;
 pub mod inbox;
 pub mod members;
 pub mod points;
@@ -32,6 +33,9 @@ pub enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
+
+/// A boxed future borrowing for `'a` (write closures over a transaction).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// An open write transaction of either backend.
 pub enum Tx {

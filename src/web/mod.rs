@@ -2,6 +2,7 @@
 //! the pipeline, map the result.
 
 mod callbacks;
+mod faq_api;
 mod health;
 mod ops_api;
 
@@ -23,6 +24,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(callbacks)
         .merge(ops_api::router())
+        .merge(faq_api::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

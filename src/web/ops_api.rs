@@ -29,11 +29,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/orders/{id}/cancel", post(cancel_order))
 }
 
-fn error(status: StatusCode, reason: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, reason: impl Into<String>) -> Response {
     (status, Json(json!({ "error": reason.into() }))).into_response()
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
+pub(super) fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "ops api failed");
     error(
         StatusCode::SERVICE_UNAVAILABLE,

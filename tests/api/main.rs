@@ -5,6 +5,8 @@ mod helpers;
 
 mod callbacks;
 mod dedupe;
+mod faq;
+mod faq_cli;
 mod makeup;
 mod members;
 mod ops_api;

@@ -1,0 +1,251 @@
+//! The chat side of the FAQ: answer, offer "您是不是想问" (then a reply of 1/2/3 answers), or stay
+//! quiet and record the question for ops. In groups the bot answers when @-mentioned; with
+//! auto-answer on it also takes messages that look like questions, one per cooldown.
+
+use minijinja::context;
+
+use super::normalize::normalize;
+use super::rerank::bigram_dice;
+use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
+use crate::events::{Event, Message};
+use crate::store::faq::{self as db, FaqEntry};
+
+/// Open unanswered questions compared with a new one when grouping.
+const GROUPING_WINDOW: i64 = 500;
+/// Bigram overlap from which two unanswered questions count as the same question.
+const SAME_QUESTION: f32 = 0.6;
+
+pub struct FaqHandler;
+
+/// Question words and marks that make an unaddressed group message worth answering.
+fn looks_like_question(text: &str) -> bool {
+    const HINTS: &[&str] = &[
+        "?",
+        "？",
+        "吗",
+        "怎么",
+        "如何",
+        "什么",
+        "哪",
+        "几",
+        "多少",
+        "能不能",
+        "可以",
+        "是否",
+        "为什么",
+        "请问",
+    ];
+    text.chars().count() >= 4 && HINTS.iter().any(|h| text.contains(h))
+}
+
+/// `1`…`3` (also full-width) → the index of a pending choice.
+fn choice(text: &str) -> Option<usize> {
+    match normalize(text).as_slice() {
+        [c @ '1'..='3'] => Some(*c as usize - '1' as usize),
+        _ => None,
+    }
+}
+
+impl Handler for FaqHandler {
+    fn name(&self) -> &'static str {
+        "faq"
+    }
+
+    fn handle<'a>(&'a self, ctx: &'a BotContext, event: &'a Event) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let Some(message) = event.message() else {
+                return Ok(Outcome::Continue);
+            };
+            let config = ctx.faq.config();
+            let text = message.text.trim();
+            if !config.enabled || text.is_empty() {
+                return Ok(Outcome::Continue);
+            }
+            let now_ms = ctx.clock.now_ms();
+            let group = message.group.as_ref().map_or("", |g| g.id.as_str());
+            let snapshot = ctx.faq.snapshot(&ctx.store, now_ms).await?;
+
+            if let Some(index) = choice(text) {
+                let (scope, user, group) = keys(event, message);
+                let ttl_ms = config.choice_ttl_secs * 1000;
+                let picked = ctx
+                    .writer
+                    .run_batched(move |tx| {
+                        let (scope, user, group) = (scope.clone(), user.clone(), group.clone());
+                        Box::pin(async move {
+                            let Some((ids, at)) = db::pending(tx, &scope, &user, &group).await?
+                            else {
+                                return Ok(None);
+                            };
+                            if now_ms - at > ttl_ms {
+                                db::drop_pending(tx, &scope, &user, &group).await?;
+                                return Ok(None);
+                            }
+                            let Some(&id) = ids.get(index) else {
+                                return Ok(None);
+                            };
+                            db::drop_pending(tx, &scope, &user, &group).await?;
+                            db::count_hit(tx, id).await?;
+                            Ok(Some(id))
+                        })
+                    })
+                    .await??;
+                if let Some(id) = picked {
+                    if let Some(entry) = snapshot.entries.iter().find(|e| e.id == id) {
+                        return Ok(Outcome::Reply(answer(ctx, message, entry)?));
+                    }
+                }
+                return Ok(Outcome::Continue);
+            }
+
+            let addressed = message.mentions_bot || message.group.is_none();
+            if !addressed {
+                let settings = ctx.store.faq_group(&event.scope, group).await?;
+                let auto = settings.map_or(config.auto_answer, |(auto, _)| auto);
+                let last = settings.map_or(0, |(_, at)| at);
+                if !auto
+                    || !looks_like_question(text)
+                    || now_ms - last < config.group_cooldown_secs * 1000
+                {
+                    return Ok(Outcome::Continue);
+                }
+            }
+
+            let ranked = snapshot.rank(text, 3);
+            let confidence = ranked.first().map_or(0.0, |(c, _)| c.confidence);
+            if confidence >= config.answer_threshold {
+                let entry = ranked[0].1;
+                let (id, scope, group_id, auto) = (
+                    entry.id,
+                    event.scope.clone(),
+                    group.to_owned(),
+                    config.auto_answer,
+                );
+                let unprompted = !addressed;
+                ctx.writer
+                    .run_batched(move |tx| {
+                        let (scope, group_id) = (scope.clone(), group_id.clone());
+                        Box::pin(async move {
+                            db::count_hit(tx, id).await?;
+                            if unprompted {
+                                db::touch_group(tx, &scope, &group_id, auto, now_ms).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .await??;
+                return Ok(Outcome::Reply(answer(ctx, message, entry)?));
+            }
+            if confidence >= config.suggest_threshold {
+                let ids: Vec<i64> = ranked.iter().map(|(_, e)| e.id).collect();
+                let questions: Vec<&str> =
+                    ranked.iter().map(|(_, e)| e.question.as_str()).collect();
+                let (scope, user, group_key) = keys(event, message);
+                ctx.writer
+                    .run_batched(move |tx| {
+                        let (scope, user, group_key, ids) =
+                            (scope.clone(), user.clone(), group_key.clone(), ids.clone());
+                        Box::pin(async move {
+                            db::set_pending(tx, &scope, &user, &group_key, &ids, now_ms).await
+                        })
+                    })
+                    .await??;
+                let reply = ctx.templates.render(
+                    "replies/faq_suggest",
+                    context! { name => display_name(message), questions },
+                )?;
+                return Ok(Outcome::Reply(reply));
+            }
+
+            record_unanswered(ctx, &event.scope, text, now_ms).await?;
+            if addressed {
+                let reply = ctx.templates.render(
+                    "replies/faq_unsure",
+                    context! { name => display_name(message), question => text },
+                )?;
+                return Ok(Outcome::Reply(reply));
+            }
+            Ok(Outcome::Continue)
+        })
+    }
+}
+
+fn keys(event: &Event, message: &Message) -> (String, String, String) {
+    (
+        event.scope.clone(),
+        message.sender.id.clone(),
+        message
+            .group
+            .as_ref()
+            .map_or(String::new(), |g| g.id.clone()),
+    )
+}
+
+fn display_name(message: &Message) -> String {
+    message
+        .sender
+        .name
+        .clone()
+        .unwrap_or_else(|| message.sender.id.clone())
+}
+
+fn answer(ctx: &BotContext, message: &Message, entry: &FaqEntry) -> anyhow::Result<String> {
+    let name = display_name(message);
+    let group = message.group.as_ref().and_then(|g| g.name.clone());
+    let text = ctx.templates.render_str(
+        &format!("faq entry {}", entry.id),
+        &entry.answer,
+        context! { name, group },
+    )?;
+    Ok(ctx.templates.render(
+        "replies/faq_answer",
+        context! { answer => text, question => entry.question, name },
+    )?)
+}
+
+/// Counts the question with an open one that says nearly the same, or records it anew.
+async fn record_unanswered(
+    ctx: &BotContext,
+    scope: &str,
+    text: &str,
+    now_ms: i64,
+) -> anyhow::Result<()> {
+    let (scope, text) = (scope.to_owned(), text.to_owned());
+    ctx.writer
+        .run_batched(move |tx| {
+            let (scope, text) = (scope.clone(), text.clone());
+            Box::pin(async move {
+                let asked = normalize(&text);
+                let open = db::open_unanswered(tx, &scope, GROUPING_WINDOW).await?;
+                let same = open
+                    .iter()
+                    .map(|(id, q)| (*id, bigram_dice(&asked, &normalize(q))))
+                    .filter(|(_, s)| *s >= SAME_QUESTION)
+                    .max_by(|a, b| a.1.total_cmp(&b.1));
+                match same {
+                    Some((id, _)) => db::bump_unanswered(tx, id, now_ms).await,
+                    None => db::insert_unanswered(tx, &scope, &text, now_ms).await,
+                }
+            })
+        })
+        .await??;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn questions_and_choices() {
+        assert!(looks_like_question("直播几点开始？"));
+        assert!(looks_like_question("请问怎么开发票"));
+        assert!(!looks_like_question("哈哈哈哈"));
+        assert!(!looks_like_question("吗？"));
+        assert_eq!(choice("2"), Some(1));
+        assert_eq!(choice("３"), Some(2));
+        assert_eq!(choice(" 1 "), Some(0));
+        assert_eq!(choice("4"), None);
+        assert_eq!(choice("12"), None);
+    }
+}
