@@ -183,7 +183,9 @@ impl App {
 
 /// Re-runs accepted but unprocessed deliveries now and then (crash recovery).
 async fn sweeper(ingress: Ingress, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    // The first round after one period, not at start-up: nothing can be overdue yet.
+    let period = Duration::from_secs(10);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         tokio::select! {
             _ = tick.tick() => {}

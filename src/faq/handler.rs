@@ -64,6 +64,11 @@ impl Handler for FaqHandler {
             let now_ms = ctx.clock.now_ms();
             let group = message.group.as_ref().map_or("", |g| g.id.as_str());
             let snapshot = ctx.faq.snapshot(&ctx.store, now_ms).await?;
+            if snapshot.entries.is_empty() {
+                // No knowledge base yet: nothing to answer, and "not sure" to every message
+                // would only be noise.
+                return Ok(Outcome::Continue);
+            }
 
             if let Some(index) = choice(text) {
                 let (scope, user, group) = keys(event, message);
