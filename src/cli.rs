@@ -54,6 +54,9 @@ pub enum FaqCommand {
         /// Labelled questions, JSON lines: {"query", "faq_id"}.
         #[arg(long)]
         queries: PathBuf,
+        /// Rank by plain character BM25 (the baseline) instead of the re-ranker.
+        #[arg(long)]
+        baseline: bool,
     },
     /// Import entries from a .csv, .json or .jsonl file into the database (re-import updates by id).
     Import { file: PathBuf },
@@ -144,10 +147,19 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn faq_cmd(config: &Config, command: FaqCommand) -> anyhow::Result<()> {
     use crate::faq::{eval, import, service};
     match command {
-        FaqCommand::Eval { faqs, queries } => {
+        FaqCommand::Eval {
+            faqs,
+            queries,
+            baseline,
+        } => {
             let entries = eval::read_entries(&faqs)?;
             let queries = eval::read_queries(&queries)?;
-            println!("{}", eval::evaluate(entries, &queries));
+            let ranking = if baseline {
+                eval::Ranking::Bm25Only
+            } else {
+                eval::Ranking::Reranked
+            };
+            println!("{}", eval::evaluate(entries, &queries, ranking));
         }
         FaqCommand::Import { file } => {
             let parsed = import::parse_file(&file)?;

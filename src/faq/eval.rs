@@ -32,6 +32,7 @@ pub fn read_entries(path: &Path) -> anyhow::Result<Vec<MatchEntry>> {
         MatchEntry {
             id: line.id,
             questions,
+            keywords: Vec::new(),
         }
     })
 }
@@ -73,6 +74,28 @@ pub struct Report {
     pub build: Duration,
     pub p50: Duration,
     pub p99: Duration,
+    /// Resident memory of the process after the run (Linux), MiB.
+    pub rss_mib: Option<f64>,
+}
+
+/// How to rank: the shipped re-ranker, or plain BM25 over characters (the baseline to beat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ranking {
+    Reranked,
+    Bm25Only,
+}
+
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
 }
 
 impl std::fmt::Display for Report {
@@ -89,12 +112,18 @@ impl std::fmt::Display for Report {
             self.build.as_secs_f64() * 1e3,
             self.p50.as_secs_f64() * 1e6,
             self.p99.as_secs_f64() * 1e6
-        )
+        )?;
+        if let Some(rss) = self.rss_mib {
+            write!(f, "  RSS {rss:.0} MiB")?;
+        }
+        Ok(())
     }
 }
 
 /// Builds the matcher from `entries` and ranks every query.
-pub fn evaluate(entries: Vec<MatchEntry>, queries: &[LabelledQuery]) -> Report {
+pub fn evaluate(entries: Vec<MatchEntry>, queries: &[LabelledQuery], ranking: Ranking) -> Report {
+    let mut baseline = [0.0; super::rerank::FEATURES];
+    baseline[0] = 1.0;
     let n_entries = entries.len();
     let started = Instant::now();
     let matcher = Matcher::build(entries);
@@ -103,7 +132,10 @@ pub fn evaluate(entries: Vec<MatchEntry>, queries: &[LabelledQuery]) -> Report {
     let mut latencies = Vec::with_capacity(queries.len());
     for q in queries {
         let started = Instant::now();
-        let ranked = matcher.rank(&q.query, 10);
+        let ranked = match ranking {
+            Ranking::Reranked => matcher.rank(&q.query, 10),
+            Ranking::Bm25Only => matcher.rank_with(&q.query, 10, &baseline),
+        };
         latencies.push(started.elapsed());
         if let Some(pos) = ranked.iter().position(|c| c.id == q.faq_id) {
             hit1 += usize::from(pos == 0);
@@ -128,5 +160,6 @@ pub fn evaluate(entries: Vec<MatchEntry>, queries: &[LabelledQuery]) -> Report {
         build,
         p50: pct(0.5),
         p99: pct(0.99),
+        rss_mib: rss_mib(),
     }
 }

@@ -106,6 +106,7 @@ pub fn build(entries: Vec<FaqEntry>, synonyms: &[Vec<String>]) -> Snapshot {
             questions: std::iter::once(e.question.clone())
                 .chain(e.similar.iter().cloned())
                 .collect(),
+            keywords: e.keywords.clone(),
         })
         .collect();
     Snapshot {
