@@ -49,3 +49,11 @@ create table faq_groups (
     last_answer_at bigint not null default 0,
     primary key (scope, group_id)
 ) without rowid;
+
+-- Bumped by every change to an entry, so that servers notice changes made elsewhere (another
+-- replica, the import command) even within the same millisecond.
+create table faq_revision (
+    id integer primary key check (id = 1),
+    revision bigint not null
+);
+insert into faq_revision (id, revision) values (1, 0);

@@ -26,12 +26,16 @@ pub struct Doc {
     len: f32,
 }
 
-/// The inverted index of a knowledge base.
+/// The inverted index of a knowledge base. Entries can be added and removed in place, so a
+/// change to one entry re-segments only that entry's questions.
 #[derive(Debug, Default, Clone)]
 pub struct Index {
     docs: Vec<Doc>,
     postings: HashMap<u64, Vec<(u32, u16)>>,
-    avg_len: f32,
+    /// Documents of each entry.
+    by_entry: HashMap<u32, Vec<u32>>,
+    live_docs: usize,
+    total_len: f32,
     /// Word ids, and the number of documents with each word.
     words: HashMap<String, u32>,
     word_df: Vec<u32>,
@@ -64,59 +68,96 @@ impl Index {
     /// Indexes `questions`: (entry number, normalized question) pairs.
     pub fn build(questions: impl IntoIterator<Item = (u32, Vec<char>)>) -> Self {
         let mut index = Self::default();
-        let mut total = 0.0;
-        let mut counts: HashMap<u64, u16> = HashMap::new();
         for (entry, chars) in questions {
-            let doc = u32::try_from(index.docs.len()).unwrap_or(u32::MAX);
-            counts.clear();
-            for t in terms(&chars) {
-                *counts.entry(t).or_default() += 1;
-            }
-            let len = counts.values().map(|&n| f32::from(n)).sum::<f32>();
-            for (&t, &n) in &counts {
-                index.postings.entry(t).or_default().push((doc, n));
-            }
-            total += len;
-            let mut words: Vec<u32> = cut(&chars)
-                .into_iter()
-                .map(|w| {
-                    let next = u32::try_from(index.words.len()).unwrap_or(u32::MAX);
-                    *index.words.entry(w).or_insert(next)
-                })
-                .collect();
-            words.sort_unstable();
-            words.dedup();
-            for &w in &words {
-                if w as usize >= index.word_df.len() {
-                    index.word_df.resize(w as usize + 1, 0);
-                }
-                index.word_df[w as usize] += 1;
-            }
-            index.docs.push(Doc {
-                entry,
-                chars,
-                words,
-                len,
-            });
+            index.add(entry, chars);
         }
-        index.avg_len = if index.docs.is_empty() {
+        index
+    }
+
+    /// Adds one question of `entry`.
+    pub fn add(&mut self, entry: u32, chars: Vec<char>) {
+        let doc = u32::try_from(self.docs.len()).unwrap_or(u32::MAX);
+        let mut counts: HashMap<u64, u16> = HashMap::new();
+        for t in terms(&chars) {
+            *counts.entry(t).or_default() += 1;
+        }
+        let len = counts.values().map(|&n| f32::from(n)).sum::<f32>();
+        for (&t, &n) in &counts {
+            self.postings.entry(t).or_default().push((doc, n));
+        }
+        let mut words: Vec<u32> = cut(&chars)
+            .into_iter()
+            .map(|w| {
+                let next = u32::try_from(self.words.len()).unwrap_or(u32::MAX);
+                *self.words.entry(w).or_insert(next)
+            })
+            .collect();
+        words.sort_unstable();
+        words.dedup();
+        for &w in &words {
+            if w as usize >= self.word_df.len() {
+                self.word_df.resize(w as usize + 1, 0);
+            }
+            self.word_df[w as usize] += 1;
+        }
+        self.by_entry.entry(entry).or_default().push(doc);
+        self.live_docs += 1;
+        self.total_len += len;
+        self.docs.push(Doc {
+            entry,
+            chars,
+            words,
+            len,
+        });
+    }
+
+    /// Removes every question of `entry` (its document slots stay, empty and unreachable).
+    pub fn remove_entry(&mut self, entry: u32) {
+        for doc in self.by_entry.remove(&entry).unwrap_or_default() {
+            let d = &mut self.docs[doc as usize];
+            let (chars, words) = (std::mem::take(&mut d.chars), std::mem::take(&mut d.words));
+            self.total_len -= d.len;
+            d.len = 0.0;
+            self.live_docs -= 1;
+            let mut seen = std::collections::HashSet::new();
+            for t in terms(&chars) {
+                if !seen.insert(t) {
+                    continue;
+                }
+                if let Some(list) = self.postings.get_mut(&t) {
+                    list.retain(|&(d, _)| d != doc);
+                    if list.is_empty() {
+                        self.postings.remove(&t);
+                    }
+                }
+            }
+            for w in words {
+                if let Some(df) = self.word_df.get_mut(w as usize) {
+                    *df = df.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    fn avg_len(&self) -> f32 {
+        if self.live_docs == 0 {
             1.0
         } else {
-            total / index.docs.len() as f32
-        };
-        index
+            self.total_len / self.live_docs as f32
+        }
     }
 
     pub fn doc(&self, doc: u32) -> &Doc {
         &self.docs[doc as usize]
     }
 
+    /// Questions indexed.
     pub fn len(&self) -> usize {
-        self.docs.len()
+        self.live_docs
     }
 
     pub fn is_empty(&self) -> bool {
-        self.docs.is_empty()
+        self.live_docs == 0
     }
 
     /// Word ids of `words` that the index knows (sorted, distinct), and the IDF mass of all of
@@ -125,7 +166,12 @@ impl Index {
         let mut ids = Vec::new();
         let mut mass = 0.0;
         for w in words {
-            match self.words.get(w) {
+            // A word whose entries were all removed counts as unknown, as after a fresh build.
+            let live = self
+                .words
+                .get(w)
+                .filter(|&&id| self.word_df.get(id as usize).is_some_and(|&df| df > 0));
+            match live {
                 Some(&id) => {
                     ids.push(id);
                     mass += self.word_idf(id);
@@ -148,7 +194,7 @@ impl Index {
     }
 
     fn idf(&self, df: usize) -> f32 {
-        let n = self.docs.len() as f32;
+        let n = self.live_docs as f32;
         let df = df as f32;
         (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
     }
@@ -160,6 +206,7 @@ impl Index {
         scores.resize(self.docs.len(), 0.0);
         let mut touched: Vec<u32> = Vec::new();
         let mut ceiling = 0.0;
+        let avg_len = self.avg_len();
         let mut seen: HashMap<u64, ()> = HashMap::new();
         for t in terms(query) {
             // Repeated query terms count once: short questions repeat little anyway.
@@ -174,7 +221,7 @@ impl Index {
             for &(doc, tf) in list {
                 let d = &self.docs[doc as usize];
                 let tf = f32::from(tf);
-                let norm = K1 * (1.0 - B + B * d.len / self.avg_len);
+                let norm = K1 * (1.0 - B + B * d.len / avg_len);
                 let slot = &mut scores[doc as usize];
                 if *slot == 0.0 {
                     touched.push(doc);

@@ -108,6 +108,53 @@ impl Matcher {
         matcher
     }
 
+    /// Adds an entry, or replaces the one with the same id (only its questions are re-indexed).
+    /// Returns the entry's number.
+    pub fn upsert(&mut self, entry: MatchEntry) -> u32 {
+        let number = match self.entries.iter().position(|e| e.id == entry.id) {
+            Some(i) => {
+                let number = u32::try_from(i).unwrap_or(u32::MAX);
+                self.index.remove_entry(number);
+                number
+            }
+            None => {
+                self.entries.push(MatchEntry {
+                    id: entry.id.clone(),
+                    questions: Vec::new(),
+                    keywords: Vec::new(),
+                });
+                u32::try_from(self.entries.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        for q in &entry.questions {
+            let chars = self.prepare(q);
+            self.index.add(number, chars);
+        }
+        let keywords: Vec<String> = entry
+            .keywords
+            .iter()
+            .map(|k| self.prepare(k).into_iter().collect())
+            .collect();
+        if !keywords.is_empty() || !self.keywords.is_empty() {
+            self.keywords.resize(self.entries.len(), Vec::new());
+            self.keywords[number as usize] = keywords;
+        }
+        self.entries[number as usize] = entry;
+        number
+    }
+
+    /// Takes an entry out of matching (its number stays reserved).
+    pub fn remove(&mut self, id: &str) {
+        if let Some(i) = self.entries.iter().position(|e| e.id == id) {
+            self.index
+                .remove_entry(u32::try_from(i).unwrap_or(u32::MAX));
+            self.entries[i].questions.clear();
+            if let Some(k) = self.keywords.get_mut(i) {
+                k.clear();
+            }
+        }
+    }
+
     /// Normalized text with the knowledge base's synonyms applied.
     fn prepare(&self, text: &str) -> Vec<char> {
         let chars = normalize(text);
@@ -200,8 +247,11 @@ impl Matcher {
         if !self.keywords.is_empty() {
             let q: String = self.prepare(query).into_iter().collect();
             for (entry, _, score) in &mut best {
-                let hit = self.keywords[*entry as usize]
-                    .iter()
+                let hit = self
+                    .keywords
+                    .get(*entry as usize)
+                    .into_iter()
+                    .flatten()
                     .any(|k| !k.is_empty() && q.contains(k.as_str()));
                 if hit {
                     *score += KEYWORD_BONUS;
@@ -299,5 +349,46 @@ mod tests {
         );
         assert!((with_kw - without - KEYWORD_BONUS).abs() < 1e-4);
         assert_eq!(plain.rank("客服转人工", 1)[0].id, "human");
+    }
+
+    #[test]
+    fn updating_in_place_ranks_like_building_afresh() {
+        let mut changed = kb();
+        changed[0].questions = vec!["退款要多久到账".into(), "怎么申请退款".into()];
+        let mut updated = Matcher::build(kb());
+        updated.upsert(changed[0].clone());
+        updated.remove("phone");
+        updated.upsert(entry("vip", "会员多少钱一年", &[]));
+        let mut expected = changed;
+        expected.remove(2);
+        expected.push(entry("vip", "会员多少钱一年", &[]));
+        let fresh = Matcher::build(expected);
+        for q in [
+            "退款多久到账",
+            "客服电话",
+            "会员一年多少钱",
+            "直播几点",
+            "转人工",
+        ] {
+            let a: Vec<(String, f32)> = updated
+                .rank(q, 5)
+                .into_iter()
+                .map(|c| (c.id, c.score))
+                .collect();
+            let b: Vec<(String, f32)> = fresh
+                .rank(q, 5)
+                .into_iter()
+                .map(|c| (c.id, c.score))
+                .collect();
+            assert_eq!(a.len(), b.len(), "{q}: {a:?} vs {b:?}");
+            for ((ia, sa), (ib, sb)) in a.iter().zip(&b) {
+                assert_eq!(ia, ib, "{q}");
+                assert!((sa - sb).abs() < 1e-4, "{q}: {sa} vs {sb}");
+            }
+        }
+        assert!(updated
+            .rank("客服热线电话是多少", 5)
+            .iter()
+            .all(|c| c.id != "phone"));
     }
 }

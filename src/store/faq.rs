@@ -95,7 +95,9 @@ const UPDATE: &str = "update faq_entries set external_id = coalesce($1, external
 const ID_BY_EXTERNAL: &str = "select id from faq_entries where external_id = $1";
 const DELETE: &str = "delete from faq_entries where id = $1";
 const HIT: &str = "update faq_entries set hit_count = hit_count + 1 where id = $1";
-const STAMP: &str = "select cast(count(*) as bigint), cast(coalesce(max(updated_at), 0) as bigint) from faq_entries";
+const STAMP: &str = "select cast(count(*) as bigint), cast(coalesce(max(updated_at), 0) as bigint), \
+     cast((select revision from faq_revision where id = 1) as bigint) from faq_entries";
+const BUMP_REVISION: &str = "update faq_revision set revision = revision + 1 where id = 1";
 const UNANSWERED_COLUMNS: &str = "id, scope, question, asked, first_at, last_at, status, entry_id";
 const INSERT_UNANSWERED: &str = "insert into faq_unanswered (scope, question, asked, first_at, last_at) values ($1, $2, 1, $3, $3)";
 const BUMP_UNANSWERED: &str =
@@ -132,15 +134,23 @@ impl Store {
         Ok(rows.into_iter().map(FaqEntry::from).collect())
     }
 
+    /// Entries (enabled or not) changed at or after `since_ms`.
+    pub async fn faq_entries_since(&self, since_ms: i64) -> Result<Vec<FaqEntry>, StoreError> {
+        let sql = format!("select {COLUMNS} from faq_entries where updated_at >= $1 order by id");
+        let rows = on_pool!(self.pool(), p => sqlx::query_as::<_, EntryRow>(&sql).bind(since_ms).fetch_all(p).await?);
+        Ok(rows.into_iter().map(FaqEntry::from).collect())
+    }
+
     pub async fn faq_entry(&self, id: i64) -> Result<Option<FaqEntry>, StoreError> {
         let sql = format!("select {COLUMNS} from faq_entries where id = $1");
         let row = on_pool!(self.pool(), p => sqlx::query_as::<_, EntryRow>(&sql).bind(id).fetch_optional(p).await?);
         Ok(row.map(FaqEntry::from))
     }
 
-    /// (number of entries, latest change): a cheap way to notice that the knowledge base changed.
-    pub async fn faq_stamp(&self) -> Result<(i64, i64), StoreError> {
-        Ok(on_pool!(self.pool(), p => sqlx::query_as::<_, (i64, i64)>(STAMP).fetch_one(p).await?))
+    /// (number of entries, latest change time, revision): a cheap way to notice that the
+    /// knowledge base changed.
+    pub async fn faq_stamp(&self) -> Result<(i64, i64, i64), StoreError> {
+        Ok(on_pool!(self.pool(), p => sqlx::query_as::<_, (i64, i64, i64)>(STAMP).fetch_one(p).await?))
     }
 
     /// Questions still open (or of another status), most asked first.
@@ -176,12 +186,21 @@ impl Store {
     }
 }
 
+async fn bump_revision(tx: &mut Tx) -> Result<(), StoreError> {
+    on_tx!(tx, c => {
+        sqlx::query(BUMP_REVISION).execute(&mut **c).await?;
+    });
+    Ok(())
+}
+
 /// Inserts an entry; returns its id.
 pub async fn insert_entry(tx: &mut Tx, e: &NewFaqEntry, now_ms: i64) -> Result<i64, StoreError> {
-    Ok(on_tx!(tx, c => sqlx::query_scalar::<_, i64>(INSERT)
+    let id = on_tx!(tx, c => sqlx::query_scalar::<_, i64>(INSERT)
         .bind(&e.external_id).bind(&e.question).bind(json(&e.similar)).bind(json(&e.keywords))
         .bind(&e.answer).bind(&e.category).bind(e.enabled).bind(now_ms)
-        .fetch_one(&mut **c).await?))
+        .fetch_one(&mut **c).await?);
+    bump_revision(tx).await?;
+    Ok(id)
 }
 
 /// Replaces an entry's content; `false` if there is no such entry.
@@ -195,6 +214,9 @@ pub async fn update_entry(
         .bind(&e.external_id).bind(&e.question).bind(json(&e.similar)).bind(json(&e.keywords))
         .bind(&e.answer).bind(&e.category).bind(e.enabled).bind(now_ms).bind(id)
         .execute(&mut **c).await?.rows_affected());
+    if n == 1 {
+        bump_revision(tx).await?;
+    }
     Ok(n == 1)
 }
 
@@ -216,6 +238,9 @@ pub async fn upsert_by_external_id(
 
 pub async fn delete_entry(tx: &mut Tx, id: i64) -> Result<bool, StoreError> {
     let n = on_tx!(tx, c => sqlx::query(DELETE).bind(id).execute(&mut **c).await?.rows_affected());
+    if n == 1 {
+        bump_revision(tx).await?;
+    }
     Ok(n == 1)
 }
 

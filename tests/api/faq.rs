@@ -15,7 +15,8 @@ use crate::helpers::{Backend, TestApp};
 backend_tests!(
     answers_suggests_and_takes_a_numbered_choice,
     unanswered_questions_are_grouped_and_resolved,
-    groups_answer_unprompted_only_when_switched_on
+    groups_answer_unprompted_only_when_switched_on,
+    entry_changes_take_effect_without_restart
 );
 
 const TOKEN: &str = "ops-token-0123456789";
@@ -259,4 +260,83 @@ async fn groups_answer_unprompted_only_when_switched_on(backend: Backend) {
         say_in_group(&app, "发票怎么开？", "g5").await.as_deref(),
         Some("在个人中心申请电子发票。")
     );
+}
+
+async fn entry_changes_take_effect_without_restart(backend: Backend) {
+    let app = TestApp::spawn_with(backend, with_token).await;
+    seed(&app).await;
+    assert_eq!(
+        app.robot_say("u1", None, "直播几点开始", "e1").await,
+        "每晚八点开播。"
+    );
+    let live = app
+        .store
+        .faq_entries(true)
+        .await
+        .expect("entries")
+        .into_iter()
+        .find(|e| e.question == "直播几点开始")
+        .expect("live");
+    let path = format!("/api/v1/faq/entries/{}", live.id);
+    let changed = json!({ "question": "直播几点开始", "answer": "本周改为晚上九点。" });
+    let (status, body) = api(&app, "PUT", &path, Some(changed)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        app.robot_say("u1", None, "直播几点开始", "e2").await,
+        "本周改为晚上九点。"
+    );
+
+    let disabled = json!({ "question": "直播几点开始", "answer": "x", "enabled": false });
+    assert_eq!(api(&app, "PUT", &path, Some(disabled)).await.0, 200);
+    let after = app.robot_say("u1", None, "直播几点开始", "e3").await;
+    assert!(
+        !after.contains("九点") && !after.contains("八点"),
+        "{after}"
+    );
+
+    let (status, body) = api(
+        &app,
+        "POST",
+        "/api/v1/faq/entries",
+        Some(json!({ "question": "怎么退会员", "answer": "联系客服办理。" })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        app.robot_say("u1", None, "怎么退会员", "e4").await,
+        "联系客服办理。"
+    );
+    let new_id = body["id"].as_i64().expect("id");
+    let (status, _) = api_delete(&app, &format!("/api/v1/faq/entries/{new_id}")).await;
+    assert_eq!(status, 204);
+    assert_ne!(
+        app.robot_say("u1", None, "怎么退会员", "e5").await,
+        "联系客服办理。"
+    );
+    let (status, body) = api(
+        &app,
+        "POST",
+        "/api/v1/faq/entries",
+        Some(json!({ "question": "", "answer": "a" })),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("question")),
+        "{body}"
+    );
+}
+
+async fn api_delete(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = app
+        .client
+        .delete(app.url(path))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
