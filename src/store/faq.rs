@@ -95,7 +95,8 @@ const UPDATE: &str = "update faq_entries set external_id = coalesce($1, external
 const ID_BY_EXTERNAL: &str = "select id from faq_entries where external_id = $1";
 const DELETE: &str = "delete from faq_entries where id = $1";
 const HIT: &str = "update faq_entries set hit_count = hit_count + 1 where id = $1";
-const STAMP: &str = "select cast(count(*) as bigint), cast(coalesce(max(updated_at), 0) as bigint), \
+const STAMP: &str =
+    "select cast(count(*) as bigint), cast(coalesce(max(updated_at), 0) as bigint), \
      cast((select revision from faq_revision where id = 1) as bigint) from faq_entries";
 const BUMP_REVISION: &str = "update faq_revision set revision = revision + 1 where id = 1";
 const UNANSWERED_COLUMNS: &str = "id, scope, question, asked, first_at, last_at, status, entry_id";
@@ -150,7 +151,9 @@ impl Store {
     /// (number of entries, latest change time, revision): a cheap way to notice that the
     /// knowledge base changed.
     pub async fn faq_stamp(&self) -> Result<(i64, i64, i64), StoreError> {
-        Ok(on_pool!(self.pool(), p => sqlx::query_as::<_, (i64, i64, i64)>(STAMP).fetch_one(p).await?))
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, (i64, i64, i64)>(STAMP).fetch_one(p).await?),
+        )
     }
 
     /// Questions still open (or of another status), most asked first.
