@@ -12,6 +12,8 @@ pub mod channels;
 pub mod cli;
 /// The injectable clock: the only place that reads "now".
 pub mod clock;
+/// Ops commands in chat: declarations, parsing, roles, audit.
+pub mod commands;
 /// Typed configuration: embedded defaults, TOML file, `YUNYING_` environment overrides.
 pub mod config;
 /// The normalized event every channel's deliveries become.

@@ -10,6 +10,58 @@ use minijinja::Environment;
 /// Templates shipped in the binary: (name, source).
 const BUILTIN: &[(&str, &str)] = &[
     (
+        "commands/faq.txt.j2",
+        include_str!("../templates/commands/faq.txt.j2"),
+    ),
+    (
+        "commands/faq_test.txt.j2",
+        include_str!("../templates/commands/faq_test.txt.j2"),
+    ),
+    (
+        "commands/help.txt.j2",
+        include_str!("../templates/commands/help.txt.j2"),
+    ),
+    (
+        "commands/help_one.txt.j2",
+        include_str!("../templates/commands/help_one.txt.j2"),
+    ),
+    (
+        "commands/member.txt.j2",
+        include_str!("../templates/commands/member.txt.j2"),
+    ),
+    (
+        "commands/mention.txt.j2",
+        include_str!("../templates/commands/mention.txt.j2"),
+    ),
+    (
+        "commands/mute.txt.j2",
+        include_str!("../templates/commands/mute.txt.j2"),
+    ),
+    (
+        "commands/points.txt.j2",
+        include_str!("../templates/commands/points.txt.j2"),
+    ),
+    (
+        "commands/refused.txt.j2",
+        include_str!("../templates/commands/refused.txt.j2"),
+    ),
+    (
+        "commands/role.txt.j2",
+        include_str!("../templates/commands/role.txt.j2"),
+    ),
+    (
+        "commands/stats.txt.j2",
+        include_str!("../templates/commands/stats.txt.j2"),
+    ),
+    (
+        "commands/unknown.txt.j2",
+        include_str!("../templates/commands/unknown.txt.j2"),
+    ),
+    (
+        "commands/usage.txt.j2",
+        include_str!("../templates/commands/usage.txt.j2"),
+    ),
+    (
         "replies/pong.txt.j2",
         include_str!("../templates/replies/pong.txt.j2"),
     ),

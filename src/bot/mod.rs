@@ -21,6 +21,8 @@ pub enum Outcome {
     Reply(String),
     /// Not mine (or nothing to say); let the next handler look.
     Continue,
+    /// Handled, and nothing is to be said (e.g. the member is muted); later handlers do not run.
+    Silent,
 }
 
 /// Everything a handler may use.
@@ -55,6 +57,10 @@ impl Dispatcher {
     /// The built-in chain, in order.
     pub fn standard(config: &crate::config::Config) -> Self {
         Self::default()
+            .with(crate::commands::MuteGate::default())
+            .with(crate::commands::CommandHandler::new(
+                config.commands.clone(),
+            ))
             .with(Ping)
             .with(crate::points::PointsHandler::new(config.points.clone()))
             .with(crate::faq::FaqHandler)
@@ -77,6 +83,7 @@ impl Dispatcher {
         for handler in self.handlers.iter() {
             match handler.handle(ctx, event).await {
                 Ok(Outcome::Reply(text)) => return Ok(Some(text)),
+                Ok(Outcome::Silent) => return Ok(None),
                 Ok(Outcome::Continue) => {}
                 Err(e) => {
                     tracing::error!(handler = handler.name(), key = %event.dedupe_key, error = %e, "handler failed; left for retry");

@@ -23,9 +23,31 @@ pub struct Config {
     pub log: LogConfig,
     pub points: PointsConfig,
     pub faq: FaqConfig,
+    pub commands: CommandsConfig,
     pub ops_api: OpsApiConfig,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+/// Ops commands in chat (运营指令).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandsConfig {
+    /// What a command starts with, e.g. `/` (full-width `／` works too).
+    pub prefix: String,
+    /// Ops staff by platform user id; `/role` changes made in chat override this list.
+    #[serde(default)]
+    pub staff: Vec<StaffConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaffConfig {
+    /// Member scope (the corp id for WeCom channels); `*` for every scope.
+    pub scope: String,
+    pub user: String,
+    /// `admin` or `operator`.
+    pub role: String,
 }
 
 /// FAQ answers (智能问答).

@@ -91,6 +91,27 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         );
     }
 
+    if config.commands.prefix.trim().is_empty() || config.commands.prefix.chars().count() > 3 {
+        bad(
+            "commands.prefix",
+            "must be 1 to 3 characters, e.g. /".into(),
+        );
+    }
+    for (i, s) in config.commands.staff.iter().enumerate() {
+        if !matches!(s.role.as_str(), "admin" | "operator") {
+            bad(
+                &format!("commands.staff[{i}].role"),
+                format!("`{}` is not admin or operator", s.role),
+            );
+        }
+        if s.user.trim().is_empty() || s.scope.trim().is_empty() {
+            bad(
+                &format!("commands.staff[{i}]"),
+                "scope and user must not be empty".into(),
+            );
+        }
+    }
+
     let faq = &config.faq;
     if !(0.0..=1.0).contains(&faq.answer_threshold) || !(0.0..=1.0).contains(&faq.suggest_threshold)
     {

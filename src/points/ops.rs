@@ -3,7 +3,7 @@
 
 use crate::store::points::{self as db, LedgerChange};
 use crate::store::redemption as shop;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Tx};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdjustOutcome {
@@ -19,49 +19,55 @@ pub enum AdjustOutcome {
     },
 }
 
-/// Adds `delta` (negative to deduct) for a member, by an operator, once per `request_id`.
-#[allow(clippy::too_many_arguments)]
-pub async fn adjust(
-    store: &Store,
-    scope: &str,
-    user_id: &str,
-    delta: i64,
-    reason: &str,
-    operator: &str,
-    request_id: &str,
-    day: i32,
-    now_ms: i64,
-) -> Result<AdjustOutcome, StoreError> {
+/// An ops adjustment: `delta` (negative to deduct) for a member, once per `request_id`.
+#[derive(Debug, Clone)]
+pub struct Adjustment<'a> {
+    pub scope: &'a str,
+    pub user_id: &'a str,
+    pub delta: i64,
+    pub reason: &'a str,
+    pub operator: &'a str,
+    pub request_id: &'a str,
+    pub day: i32,
+    pub now_ms: i64,
+}
+
+/// Applies an adjustment in a transaction of its own.
+pub async fn adjust(store: &Store, a: &Adjustment<'_>) -> Result<AdjustOutcome, StoreError> {
     let mut tx = store.begin_write().await?;
-    let (member_id, account) = db::member_account(&mut tx, scope, user_id, None, now_ms).await?;
-    if account.balance + delta < 0 {
-        tx.commit().await?;
+    let outcome = adjust_tx(&mut tx, a).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Applies an adjustment inside the caller's transaction, through the ledger.
+pub async fn adjust_tx(tx: &mut Tx, a: &Adjustment<'_>) -> Result<AdjustOutcome, StoreError> {
+    let (member_id, account) = db::member_account(tx, a.scope, a.user_id, None, a.now_ms).await?;
+    if account.balance + a.delta < 0 {
         return Ok(AdjustOutcome::WouldGoNegative {
             balance: account.balance,
         });
     }
-    let source_key = format!("adjust:{request_id}");
+    let source_key = format!("adjust:{}", a.request_id);
     let change = LedgerChange {
         member_id,
-        delta,
-        reason,
+        delta: a.delta,
+        reason: a.reason,
         source_key: &source_key,
-        operator: Some(operator),
-        day,
-        now_ms,
+        operator: Some(a.operator),
+        day: a.day,
+        now_ms: a.now_ms,
     };
-    let outcome = if db::insert_ledger(&mut tx, &change).await? {
-        db::adjust_balance(&mut tx, member_id, delta, now_ms).await?;
+    Ok(if db::insert_ledger(tx, &change).await? {
+        db::adjust_balance(tx, member_id, a.delta, a.now_ms).await?;
         AdjustOutcome::Applied {
-            balance: account.balance + delta,
+            balance: account.balance + a.delta,
         }
     } else {
         AdjustOutcome::Duplicate {
             balance: account.balance,
         }
-    };
-    tx.commit().await?;
-    Ok(outcome)
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! [`on_tx!`] macros paste one expression into both arms so each type-checks on its backend.
 
 pub mod batch;
+pub mod commands;
 mod error;
 pub mod faq;
 pub mod inbox;

@@ -27,6 +27,28 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/orders", get(list_orders))
         .route("/api/v1/orders/{id}/fulfil", post(fulfil_order))
         .route("/api/v1/orders/{id}/cancel", post(cancel_order))
+        .route("/api/v1/audit", get(audit_log))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<i64>,
+}
+
+/// The command audit log, newest first.
+async fn audit_log(
+    _: Operator,
+    State(state): State<AppState>,
+    Query(q): Query<AuditQuery>,
+) -> Response {
+    match state
+        .store
+        .audit_log(q.limit.unwrap_or(100).clamp(1, 1000))
+        .await
+    {
+        Ok(records) => Json(json!({ "audit": records })).into_response(),
+        Err(e) => internal(e),
+    }
 }
 
 pub(super) fn error(status: StatusCode, reason: impl Into<String>) -> Response {
@@ -134,18 +156,17 @@ async fn adjust_points(
         .ingress
         .writer()
         .run(move |store| async move {
-            ops::adjust(
-                &store,
-                &scope,
-                &user_id,
-                body.delta,
-                &body.reason,
-                &body.operator,
-                &body.request_id,
+            let adjustment = ops::Adjustment {
+                scope: &scope,
+                user_id: &user_id,
+                delta: body.delta,
+                reason: &body.reason,
+                operator: &body.operator,
+                request_id: &body.request_id,
                 day,
-                now,
-            )
-            .await
+                now_ms: now,
+            };
+            ops::adjust(&store, &adjustment).await
         })
         .await;
     match result {

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod callbacks;
+mod commands;
 mod dedupe;
 mod faq;
 mod faq_cli;

@@ -1,0 +1,279 @@
+//! Ops commands in chat: declared once ([`spec`]), parsed into typed arguments ([`parse`]),
+//! permission-checked (default deny), executed once per source message and audited.
+
+pub mod parse;
+mod run;
+pub mod spec;
+
+use minijinja::context;
+
+use self::parse::{ParseError, Parsed};
+use self::spec::{Role, COMMANDS};
+use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
+use crate::config::CommandsConfig;
+use crate::events::{Event, Message};
+use crate::store::commands::{self as db, NewAudit};
+
+/// The command handler (runs before sign-in and FAQ, so `/…` is never taken for a question).
+pub struct CommandHandler {
+    config: CommandsConfig,
+}
+
+impl CommandHandler {
+    pub fn new(config: CommandsConfig) -> Self {
+        Self { config }
+    }
+
+    /// The command text after the prefix, if `text` is a command.
+    fn command_text(&self, text: &str) -> Option<String> {
+        let normalized = parse::normalize(text);
+        let prefix = parse::normalize(&self.config.prefix);
+        normalized
+            .strip_prefix(prefix.as_str())
+            .filter(|rest| !rest.is_empty() && !rest.starts_with(' '))
+            .map(str::to_owned)
+    }
+
+    /// The sender's role: a role granted in chat wins over the configuration; default member.
+    async fn role_of(&self, ctx: &BotContext, scope: &str, user_id: &str) -> anyhow::Result<Role> {
+        if let Some(granted) = ctx.store.granted_role(scope, user_id).await? {
+            return Ok(Role::parse(&granted).unwrap_or(Role::Member));
+        }
+        Ok(self
+            .config
+            .staff
+            .iter()
+            .filter(|s| s.user == user_id && (s.scope == "*" || s.scope == scope))
+            .filter_map(|s| Role::parse(&s.role))
+            .max()
+            .unwrap_or(Role::Member))
+    }
+}
+
+impl Handler for CommandHandler {
+    fn name(&self) -> &'static str {
+        "commands"
+    }
+
+    fn handle<'a>(&'a self, ctx: &'a BotContext, event: &'a Event) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let Some(message) = event.message() else {
+                return Ok(Outcome::Continue);
+            };
+            let Some(text) = self.command_text(&message.text) else {
+                return Ok(Outcome::Continue);
+            };
+            let role = self.role_of(ctx, &event.scope, &message.sender.id).await?;
+            let prefix = self.config.prefix.as_str();
+            let parsed = match parse::parse(&text) {
+                Ok(p) => p,
+                Err(ParseError::Unknown(word)) => {
+                    // Not one of ours (e.g. `/签到` is handled further down the chain).
+                    if role == Role::Member {
+                        return Ok(Outcome::Continue);
+                    }
+                    let reply = ctx
+                        .templates
+                        .render("commands/unknown", context! { word, prefix })?;
+                    return Ok(Outcome::Reply(reply));
+                }
+                Err(ParseError::Usage { spec, reason }) => {
+                    let reply = ctx.templates.render(
+                        "commands/usage",
+                        context! { usage => format!("{prefix}{}", spec.usage), reason },
+                    )?;
+                    if spec.role > Role::Member && role >= spec.role {
+                        audit(ctx, event, message, role, &text, "[]", "invalid", &reply).await?;
+                    }
+                    return Ok(Outcome::Reply(reply));
+                }
+            };
+            if role < parsed.spec.role {
+                let reply = ctx.templates.render(
+                    "commands/refused",
+                    context! { command => parsed.spec.name, needed => parsed.spec.role.as_str() },
+                )?;
+                let args = serde_json::to_string(&parsed.args)?;
+                audit(ctx, event, message, role, &text, &args, "refused", &reply).await?;
+                return Ok(Outcome::Reply(reply));
+            }
+            if parsed.spec.name == "help" {
+                return Ok(Outcome::Reply(help(ctx, &parsed, role, prefix)?));
+            }
+            let reply = run::execute(ctx, event, message, role, &text, &parsed).await?;
+            Ok(Outcome::Reply(reply))
+        })
+    }
+}
+
+fn help(ctx: &BotContext, parsed: &Parsed, role: Role, prefix: &str) -> anyhow::Result<String> {
+    if let Some(parse::Value::Text(name)) = parsed.args.first() {
+        let words: Vec<&str> = name.split(' ').collect();
+        if let Some((spec, _)) = spec::find(&words) {
+            return Ok(ctx.templates.render(
+                "commands/help_one",
+                context! { name => spec.name, usage => format!("{prefix}{}", spec.usage), help => spec.help,
+                           aliases => spec.aliases, role => spec.role.as_str() },
+            )?);
+        }
+    }
+    let commands: Vec<_> = COMMANDS
+        .iter()
+        .filter(|c| c.role <= role)
+        .map(|c| context! { usage => format!("{prefix}{}", c.usage), help => c.help })
+        .collect();
+    Ok(ctx
+        .templates
+        .render("commands/help", context! { commands, prefix })?)
+}
+
+/// Records a command in the audit log (once per source message).
+#[allow(clippy::too_many_arguments)]
+async fn audit(
+    ctx: &BotContext,
+    event: &Event,
+    message: &Message,
+    role: Role,
+    text: &str,
+    args: &str,
+    outcome: &str,
+    reply: &str,
+) -> anyhow::Result<()> {
+    let record = AuditOwned::new(
+        event,
+        message,
+        role,
+        text,
+        args,
+        outcome,
+        reply,
+        ctx.clock.now_ms(),
+    );
+    ctx.writer
+        .run_batched(move |tx| {
+            let record = record.clone();
+            Box::pin(async move { db::insert_audit(tx, &record.borrow()).await })
+        })
+        .await??;
+    Ok(())
+}
+
+/// An audit record that can move into a write closure.
+#[derive(Debug, Clone)]
+pub(crate) struct AuditOwned {
+    source_key: String,
+    scope: String,
+    channel_id: String,
+    group_id: Option<String>,
+    user_id: String,
+    role: String,
+    command: String,
+    args: String,
+    outcome: String,
+    reply: String,
+    now_ms: i64,
+}
+
+impl AuditOwned {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        event: &Event,
+        message: &Message,
+        role: Role,
+        text: &str,
+        args: &str,
+        outcome: &str,
+        reply: &str,
+        now_ms: i64,
+    ) -> Self {
+        Self {
+            source_key: source_key(event),
+            scope: event.scope.clone(),
+            channel_id: event.channel_id.clone(),
+            group_id: message.group.as_ref().map(|g| g.id.clone()),
+            user_id: message.sender.id.clone(),
+            role: role.as_str().into(),
+            command: text.into(),
+            args: args.into(),
+            outcome: outcome.into(),
+            reply: reply.into(),
+            now_ms,
+        }
+    }
+
+    pub(crate) fn set_result(&mut self, outcome: &str, reply: &str) {
+        outcome.clone_into(&mut self.outcome);
+        reply.clone_into(&mut self.reply);
+    }
+
+    pub(crate) fn borrow(&self) -> NewAudit<'_> {
+        NewAudit {
+            source_key: &self.source_key,
+            scope: &self.scope,
+            channel_id: &self.channel_id,
+            group_id: self.group_id.as_deref(),
+            user_id: &self.user_id,
+            role: &self.role,
+            command: &self.command,
+            args: &self.args,
+            outcome: &self.outcome,
+            reply: &self.reply,
+            now_ms: self.now_ms,
+        }
+    }
+}
+
+/// The message a command came in: a retried delivery has the same key.
+pub(crate) fn source_key(event: &Event) -> String {
+    format!("{}:{}", event.channel_id, event.dedupe_key)
+}
+
+/// Says nothing to muted members: every later handler is skipped for them. The muted list is
+/// read from the database at most every [`MUTES_RECHECK_MS`] (the hot path stays in memory;
+/// a `/mute` on another replica takes effect within that time).
+#[derive(Default)]
+pub struct MuteGate {
+    cache: std::sync::RwLock<(std::collections::HashSet<(String, String)>, i64)>,
+}
+
+pub const MUTES_RECHECK_MS: i64 = 2_000;
+
+impl MuteGate {
+    async fn is_muted(&self, ctx: &BotContext, scope: &str, user: &str) -> anyhow::Result<bool> {
+        let now = ctx.clock.now_ms();
+        let fresh = self
+            .cache
+            .read()
+            .map(|c| now - c.1 < MUTES_RECHECK_MS && c.1 != 0)
+            .unwrap_or(false);
+        if !fresh {
+            let muted = ctx.store.muted_members().await?;
+            if let Ok(mut c) = self.cache.write() {
+                *c = (muted.into_iter().collect(), now);
+            }
+        }
+        Ok(self
+            .cache
+            .read()
+            .map(|c| c.0.contains(&(scope.to_owned(), user.to_owned())))
+            .unwrap_or(false))
+    }
+}
+
+impl Handler for MuteGate {
+    fn name(&self) -> &'static str {
+        "mute"
+    }
+
+    fn handle<'a>(&'a self, ctx: &'a BotContext, event: &'a Event) -> HandlerFuture<'a> {
+        Box::pin(async move {
+            let Some(message) = event.message() else {
+                return Ok(Outcome::Continue);
+            };
+            if self.is_muted(ctx, &event.scope, &message.sender.id).await? {
+                return Ok(Outcome::Silent);
+            }
+            Ok(Outcome::Continue)
+        })
+    }
+}
