@@ -54,6 +54,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/commands/stats.txt.j2"),
     ),
     (
+        "commands/tag.txt.j2",
+        include_str!("../templates/commands/tag.txt.j2"),
+    ),
+    (
         "commands/unknown.txt.j2",
         include_str!("../templates/commands/unknown.txt.j2"),
     ),

@@ -60,6 +60,7 @@ impl Dispatcher {
             .with(crate::commands::MuteGate::default())
             .with(crate::commands::CommandHandler::new(
                 config.commands.clone(),
+                config.points.clone(),
             ))
             .with(Ping)
             .with(crate::points::PointsHandler::new(config.points.clone()))

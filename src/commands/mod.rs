@@ -17,11 +17,13 @@ use crate::store::commands::{self as db, NewAudit};
 /// The command handler (runs before sign-in and FAQ, so `/…` is never taken for a question).
 pub struct CommandHandler {
     config: CommandsConfig,
+    /// For levels in `/member`.
+    points: crate::config::PointsConfig,
 }
 
 impl CommandHandler {
-    pub fn new(config: CommandsConfig) -> Self {
-        Self { config }
+    pub fn new(config: CommandsConfig, points: crate::config::PointsConfig) -> Self {
+        Self { config, points }
     }
 
     /// The command text after the prefix, if `text` is a command.
@@ -100,7 +102,8 @@ impl Handler for CommandHandler {
             if parsed.spec.name == "help" {
                 return Ok(Outcome::Reply(help(ctx, &parsed, role, prefix)?));
             }
-            let reply = run::execute(ctx, event, message, role, &text, &parsed).await?;
+            let reply =
+                run::execute(ctx, &self.points, event, message, role, &text, &parsed).await?;
             Ok(Outcome::Reply(reply))
         })
     }

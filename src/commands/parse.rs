@@ -17,6 +17,7 @@ pub enum Value {
     Choice(String),
     Text(String),
     Pair(String, String),
+    List(Vec<String>),
     Absent,
 }
 
@@ -110,6 +111,16 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
                 rest = "";
                 Value::Text(unquote(trimmed))
             }
+            ArgKind::Names => {
+                let mut names = Vec::new();
+                while let Some((token, after)) = next_token(rest) {
+                    if !token.trim().is_empty() && !names.contains(&token) {
+                        names.push(token);
+                    }
+                    rest = after;
+                }
+                Value::List(names)
+            }
             ArgKind::TextPair => {
                 rest = "";
                 let Some((a, b)) = trimmed.split_once('|') else {
@@ -167,7 +178,9 @@ fn typed(kind: ArgKind, name: &str, token: &str) -> Result<Value, String> {
                 ))
             }
         }
-        ArgKind::Text | ArgKind::Words | ArgKind::TextPair => Ok(Value::Text(token.to_owned())),
+        ArgKind::Text | ArgKind::Words | ArgKind::TextPair | ArgKind::Names => {
+            Ok(Value::Text(token.to_owned()))
+        }
     }
 }
 
@@ -236,6 +249,14 @@ mod tests {
                 vec![m("王五"), Value::Choice("operator".into())],
             ),
             ("mute @小明", "mute", vec![m("小明")]),
+            (
+                "tag @小明 VIP \"核心 用户\" VIP",
+                "tag",
+                vec![
+                    m("小明"),
+                    Value::List(vec!["VIP".into(), "核心 用户".into()]),
+                ],
+            ),
         ];
         for (text, name, args) in table {
             let got = ok(text);
@@ -263,6 +284,7 @@ mod tests {
             ("faq del 3 4", "faq del: 多余的内容「4」"),
             ("stats 365d", "stats: 「范围」只能是"),
             ("role @a boss", "role: 「角色」只能是"),
+            ("untag @小明", "untag: 缺少「标签」"),
             ("dance", "unknown dance"),
             ("", "unknown "),
         ];

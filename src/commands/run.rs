@@ -18,6 +18,7 @@ use crate::points::ops::{adjust_tx, AdjustOutcome, Adjustment};
 use crate::points::{leaderboard, rules, Period};
 use crate::store::commands as db;
 use crate::store::faq::{self as faq_db, NewFaqEntry};
+use crate::store::tags;
 use crate::store::{StoreError, Tx};
 use crate::templates::Templates;
 
@@ -29,6 +30,7 @@ struct Target {
 
 pub(super) async fn execute(
     ctx: &BotContext,
+    points: &crate::config::PointsConfig,
     event: &Event,
     message: &Message,
     role: Role,
@@ -114,6 +116,52 @@ pub(super) async fn execute(
                         }
                     };
                     Ok((outcome, render(&templates, "commands/points", vars)?))
+                })
+            })
+            .await
+        }
+        (cmd @ ("tag" | "untag"), [_, Value::List(names)]) => {
+            let target = &targets[0];
+            let add = cmd == "tag";
+            let (user, name, by, names) = (
+                target.user_id.clone(),
+                target.name.clone(),
+                message.sender.id.clone(),
+                names.clone(),
+            );
+            once(ctx, audit("ok", ""), move |tx, templates| {
+                let (scope, user, name, by, names) = (
+                    scope.clone(),
+                    user.clone(),
+                    name.clone(),
+                    by.clone(),
+                    names.clone(),
+                );
+                Box::pin(async move {
+                    let mut changed = Vec::new();
+                    let mut unchanged = Vec::new();
+                    for tag in &names {
+                        let change = tags::TagChange {
+                            scope: &scope,
+                            user_id: &user,
+                            tag,
+                            source: "manual",
+                            by: &by,
+                            now_ms,
+                        };
+                        let did = if add {
+                            tags::add(tx, &change).await?
+                        } else {
+                            tags::remove(tx, &change).await?
+                        };
+                        if did {
+                            changed.push(tag.clone());
+                        } else {
+                            unchanged.push(tag.clone());
+                        }
+                    }
+                    let vars = context! { name, add, changed, unchanged };
+                    Ok(("ok", render(&templates, "commands/tag", vars)?))
                 })
             })
             .await
@@ -306,6 +354,8 @@ pub(super) async fn execute(
                 .into_iter()
                 .map(|(id, name)| name.unwrap_or(id))
                 .collect();
+            let member_tags = ctx.store.tags_of(&scope, &target.user_id).await?;
+            let (level, _) = rules::level_of(points, account.total_earned);
             let last_active = member.as_ref().and_then(|m| {
                 ctx.timezone
                     .timestamp_millis_opt(m.last_active_at)
@@ -319,7 +369,7 @@ pub(super) async fn execute(
                     name => target.name, user_id => target.user_id, balance => account.balance,
                     total_earned => account.total_earned, streak => account.streak,
                     best_streak => account.best_streak, messages => member.as_ref().map_or(0, |m| m.message_count),
-                    last_active, groups, muted => false,
+                    last_active, groups, tags => member_tags, level,
                 },
             )?;
             record(ctx, audit("ok", &reply)).await?;

@@ -55,6 +55,8 @@ pub enum ArgKind {
     Text,
     /// `text | text`: two free texts around a `|`.
     TextPair,
+    /// One or more names separated by spaces (`"quoted name"` keeps spaces).
+    Names,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +119,22 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "查看成员资料：积分、等级、连签、最近活跃、所在群",
         usage: "member @成员",
+    },
+    CommandSpec {
+        name: "tag",
+        aliases: &["打标签", "标签"],
+        args: &[arg("成员", ArgKind::Member), arg("标签", ArgKind::Names)],
+        role: Role::Operator,
+        help: "给成员打标签（可一次多个）",
+        usage: "tag @成员 标签…",
+    },
+    CommandSpec {
+        name: "untag",
+        aliases: &["去标签", "删标签"],
+        args: &[arg("成员", ArgKind::Member), arg("标签", ArgKind::Names)],
+        role: Role::Operator,
+        help: "去掉成员的标签",
+        usage: "untag @成员 标签…",
     },
     CommandSpec {
         name: "points",

@@ -11,6 +11,7 @@ pub mod members;
 pub mod points;
 pub mod redemption;
 pub mod sqlite_commit;
+pub mod tags;
 
 use std::str::FromStr;
 use std::time::Duration;

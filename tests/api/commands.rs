@@ -162,10 +162,33 @@ async fn mentions_resolve_within_the_group(backend: Backend) {
     let profile = say(&app, "zhangsan", "张三", "/member @小李", "n6").await;
     assert!(
         profile.contains("小李（l1）")
+            && profile.contains("等级「新手」")
             && profile.contains("积分 5")
+            && profile.contains("标签：暂无")
             && profile.contains("所在群：g"),
         "{profile}"
     );
+    let tagged = say(
+        &app,
+        "zhangsan",
+        "张三",
+        "/tag @小李 VIP \"核心 用户\"",
+        "n7",
+    )
+    .await;
+    assert!(
+        tagged.contains("已给 小李 打上：VIP、核心 用户"),
+        "{tagged}"
+    );
+    let again = say(&app, "zhangsan", "张三", "/打标签 @小李 VIP", "n8").await;
+    assert!(again.contains("小李 已有：VIP"), "{again}");
+    let untagged = say(&app, "zhangsan", "张三", "/untag @小李 VIP 不存在", "n9").await;
+    assert!(
+        untagged.contains("已去掉 小李 的：VIP") && untagged.contains("没有：不存在"),
+        "{untagged}"
+    );
+    let profile = say(&app, "zhangsan", "张三", "/member @小李", "n10").await;
+    assert!(profile.contains("标签：核心 用户"), "{profile}");
 }
 
 async fn mute_role_and_faq_commands(backend: Backend) {
