@@ -57,3 +57,12 @@ create table faq_revision (
     revision bigint not null
 );
 insert into faq_revision (id, revision) values (1, 0);
+
+-- Questions answered and left unanswered per local day, for /stats and the dashboard.
+create table faq_daily (
+    scope text not null,
+    day integer not null,
+    answered bigint not null default 0,
+    unanswered bigint not null default 0,
+    primary key (scope, day)
+) without rowid;

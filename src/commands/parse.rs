@@ -18,6 +18,8 @@ pub enum Value {
     Text(String),
     Pair(String, String),
     List(Vec<String>),
+    /// Seconds.
+    Duration(i64),
     Absent,
 }
 
@@ -132,7 +134,11 @@ pub fn parse(text: &str) -> Result<Parsed, ParseError> {
                 }
                 Value::Pair(a, b)
             }
-            ArgKind::Member | ArgKind::Signed | ArgKind::Id | ArgKind::Choice(_) => {
+            ArgKind::Member
+            | ArgKind::Signed
+            | ArgKind::Id
+            | ArgKind::Choice(_)
+            | ArgKind::Duration => {
                 let Some((token, after)) = next_token(rest) else {
                     return Err(usage(format!("缺少「{}」", arg.name)));
                 };
@@ -178,10 +184,32 @@ fn typed(kind: ArgKind, name: &str, token: &str) -> Result<Value, String> {
                 ))
             }
         }
+        ArgKind::Duration => duration(token).map(Value::Duration).ok_or_else(|| {
+            format!("「{name}」要写成时长，如 7d、12h、30m 或 today，收到「{token}」")
+        }),
         ArgKind::Text | ArgKind::Words | ArgKind::TextPair | ArgKind::Names => {
             Ok(Value::Text(token.to_owned()))
         }
     }
+}
+
+/// `7d` / `12h` / `30m` / `7天` / `12小时` / `30分钟` / `today` → seconds (positive, at most a year).
+pub fn duration(token: &str) -> Option<i64> {
+    let t = token.trim().to_lowercase();
+    if matches!(t.as_str(), "today" | "今天" | "今日") {
+        return Some(86_400);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = t.split_at(split);
+    let n: i64 = number.parse().ok()?;
+    let unit_secs = match unit {
+        "d" | "天" => 86_400,
+        "h" | "小时" => 3_600,
+        "m" | "分钟" | "min" => 60,
+        _ => return None,
+    };
+    let secs = n.checked_mul(unit_secs)?;
+    (secs > 0 && secs <= 366 * 86_400).then_some(secs)
 }
 
 #[cfg(test)]
@@ -240,7 +268,9 @@ mod tests {
                 vec![Value::Id(12), t("退钱 怎么弄")],
             ),
             ("问答 删除 3", "faq del", vec![Value::Id(3)]),
-            ("stats 7d", "stats", vec![Value::Choice("7d".into())]),
+            ("stats 7d", "stats", vec![Value::Duration(7 * 86_400)]),
+            ("stats 今天", "stats", vec![Value::Duration(86_400)]),
+            ("stats １２h", "stats", vec![Value::Duration(12 * 3_600)]),
             ("stats", "stats", vec![Value::Absent]),
             ("top WEEK", "top", vec![Value::Choice("week".into())]),
             (
@@ -282,7 +312,9 @@ mod tests {
             ("faq add 问题 |  ", "faq add: | 两边都不能为空"),
             ("faq del abc", "faq del: 「编号」要写成编号"),
             ("faq del 3 4", "faq del: 多余的内容「4」"),
-            ("stats 365d", "stats: 「范围」只能是"),
+            ("stats 400d", "stats: 「范围」要写成时长"),
+            ("stats 0d", "stats: 「范围」要写成时长"),
+            ("stats 7w", "stats: 「范围」要写成时长"),
             ("role @a boss", "role: 「角色」只能是"),
             ("untag @小明", "untag: 缺少「标签」"),
             ("dance", "unknown dance"),

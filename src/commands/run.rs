@@ -307,9 +307,9 @@ pub(super) async fn execute(
             Ok(reply)
         }
         ("stats", [period]) => {
+            // Whole local days, today included, at most 90.
             let days: i64 = match period {
-                Value::Choice(p) if p.starts_with("30") => 30,
-                Value::Choice(p) if p.starts_with('7') => 7,
+                Value::Duration(secs) => ((secs + 86_399) / 86_400).clamp(1, 90),
                 _ => 1,
             };
             let today_date = rules::day_to_date(today).unwrap_or_default();

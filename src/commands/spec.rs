@@ -57,6 +57,8 @@ pub enum ArgKind {
     TextPair,
     /// One or more names separated by spaces (`"quoted name"` keeps spaces).
     Names,
+    /// A length of time: `7d`, `12h`, `30m` (also 天/小时/分钟); `today` counts as `1d`.
+    Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +98,6 @@ pub struct CommandSpec {
     pub usage: &'static str,
 }
 
-pub const PERIODS: &[&str] = &["today", "7d", "30d", "今天", "7天", "30天"];
 pub const TOP_PERIODS: &[&str] = &[
     "day", "week", "month", "日", "周", "月", "今日", "本周", "本月",
 ];
@@ -183,9 +184,9 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "stats",
         aliases: &["统计"],
-        args: &[optional("范围", ArgKind::Choice(PERIODS))],
+        args: &[optional("范围", ArgKind::Duration)],
         role: Role::Operator,
-        help: "社群数据：活跃成员、新成员、签到、发放积分、问答",
+        help: "社群数据：活跃成员、新成员、签到、发放积分、问答（范围按天，最多 90 天）",
         usage: "stats [today|7d|30d]",
     },
     CommandSpec {

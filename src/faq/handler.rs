@@ -8,6 +8,7 @@ use super::normalize::normalize;
 use super::rerank::bigram_dice;
 use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
 use crate::events::{Event, Message};
+use crate::members::local_day;
 use crate::store::faq::{self as db, FaqEntry};
 
 /// Open unanswered questions compared with a new one when grouping.
@@ -62,6 +63,7 @@ impl Handler for FaqHandler {
                 return Ok(Outcome::Continue);
             }
             let now_ms = ctx.clock.now_ms();
+            let day = local_day(ctx.timezone, event.occurred_at);
             let group = message.group.as_ref().map_or("", |g| g.id.as_str());
             let snapshot = ctx.faq.snapshot(&ctx.store, now_ms).await?;
             if snapshot.entries.is_empty() {
@@ -91,6 +93,7 @@ impl Handler for FaqHandler {
                             };
                             db::drop_pending(tx, &scope, &user, &group).await?;
                             db::count_hit(tx, id).await?;
+                            db::count_day(tx, &scope, day, true).await?;
                             Ok(Some(id))
                         })
                     })
@@ -132,6 +135,7 @@ impl Handler for FaqHandler {
                         let (scope, group_id) = (scope.clone(), group_id.clone());
                         Box::pin(async move {
                             db::count_hit(tx, id).await?;
+                            db::count_day(tx, &scope, day, true).await?;
                             if unprompted {
                                 db::touch_group(tx, &scope, &group_id, auto, now_ms).await?;
                             }
@@ -162,7 +166,7 @@ impl Handler for FaqHandler {
                 return Ok(Outcome::Reply(reply));
             }
 
-            record_unanswered(ctx, &event.scope, text, now_ms).await?;
+            record_unanswered(ctx, &event.scope, text, day, now_ms).await?;
             if addressed {
                 let reply = ctx.templates.render(
                     "replies/faq_unsure",
@@ -213,6 +217,7 @@ async fn record_unanswered(
     ctx: &BotContext,
     scope: &str,
     text: &str,
+    day: i32,
     now_ms: i64,
 ) -> anyhow::Result<()> {
     let (scope, text) = (scope.to_owned(), text.to_owned());
@@ -227,6 +232,7 @@ async fn record_unanswered(
                     .map(|(id, q)| (*id, bigram_dice(&asked, &normalize(q))))
                     .filter(|(_, s)| *s >= SAME_QUESTION)
                     .max_by(|a, b| a.1.total_cmp(&b.1));
+                db::count_day(tx, &scope, day, false).await?;
                 match same {
                     Some((id, _)) => db::bump_unanswered(tx, id, now_ms).await,
                     None => db::insert_unanswered(tx, &scope, &text, now_ms).await,

@@ -170,10 +170,10 @@ const SIGNINS_BETWEEN: &str =
     "select cast(count(*) as bigint) from signins where scope = $1 and day >= $2 and day <= $3";
 const POINTS_ISSUED: &str = "select cast(coalesce(sum(l.delta), 0) as bigint) from points_ledger l \
      join members m on m.id = l.member_id where m.scope = $1 and l.day >= $2 and l.day <= $3 and l.delta > 0";
-const FAQ_UNANSWERED_SINCE: &str =
-    "select cast(coalesce(sum(asked), 0) as bigint) from faq_unanswered \
-     where scope = $1 and last_at >= $2";
-const FAQ_HITS: &str = "select cast(coalesce(sum(hit_count), 0) as bigint) from faq_entries";
+const FAQ_ANSWERED: &str = "select cast(coalesce(sum(answered), 0) as bigint) from faq_daily \
+     where scope = $1 and day >= $2 and day <= $3";
+const FAQ_UNANSWERED: &str = "select cast(coalesce(sum(unanswered), 0) as bigint) from faq_daily \
+     where scope = $1 and day >= $2 and day <= $3";
 
 /// Numbers for `/stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -182,8 +182,8 @@ pub struct Stats {
     pub new_members: i64,
     pub signins: i64,
     pub points_issued: i64,
+    pub faq_answered: i64,
     pub faq_unanswered: i64,
-    pub faq_hits_total: i64,
 }
 
 impl Store {
@@ -222,8 +222,8 @@ impl Store {
             new_members: since(NEW_MEMBERS).await?,
             signins: one(SIGNINS_BETWEEN).await?,
             points_issued: one(POINTS_ISSUED).await?,
-            faq_unanswered: since(FAQ_UNANSWERED_SINCE).await?,
-            faq_hits_total: on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(FAQ_HITS).fetch_one(p).await?),
+            faq_answered: one(FAQ_ANSWERED).await?,
+            faq_unanswered: one(FAQ_UNANSWERED).await?,
         })
     }
 }

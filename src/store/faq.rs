@@ -362,3 +362,22 @@ pub async fn touch_group(
     });
     Ok(())
 }
+
+const COUNT_DAY: &str =
+    "insert into faq_daily (scope, day, answered, unanswered) values ($1, $2, $3, $4) \
+     on conflict (scope, day) do update set answered = faq_daily.answered + excluded.answered, \
+     unanswered = faq_daily.unanswered + excluded.unanswered";
+
+/// Counts one question of the day as answered (or not).
+pub async fn count_day(
+    tx: &mut Tx,
+    scope: &str,
+    day: i32,
+    answered: bool,
+) -> Result<(), StoreError> {
+    let (a, u) = if answered { (1_i64, 0_i64) } else { (0, 1) };
+    on_tx!(tx, c => {
+        sqlx::query(COUNT_DAY).bind(scope).bind(day).bind(a).bind(u).execute(&mut **c).await?;
+    });
+    Ok(())
+}

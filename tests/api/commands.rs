@@ -229,17 +229,43 @@ async fn mute_role_and_faq_commands(backend: Backend) {
     );
     let tested = say(&app, "u2", "小红", "/faq test 退款怎么弄", "r10").await;
     assert!(tested.contains("怎么退款"), "{tested}");
+    let id: i64 = added
+        .split('#')
+        .nth(1)
+        .and_then(|t| t.split('：').next())
+        .and_then(|n| n.parse().ok())
+        .expect("entry id in the reply");
+    let similar = say(
+        &app,
+        "u2",
+        "小红",
+        &format!("/faq similar {id} 钱怎么退回来"),
+        "r10b",
+    )
+    .await;
+    assert!(similar.contains("相似问法：钱怎么退回来"), "{similar}");
+    let entry = app.store.faq_entry(id).await.expect("q").expect("entry");
+    assert_eq!(entry.similar, vec!["钱怎么退回来".to_owned()]);
+    let missing = say(&app, "u2", "小红", "/faq del 999", "r10c").await;
+    assert!(missing.contains("没有编号为 999"), "{missing}");
+    say(&app, "u9", "路人", "火星有分店吗", "r10d").await;
+    let top = say(&app, "u2", "小红", "/top week", "r10e").await;
+    assert!(top.contains("本周") && top.contains("小红"), "{top}");
     assert!(say(&app, "u2", "小红", "/role @小红 admin", "r11")
         .await
         .contains("需要管理员权限"));
     let stats = say(&app, "u2", "小红", "/stats 7d", "r12").await;
     assert!(
-        stats.contains("近 7 天") && stats.contains("签到 1 次"),
+        stats.contains("近 7 天")
+            && stats.contains("签到 1 次")
+            && stats.contains("问答已解答 1 · 未解答 1"),
         "{stats}"
     );
     let revoked = say(&app, "zhangsan", "张三", "/role @小红 none", "r13").await;
     assert!(revoked.contains("已取消"), "{revoked}");
-    assert!(say(&app, "u2", "小红", "/faq del 1", "r14")
+    assert!(say(&app, "u2", "小红", &format!("/faq del {id}"), "r14")
         .await
         .contains("需要运营权限"));
+    let deleted = say(&app, "zhangsan", "张三", &format!("/faq del {id}"), "r15").await;
+    assert!(deleted.contains("已删除问答"), "{deleted}");
 }
