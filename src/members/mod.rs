@@ -2,5 +2,6 @@
 //! Domain code: it sees normalized events and the store, never HTTP or platform payloads.
 
 pub mod activity;
+pub mod segment;
 
 pub use activity::{changes_for, local_day};

@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod members;
 pub mod points;
 pub mod redemption;
+pub mod segments;
 pub mod sqlite_commit;
 pub mod tags;
 

@@ -14,6 +14,7 @@ mod ops_api;
 mod redeem;
 mod rejections;
 mod resilience;
+mod segments;
 mod signin;
 mod writer;
 

@@ -1,0 +1,190 @@
+//! Member segments: an expression ([`parse`]) compiled to one parameterized SQL condition for
+//! counting and listing on either database, and evaluated in memory on a member's facts — the
+//! two must agree (a property test compares them on both databases).
+
+mod parse;
+
+pub use parse::{parse, Expr, Field, Op, SegmentError};
+
+use crate::config::LevelConfig;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// A bind value of a compiled segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// A segment as SQL: a condition over `members m` left-joined with `points_accounts a`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    pub condition: String,
+    pub binds: Vec<Bind>,
+}
+
+/// What a segment is evaluated against besides the member: the time and the level table.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentContext<'a> {
+    pub now_ms: i64,
+    pub levels: &'a [LevelConfig],
+}
+
+impl SegmentContext<'_> {
+    /// The earned-points range `[min, next)` of a level; `None` for an unknown name.
+    fn level_range(&self, name: &str) -> Option<(i64, Option<i64>)> {
+        let i = self.levels.iter().position(|l| l.name == name)?;
+        Some((
+            self.levels[i].min_points,
+            self.levels.get(i + 1).map(|l| l.min_points),
+        ))
+    }
+}
+
+/// Compiles `expr`; parameters are numbered from `first_param` (`$n`), each used once.
+pub fn to_sql(
+    expr: &Expr,
+    ctx: &SegmentContext<'_>,
+    first_param: usize,
+) -> Result<Compiled, SegmentError> {
+    let mut binds = Vec::new();
+    let mut next = first_param;
+    let condition = sql(expr, ctx, &mut binds, &mut next)?;
+    Ok(Compiled { condition, binds })
+}
+
+fn param(binds: &mut Vec<Bind>, next: &mut usize, value: Bind) -> String {
+    binds.push(value);
+    let p = format!("${next}");
+    *next += 1;
+    p
+}
+
+fn sql(
+    expr: &Expr,
+    ctx: &SegmentContext<'_>,
+    binds: &mut Vec<Bind>,
+    next: &mut usize,
+) -> Result<String, SegmentError> {
+    Ok(match expr {
+        Expr::And(a, b) => format!(
+            "({} and {})",
+            sql(a, ctx, binds, next)?,
+            sql(b, ctx, binds, next)?
+        ),
+        Expr::Or(a, b) => format!(
+            "({} or {})",
+            sql(a, ctx, binds, next)?,
+            sql(b, ctx, binds, next)?
+        ),
+        Expr::Not(a) => format!("(not {})", sql(a, ctx, binds, next)?),
+        Expr::Tag(name) => {
+            let p = param(binds, next, Bind::Text(name.clone()));
+            format!(
+                "exists (select 1 from member_tags mt join tags t on t.id = mt.tag_id \
+                 where mt.member_id = m.id and t.scope = m.scope and t.name = {p})"
+            )
+        }
+        Expr::Group(name) => {
+            let by_name = param(binds, next, Bind::Text(name.clone()));
+            let by_id = param(binds, next, Bind::Text(name.clone()));
+            format!(
+                "exists (select 1 from group_members gm join chat_groups g on g.id = gm.group_id \
+                 where gm.member_id = m.id and gm.left_at is null and (g.name = {by_name} or g.platform_group_id = {by_id}))"
+            )
+        }
+        Expr::Level(name) => {
+            let (min, next_min) = ctx
+                .level_range(name)
+                .ok_or_else(|| unknown_level(ctx, name))?;
+            let lo = param(binds, next, Bind::Int(min));
+            match next_min {
+                Some(hi) => {
+                    let hi = param(binds, next, Bind::Int(hi));
+                    format!("(coalesce(a.total_earned, 0) >= {lo} and coalesce(a.total_earned, 0) < {hi})")
+                }
+                None => format!("coalesce(a.total_earned, 0) >= {lo}"),
+            }
+        }
+        Expr::Compare(field, op, value) => {
+            let column = match field {
+                Field::Points => "coalesce(a.balance, 0)".to_owned(),
+                Field::Earned => "coalesce(a.total_earned, 0)".to_owned(),
+                Field::Messages => "m.message_count".to_owned(),
+                Field::DaysSinceActive => {
+                    let now = param(binds, next, Bind::Int(ctx.now_ms));
+                    format!("(({now} - m.last_active_at) / {DAY_MS})")
+                }
+                Field::DaysSinceJoined => {
+                    let now = param(binds, next, Bind::Int(ctx.now_ms));
+                    format!("(({now} - m.first_seen_at) / {DAY_MS})")
+                }
+            };
+            let v = param(binds, next, Bind::Int(*value));
+            format!("{column} {} {v}", op.sql())
+        }
+    })
+}
+
+fn unknown_level(ctx: &SegmentContext<'_>, name: &str) -> SegmentError {
+    SegmentError {
+        position: 0,
+        expected: format!(
+            "a level name ({}), not `{name}`",
+            ctx.levels
+                .iter()
+                .map(|l| l.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// What the in-memory evaluator knows about a member.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberFacts {
+    pub tags: Vec<String>,
+    /// (platform group id, name) of the groups the member is in now.
+    pub groups: Vec<(String, Option<String>)>,
+    pub balance: i64,
+    pub earned: i64,
+    pub messages: i64,
+    pub last_active_at: i64,
+    pub first_seen_at: i64,
+}
+
+/// Whether a member with `facts` is in the segment.
+pub fn matches(
+    expr: &Expr,
+    facts: &MemberFacts,
+    ctx: &SegmentContext<'_>,
+) -> Result<bool, SegmentError> {
+    Ok(match expr {
+        Expr::And(a, b) => matches(a, facts, ctx)? && matches(b, facts, ctx)?,
+        Expr::Or(a, b) => matches(a, facts, ctx)? || matches(b, facts, ctx)?,
+        Expr::Not(a) => !matches(a, facts, ctx)?,
+        Expr::Tag(name) => facts.tags.iter().any(|t| t == name),
+        Expr::Group(name) => facts
+            .groups
+            .iter()
+            .any(|(id, n)| id == name || n.as_deref() == Some(name.as_str())),
+        Expr::Level(name) => {
+            let (min, next) = ctx
+                .level_range(name)
+                .ok_or_else(|| unknown_level(ctx, name))?;
+            facts.earned >= min && next.is_none_or(|hi| facts.earned < hi)
+        }
+        Expr::Compare(field, op, value) => {
+            let actual = match field {
+                Field::Points => facts.balance,
+                Field::Earned => facts.earned,
+                Field::Messages => facts.messages,
+                // Integer division like SQL's (both truncate toward zero).
+                Field::DaysSinceActive => (ctx.now_ms - facts.last_active_at) / DAY_MS,
+                Field::DaysSinceJoined => (ctx.now_ms - facts.first_seen_at) / DAY_MS,
+            };
+            op.holds(actual, *value)
+        }
+    })
+}

@@ -1,0 +1,56 @@
+//! Counting and listing the members of a compiled segment (see `members::segment`).
+
+use super::{Store, StoreError};
+use crate::members::segment::{Bind, Compiled};
+use crate::on_pool;
+
+const FROM: &str =
+    "from members m left join points_accounts a on a.member_id = m.id where m.scope = $1 and ";
+
+/// Binds a compiled segment's values in order onto a query.
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                Bind::Text(s) => q.bind(s.clone()),
+                Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+
+impl Store {
+    /// How many members of `scope` the segment holds. `segment` must number its parameters from 2.
+    pub async fn segment_count(&self, scope: &str, segment: &Compiled) -> Result<i64, StoreError> {
+        let sql = format!(
+            "select cast(count(*) as bigint) {FROM}{}",
+            segment.condition
+        );
+        Ok(on_pool!(self.pool(), p => {
+            let q = sqlx::query_scalar::<_, i64>(&sql).bind(scope);
+            bind_all!(q, &segment.binds).fetch_one(p).await?
+        }))
+    }
+
+    /// A page of the segment's members (platform user ids, sorted).
+    pub async fn segment_members(
+        &self,
+        scope: &str,
+        segment: &Compiled,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let n = segment.binds.len() + 2;
+        let sql = format!(
+            "select m.platform_user_id {FROM}{} order by m.platform_user_id limit ${n} offset ${}",
+            segment.condition,
+            n + 1
+        );
+        Ok(on_pool!(self.pool(), p => {
+            let q = sqlx::query_scalar::<_, String>(&sql).bind(scope);
+            bind_all!(q, &segment.binds).bind(limit).bind(offset).fetch_all(p).await?
+        }))
+    }
+}
