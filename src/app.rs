@@ -126,10 +126,10 @@ impl App {
             metrics,
             faq,
         };
-        let background = vec![tokio::spawn(sweeper(
-            state.ingress.clone(),
-            shutdown.clone(),
-        ))];
+        let background = vec![
+            tokio::spawn(sweeper(state.ingress.clone(), shutdown.clone())),
+            tokio::spawn(lifecycle_job(state.clone(), shutdown.clone())),
+        ];
         Ok(Self {
             listener,
             state,
@@ -195,6 +195,26 @@ async fn sweeper(ingress: Ingress, shutdown: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::info!(rows = n, "sweeper re-ran unprocessed deliveries"),
             Err(e) => tracing::warn!(error = %e, "sweeper failed"),
+        }
+    }
+}
+
+/// Recomputes lifecycle stages every ten minutes (the scheduler issue will move this onto cron
+/// ticks claimed once across replicas; recomputing twice is harmless meanwhile).
+async fn lifecycle_job(state: AppState, shutdown: CancellationToken) {
+    let period = Duration::from_secs(600);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let now = state.ingress.clock().now_ms();
+        match crate::members::lifecycle::recompute(&state.store, &state.config.lifecycle, now).await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(changed = n, "lifecycle stages recomputed"),
+            Err(e) => tracing::warn!(error = %e, "lifecycle recompute failed"),
         }
     }
 }

@@ -24,9 +24,22 @@ pub struct Config {
     pub points: PointsConfig,
     pub faq: FaqConfig,
     pub commands: CommandsConfig,
+    pub lifecycle: LifecycleConfig,
     pub ops_api: OpsApiConfig,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+/// Lifecycle stage thresholds, in days (生命周期).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecycleConfig {
+    /// First seen less than this many days ago: new (and a return counts as "returned" this long).
+    pub new_days: i64,
+    /// No activity for this many days: silent.
+    pub silent_days: i64,
+    /// No activity for this many days: lapsed.
+    pub lapsed_days: i64,
 }
 
 /// Ops commands in chat (运营指令).

@@ -112,6 +112,14 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         }
     }
 
+    let life = &config.lifecycle;
+    if life.new_days < 1 || life.silent_days < 1 || life.lapsed_days <= life.silent_days {
+        bad(
+            "lifecycle.lapsed_days",
+            "need new_days ≥ 1, silent_days ≥ 1 and lapsed_days > silent_days".into(),
+        );
+    }
+
     let faq = &config.faq;
     if !(0.0..=1.0).contains(&faq.answer_threshold) || !(0.0..=1.0).contains(&faq.suggest_threshold)
     {

@@ -28,6 +28,58 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/orders/{id}/fulfil", post(fulfil_order))
         .route("/api/v1/orders/{id}/cancel", post(cancel_order))
         .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/members/{scope}", get(list_members))
+}
+
+#[derive(Deserialize)]
+struct MembersQuery {
+    /// A segment expression, e.g. `tag:VIP and last_active < 14d`; empty = everyone.
+    segment: Option<String>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// Members of a scope matching a segment: the count and one page of user ids.
+async fn list_members(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(scope): Path<String>,
+    Query(q): Query<MembersQuery>,
+) -> Response {
+    use crate::members::segment::{self, SegmentContext};
+    let text = q.segment.unwrap_or_default();
+    let text = if text.trim().is_empty() {
+        "messages >= 0".to_owned()
+    } else {
+        text
+    };
+    let ctx = SegmentContext {
+        now_ms: state.ingress.clock().now_ms(),
+        levels: &state.config.points.levels,
+    };
+    let compiled = match segment::parse(&text).and_then(|e| segment::to_sql(&e, &ctx, 2)) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("segment: {e}")),
+    };
+    let (limit, offset) = (
+        q.limit.unwrap_or(50).clamp(1, 1000),
+        q.offset.unwrap_or(0).max(0),
+    );
+    let count = match state.store.segment_count(&scope, &compiled).await {
+        Ok(n) => n,
+        Err(e) => return internal(e),
+    };
+    match state
+        .store
+        .segment_members(&scope, &compiled, limit, offset)
+        .await
+    {
+        Ok(members) => {
+            Json(json!({ "count": count, "members": members, "limit": limit, "offset": offset }))
+                .into_response()
+        }
+        Err(e) => internal(e),
+    }
 }
 
 #[derive(Deserialize)]

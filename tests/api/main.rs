@@ -8,6 +8,7 @@ mod commands;
 mod dedupe;
 mod faq;
 mod faq_cli;
+mod lifecycle;
 mod makeup;
 mod members;
 mod ops_api;

@@ -16,12 +16,14 @@ const SCOPE: &str = "wwseg";
 const NOW: i64 = 1_717_200_000_000;
 const DAY: i64 = 86_400_000;
 const TAGS: &[&str] = &["VIP", "免打扰", "意向", "核心 用户"];
+const STAGES: &[&str] = &["new", "active", "silent", "lapsed", "churned", "returned"];
 const GROUPS: &[(&str, &str)] = &[("g1", "产品交流1群"), ("g2", "福利群"), ("g3", "新手群")];
 
 fn random_expr(rng: &mut StdRng, depth: u32) -> Expr {
     let leaf = depth == 0 || rng.gen_bool(0.4);
     if leaf {
-        return match rng.gen_range(0..6) {
+        return match rng.gen_range(0..7) {
+            6 => Expr::Stage(STAGES[rng.gen_range(0..STAGES.len())].into()),
             0 => Expr::Tag(TAGS[rng.gen_range(0..TAGS.len())].into()),
             1 => {
                 let (id, name) = GROUPS[rng.gen_range(0..GROUPS.len())];
@@ -95,6 +97,9 @@ async fn sql_and_memory_agree_on_random_segments(backend: Backend) {
             messages: rng.gen_range(0..300),
             last_active_at: NOW - rng.gen_range(0..60 * DAY),
             first_seen_at: NOW - rng.gen_range(0..90 * DAY),
+            stage: rng
+                .gen_bool(0.8)
+                .then(|| STAGES[rng.gen_range(0..STAGES.len())].to_owned()),
         };
         let member_id: i64 = on_pool!(pool, p => sqlx::query_scalar("insert into members (scope, platform_user_id, first_seen_at, last_active_at, message_count) values ($1, $2, $3, $4, $5) returning id")
             .bind(SCOPE).bind(&user).bind(facts.first_seen_at).bind(facts.last_active_at).bind(facts.messages)
@@ -114,6 +119,12 @@ async fn sql_and_memory_agree_on_random_segments(backend: Backend) {
             on_pool!(pool, p => {
                 sqlx::query("insert into member_tags (member_id, tag_id, source, set_by, set_at) select $1, id, 'manual', 'test', 0 from tags where scope = $2 and name = $3")
                     .bind(member_id).bind(SCOPE).bind(t).execute(p).await.expect("member tag");
+            });
+        }
+        if let Some(stage) = &facts.stage {
+            on_pool!(pool, p => {
+                sqlx::query("insert into member_stages (member_id, stage, since) values ($1, $2, 0)")
+                    .bind(member_id).bind(stage).execute(p).await.expect("stage");
             });
         }
         for (gid, _) in &facts.groups {

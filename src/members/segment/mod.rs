@@ -94,6 +94,12 @@ fn sql(
                  where gm.member_id = m.id and gm.left_at is null and (g.name = {by_name} or g.platform_group_id = {by_id}))"
             )
         }
+        Expr::Stage(stage) => {
+            let p = param(binds, next, Bind::Text(stage.clone()));
+            format!(
+                "exists (select 1 from member_stages s where s.member_id = m.id and s.stage = {p})"
+            )
+        }
         Expr::Level(name) => {
             let (min, next_min) = ctx
                 .level_range(name)
@@ -152,6 +158,8 @@ pub struct MemberFacts {
     pub messages: i64,
     pub last_active_at: i64,
     pub first_seen_at: i64,
+    /// The recorded lifecycle stage, if computed.
+    pub stage: Option<String>,
 }
 
 /// Whether a member with `facts` is in the segment.
@@ -165,6 +173,7 @@ pub fn matches(
         Expr::Or(a, b) => matches(a, facts, ctx)? || matches(b, facts, ctx)?,
         Expr::Not(a) => !matches(a, facts, ctx)?,
         Expr::Tag(name) => facts.tags.iter().any(|t| t == name),
+        Expr::Stage(stage) => facts.stage.as_deref() == Some(stage.as_str()),
         Expr::Group(name) => facts
             .groups
             .iter()

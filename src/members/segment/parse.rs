@@ -16,6 +16,8 @@ pub enum Expr {
     Group(String),
     /// `level:名字` (a level of the points configuration)
     Level(String),
+    /// `stage:lapsed` (a lifecycle stage)
+    Stage(String),
     /// `points >= 100` and friends.
     Compare(Field, Op, i64),
 }
@@ -252,9 +254,20 @@ impl Parser {
                             "tag" | "标签" => Ok(Expr::Tag(value)),
                             "group" | "群" => Ok(Expr::Group(value)),
                             "level" | "等级" => Ok(Expr::Level(value)),
+                            "stage" | "阶段" => match crate::members::lifecycle::Stage::parse(
+                                &value,
+                            ) {
+                                Some(stage) => Ok(Expr::Stage(stage.as_str().to_owned())),
+                                None => Err(SegmentError {
+                                    position: self.tokens[self.at - 1].0,
+                                    expected:
+                                        "a stage: new, active, silent, lapsed, churned or returned"
+                                            .into(),
+                                }),
+                            },
                             _ => Err(SegmentError {
                                 position: self.tokens[self.at - 3].0,
-                                expected: "tag:, group: or level:".into(),
+                                expected: "tag:, group:, level: or stage:".into(),
                             }),
                         }
                     }
@@ -380,7 +393,8 @@ mod tests {
             ("tag:a and", 10, "a condition"),
             ("(tag:a", 7, "`)`"),
             ("tag:a tag:b", 7, "`and`, `or` or the end"),
-            ("color:red", 1, "tag:, group: or level:"),
+            ("color:red", 1, "tag:, group:, level: or stage:"),
+            ("stage:gone", 7, "a stage"),
             ("points >= lots", 11, "a whole number"),
             ("last_active < soon", 15, "a number of days"),
             ("height > 3", 1, "points, earned"),

@@ -1,0 +1,76 @@
+//! Lifecycle storage: current stage per member and the history of changes.
+
+use super::{Store, StoreError, Tx};
+use crate::members::lifecycle::{Stage, StageFacts};
+use crate::{on_pool, on_tx};
+
+const INPUTS: &str = "select m.id, m.first_seen_at, m.last_active_at, \
+     cast((select count(*) from group_members gm where gm.member_id = m.id) as bigint), \
+     cast((select count(*) from group_members gm where gm.member_id = m.id and gm.left_at is null) as bigint), \
+     s.stage, s.since \
+     from members m left join member_stages s on s.member_id = m.id";
+const SET: &str = "insert into member_stages (member_id, stage, since) values ($1, $2, $3) \
+     on conflict (member_id) do update set stage = excluded.stage, since = excluded.since";
+const LOG: &str =
+    "insert into member_stage_history (member_id, from_stage, to_stage, at) values ($1, $2, $3, $4)";
+const HISTORY: &str = "select h.from_stage, h.to_stage, h.at from member_stage_history h \
+     join members m on m.id = h.member_id where m.scope = $1 and m.platform_user_id = $2 order by h.id";
+
+type InputRow = (i64, i64, i64, i64, i64, Option<String>, Option<i64>);
+
+/// A stage change to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageChange {
+    pub member_id: i64,
+    pub from: Option<&'static str>,
+    pub to: &'static str,
+    pub at: i64,
+}
+
+impl Store {
+    /// Every member with what the stage rules need.
+    pub async fn stage_inputs(&self) -> Result<Vec<(i64, StageFacts)>, StoreError> {
+        let rows: Vec<InputRow> =
+            on_pool!(self.pool(), p => sqlx::query_as::<_, InputRow>(INPUTS).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(id, first, last, ever, now, stage, since)| {
+                let previous = stage
+                    .as_deref()
+                    .and_then(Stage::parse)
+                    .map(|s| (s, since.unwrap_or(0)));
+                (
+                    id,
+                    StageFacts {
+                        first_seen_at: first,
+                        last_active_at: last,
+                        groups_ever: ever,
+                        groups_now: now,
+                        previous,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// A member's stage changes: (from, to, at), oldest first.
+    pub async fn stage_history(
+        &self,
+        scope: &str,
+        user_id: &str,
+    ) -> Result<Vec<(Option<String>, String, i64)>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, (Option<String>, String, i64)>(HISTORY)
+            .bind(scope).bind(user_id).fetch_all(p).await?),
+        )
+    }
+}
+
+/// Sets the member's stage and logs the change.
+pub async fn apply(tx: &mut Tx, c: &StageChange) -> Result<(), StoreError> {
+    on_tx!(tx, conn => {
+        sqlx::query(SET).bind(c.member_id).bind(c.to).bind(c.at).execute(&mut **conn).await?;
+        sqlx::query(LOG).bind(c.member_id).bind(c.from).bind(c.to).bind(c.at).execute(&mut **conn).await?;
+    });
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Lifecycle stages on an injected clock through the real server: members talk at chosen times,
+//! the recompute assigns stages, a lapsed member who comes back is "returned", every change is
+//! in the history, and `stage:` segments count them.
+
+use yunying::clock::Clock as _;
+use yunying::config::Config;
+use yunying::members::lifecycle::recompute;
+use yunying::members::segment::{self, SegmentContext};
+
+use crate::backend_tests;
+use crate::helpers::{Backend, TestApp};
+
+backend_tests!(stages_follow_activity_and_are_recorded);
+
+const SCOPE: &str = "wwdemo0000000001";
+const DAY: i64 = 86_400_000;
+
+async fn count(app: &TestApp, config: &Config, text: &str, now: i64) -> i64 {
+    let ctx = SegmentContext {
+        now_ms: now,
+        levels: &config.points.levels,
+    };
+    let compiled =
+        segment::to_sql(&segment::parse(text).expect("parses"), &ctx, 2).expect("compiles");
+    app.store
+        .segment_count(SCOPE, &compiled)
+        .await
+        .expect("count")
+}
+
+async fn stages_follow_activity_and_are_recorded(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.ops_api.token = yunying::config::Secret::new("ops-token-0123456789");
+    })
+    .await;
+    let config = Config::example().expect("config");
+    let now = app.clock.now_ms();
+    let at = |days_ago: i64| now - days_ago * DAY;
+
+    app.clock.set_ms(at(60));
+    app.robot_say("old", Some("g"), "大家好", "a1").await;
+    app.clock.set_ms(at(20));
+    app.robot_say("quiet", Some("g"), "大家好", "a2").await;
+    app.robot_say("busy", Some("g"), "大家好", "a3").await;
+    app.clock.set_ms(at(10));
+    app.robot_say("quiet", Some("g"), "还在", "a4").await;
+    app.clock.set_ms(at(1));
+    app.robot_say("busy", Some("g"), "今天也在", "a5").await;
+    app.clock.set_ms(now);
+    app.robot_say("newbie", Some("g"), "第一次来", "a6").await;
+
+    assert_eq!(
+        recompute(&app.store, &config.lifecycle, now)
+            .await
+            .expect("recompute"),
+        4
+    );
+    for (stage, n) in [
+        ("new", 1),
+        ("active", 1),
+        ("silent", 1),
+        ("lapsed", 1),
+        ("returned", 0),
+    ] {
+        assert_eq!(
+            count(&app, &config, &format!("stage:{stage}"), now).await,
+            n,
+            "{stage}"
+        );
+    }
+    assert_eq!(
+        recompute(&app.store, &config.lifecycle, now)
+            .await
+            .expect("again"),
+        0,
+        "nothing changed"
+    );
+
+    // The same through the ops API, with a bad segment answered by position.
+    let get = |q: &str| {
+        app.client
+            .get(app.url(&format!("/api/v1/members/{SCOPE}")))
+            .query(&[("segment", q)])
+            .bearer_auth("ops-token-0123456789")
+            .send()
+    };
+    let body: serde_json::Value = get("stage:lapsed or stage:silent")
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["count"], 2, "{body}");
+    assert_eq!(body["members"], serde_json::json!(["old", "quiet"]));
+    let bad = get("stage:lapsed and").await.expect("get");
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.expect("json");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("at character 17")),
+        "{body}"
+    );
+
+    // The lapsed member comes back.
+    app.robot_say("old", Some("g"), "我回来了", "b1").await;
+    assert_eq!(
+        recompute(&app.store, &config.lifecycle, now + 1)
+            .await
+            .expect("recompute"),
+        1
+    );
+    assert_eq!(
+        count(&app, &config, "stage:returned and not stage:lapsed", now).await,
+        1
+    );
+    let history = app
+        .store
+        .stage_history(SCOPE, "old")
+        .await
+        .expect("history");
+    let steps: Vec<(Option<&str>, &str)> = history
+        .iter()
+        .map(|(f, t, _)| (f.as_deref(), t.as_str()))
+        .collect();
+    assert_eq!(steps, vec![(None, "lapsed"), (Some("lapsed"), "returned")]);
+}
