@@ -199,7 +199,7 @@ async fn sweeper(ingress: Ingress, shutdown: CancellationToken) {
     }
 }
 
-/// Recomputes lifecycle stages every ten minutes (the scheduler issue will move this onto cron
+/// Recomputes lifecycle stages and value layers every ten minutes (the scheduler issue will move this onto cron
 /// ticks claimed once across replicas; recomputing twice is harmless meanwhile).
 async fn lifecycle_job(state: AppState, shutdown: CancellationToken) {
     let period = Duration::from_secs(600);
@@ -215,6 +215,17 @@ async fn lifecycle_job(state: AppState, shutdown: CancellationToken) {
             Ok(0) => {}
             Ok(n) => tracing::info!(changed = n, "lifecycle stages recomputed"),
             Err(e) => tracing::warn!(error = %e, "lifecycle recompute failed"),
+        }
+        let tz = state.config.timezone();
+        let (today, month_ago) = (
+            crate::members::local_day(tz, now / 1000),
+            crate::members::local_day(tz, now / 1000 - 29 * 86_400),
+        );
+        let layers = &state.config.value_layers;
+        if let Err(e) =
+            crate::members::layers::recompute(&state.store, layers, now, today, month_ago).await
+        {
+            tracing::warn!(error = %e, "value layers recompute failed");
         }
     }
 }

@@ -25,6 +25,7 @@ pub struct Config {
     pub faq: FaqConfig,
     pub commands: CommandsConfig,
     pub lifecycle: LifecycleConfig,
+    pub value_layers: ValueLayersConfig,
     pub ops_api: OpsApiConfig,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
@@ -40,6 +41,21 @@ pub struct LifecycleConfig {
     pub silent_days: i64,
     /// No activity for this many days: lapsed.
     pub lapsed_days: i64,
+}
+
+/// Value layers (价值分层) by RFM score (3–15), highest first.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueLayersConfig {
+    pub layers: Vec<LayerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerConfig {
+    pub name: String,
+    /// Lowest total score in this layer.
+    pub min_score: i64,
 }
 
 /// Ops commands in chat (运营指令).

@@ -120,6 +120,17 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         );
     }
 
+    let layers = &config.value_layers.layers;
+    if layers.is_empty()
+        || layers.windows(2).any(|w| w[0].min_score <= w[1].min_score)
+        || layers.last().is_some_and(|l| l.min_score > 3)
+    {
+        bad(
+            "value_layers.layers",
+            "list layers from the highest min_score down; the last must start at 3 or lower".into(),
+        );
+    }
+
     let faq = &config.faq;
     if !(0.0..=1.0).contains(&faq.answer_threshold) || !(0.0..=1.0).contains(&faq.suggest_threshold)
     {

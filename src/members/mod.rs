@@ -2,6 +2,7 @@
 //! Domain code: it sees normalized events and the store, never HTTP or platform payloads.
 
 pub mod activity;
+pub mod layers;
 pub mod lifecycle;
 pub mod segment;
 

@@ -7,6 +7,7 @@ pub mod commands;
 mod error;
 pub mod faq;
 pub mod inbox;
+pub mod layers;
 pub mod lifecycle;
 pub mod members;
 pub mod points;

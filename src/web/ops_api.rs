@@ -29,6 +29,25 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/orders/{id}/cancel", post(cancel_order))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/members/{scope}", get(list_members))
+        .route("/api/v1/layers/{scope}", get(layer_distribution))
+}
+
+/// How many members are in each value layer.
+async fn layer_distribution(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(scope): Path<String>,
+) -> Response {
+    match state.store.layer_distribution(&scope).await {
+        Ok(rows) => {
+            let layers: Vec<_> = rows
+                .into_iter()
+                .map(|(layer, count)| json!({ "layer": layer, "count": count }))
+                .collect();
+            Json(json!({ "layers": layers })).into_response()
+        }
+        Err(e) => internal(e),
+    }
 }
 
 #[derive(Deserialize)]

@@ -114,6 +114,36 @@ async fn stages_follow_activity_and_are_recorded(backend: Backend) {
         count(&app, &config, "stage:returned and not stage:lapsed", now).await,
         1
     );
+    // Value layers: everyone is scored and the distribution adds up.
+    let tz = config.timezone();
+    let day = |ms: i64| yunying::members::local_day(tz, ms / 1000);
+    let scored = yunying::members::layers::recompute(
+        &app.store,
+        &config.value_layers,
+        now,
+        day(now),
+        day(now - 29 * DAY),
+    )
+    .await
+    .expect("layers");
+    assert_eq!(scored, 4);
+    let layers: serde_json::Value = app
+        .client
+        .get(app.url(&format!("/api/v1/layers/{SCOPE}")))
+        .bearer_auth("ops-token-0123456789")
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let rows = layers["layers"].as_array().expect("layers");
+    let total: i64 = rows.iter().map(|l| l["count"].as_i64().unwrap_or(0)).sum();
+    assert_eq!(total, 4, "{layers}");
+    // The long-gone member with no points sleeps; nobody here is a core member yet.
+    assert!(rows.iter().any(|l| l["layer"] == "沉睡"), "{layers}");
+    assert!(rows.iter().all(|l| l["layer"] != "核心"), "{layers}");
+
     let history = app
         .store
         .stage_history(SCOPE, "old")

@@ -1,0 +1,137 @@
+//! Value layers (价值分层): an RFM-style score — recency of activity, frequency of messages in the
+//! last 30 days, points earned — each scored 1–5, summed (3–15) and mapped to configured layers.
+
+use crate::config::ValueLayersConfig;
+use crate::store::{Store, StoreError};
+
+const DAY_MS: i64 = 86_400_000;
+
+/// What the score looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RfmFacts {
+    pub last_active_at: i64,
+    /// Messages in the last 30 days.
+    pub recent_messages: i64,
+    pub earned: i64,
+}
+
+/// (recency, frequency, monetary) scores, 1–5 each.
+pub fn scores(f: &RfmFacts, now_ms: i64) -> (i64, i64, i64) {
+    let idle_days = (now_ms - f.last_active_at) / DAY_MS;
+    let recency = match idle_days {
+        i64::MIN..=1 => 5,
+        2..=3 => 4,
+        4..=7 => 3,
+        8..=30 => 2,
+        _ => 1,
+    };
+    let frequency = match f.recent_messages {
+        100.. => 5,
+        30..=99 => 4,
+        10..=29 => 3,
+        1..=9 => 2,
+        _ => 1,
+    };
+    let monetary = match f.earned {
+        2000.. => 5,
+        500..=1999 => 4,
+        100..=499 => 3,
+        10..=99 => 2,
+        _ => 1,
+    };
+    (recency, frequency, monetary)
+}
+
+/// The layer of a total score: the first configured layer whose `min_score` it reaches.
+pub fn layer_of(config: &ValueLayersConfig, score: i64) -> String {
+    config
+        .layers
+        .iter()
+        .find(|l| score >= l.min_score)
+        .or(config.layers.last())
+        .map_or_else(String::new, |l| l.name.clone())
+}
+
+/// Recomputes every member's layer; returns how many members were scored.
+pub async fn recompute(
+    store: &Store,
+    config: &ValueLayersConfig,
+    now_ms: i64,
+    today: i32,
+    month_ago: i32,
+) -> Result<usize, StoreError> {
+    let inputs = store.rfm_inputs(month_ago, today).await?;
+    let rows: Vec<crate::store::layers::LayerRow> = inputs
+        .into_iter()
+        .map(|(member_id, facts)| {
+            let (r, f, m) = scores(&facts, now_ms);
+            crate::store::layers::LayerRow {
+                member_id,
+                recency: r,
+                frequency: f,
+                monetary: m,
+                layer: layer_of(config, r + f + m),
+            }
+        })
+        .collect();
+    for chunk in rows.chunks(500) {
+        let mut tx = store.begin_write().await?;
+        for row in chunk {
+            crate::store::layers::upsert(&mut tx, row, now_ms).await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LayerConfig;
+
+    #[test]
+    fn scores_and_layers() {
+        let now = 1_717_200_000_000;
+        let top = RfmFacts {
+            last_active_at: now,
+            recent_messages: 150,
+            earned: 3000,
+        };
+        assert_eq!(scores(&top, now), (5, 5, 5));
+        let asleep = RfmFacts {
+            last_active_at: now - 90 * DAY_MS,
+            recent_messages: 0,
+            earned: 0,
+        };
+        assert_eq!(scores(&asleep, now), (1, 1, 1));
+        let mid = RfmFacts {
+            last_active_at: now - 5 * DAY_MS,
+            recent_messages: 12,
+            earned: 150,
+        };
+        assert_eq!(scores(&mid, now), (3, 3, 3));
+        let config = ValueLayersConfig {
+            layers: vec![
+                LayerConfig {
+                    name: "核心".into(),
+                    min_score: 12,
+                },
+                LayerConfig {
+                    name: "潜力".into(),
+                    min_score: 9,
+                },
+                LayerConfig {
+                    name: "普通".into(),
+                    min_score: 6,
+                },
+                LayerConfig {
+                    name: "沉睡".into(),
+                    min_score: 0,
+                },
+            ],
+        };
+        assert_eq!(layer_of(&config, 15), "核心");
+        assert_eq!(layer_of(&config, 9), "潜力");
+        assert_eq!(layer_of(&config, 3), "沉睡");
+    }
+}

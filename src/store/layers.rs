@@ -1,0 +1,63 @@
+//! Value-layer storage: inputs for the RFM score, the computed layers and their distribution.
+
+use super::{Store, StoreError, Tx};
+use crate::members::layers::RfmFacts;
+use crate::{on_pool, on_tx};
+
+const INPUTS: &str = "select m.id, m.last_active_at, \
+     cast(coalesce((select sum(d.message_count) from member_daily_activity d \
+       where d.member_id = m.id and d.day >= $1 and d.day <= $2), 0) as bigint), \
+     coalesce(a.total_earned, 0) \
+     from members m left join points_accounts a on a.member_id = m.id";
+const UPSERT: &str = "insert into member_layers (member_id, recency, frequency, monetary, score, layer, computed_at) \
+     values ($1, $2, $3, $4, $5, $6, $7) on conflict (member_id) do update set recency = excluded.recency, \
+     frequency = excluded.frequency, monetary = excluded.monetary, score = excluded.score, layer = excluded.layer, \
+     computed_at = excluded.computed_at";
+const DISTRIBUTION: &str = "select l.layer, cast(count(*) as bigint) from member_layers l \
+     join members m on m.id = l.member_id where m.scope = $1 group by l.layer order by 2 desc";
+
+/// One member's computed layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRow {
+    pub member_id: i64,
+    pub recency: i64,
+    pub frequency: i64,
+    pub monetary: i64,
+    pub layer: String,
+}
+
+impl Store {
+    /// Every member with what the RFM score needs (messages over local days `from..=to`).
+    pub async fn rfm_inputs(&self, from: i32, to: i32) -> Result<Vec<(i64, RfmFacts)>, StoreError> {
+        let rows: Vec<(i64, i64, i64, i64)> = on_pool!(self.pool(), p => sqlx::query_as(INPUTS).bind(from).bind(to).fetch_all(p).await?);
+        Ok(rows
+            .into_iter()
+            .map(|(id, last, messages, earned)| {
+                (
+                    id,
+                    RfmFacts {
+                        last_active_at: last,
+                        recent_messages: messages,
+                        earned,
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// How many members of the scope are in each layer, largest first.
+    pub async fn layer_distribution(&self, scope: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, (String, i64)>(DISTRIBUTION).bind(scope).fetch_all(p).await?),
+        )
+    }
+}
+
+pub async fn upsert(tx: &mut Tx, row: &LayerRow, now_ms: i64) -> Result<(), StoreError> {
+    let score = row.recency + row.frequency + row.monetary;
+    on_tx!(tx, c => {
+        sqlx::query(UPSERT).bind(row.member_id).bind(row.recency).bind(row.frequency).bind(row.monetary)
+            .bind(score).bind(&row.layer).bind(now_ms).execute(&mut **c).await?;
+    });
+    Ok(())
+}
