@@ -60,8 +60,9 @@ pub struct LoadedConfig {
 }
 
 /// Loads and validates the configuration. Without a file the built-in example applies as is;
-/// with a file, the example still supplies defaults for every key except `channels`, which
-/// come from the file alone (the demo channels must not leak into a real deployment).
+/// with a file, the example still supplies defaults for every key except `channels` and
+/// `commands.staff`, which come from the file alone (the demo channels and the demo admin must
+/// not leak into a real deployment).
 pub fn load(file: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
     let figment = figment_for(file)?;
     let config: Config = figment.extract().map_err(|e| from_figment(&figment, e))?;
@@ -86,7 +87,7 @@ pub fn load(file: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
 fn figment_for(file: Option<&Path>) -> Result<Figment, ConfigError> {
     let defaults = match file {
         None => EXAMPLE_TOML.to_owned(),
-        Some(_) => example_without_channels(),
+        Some(_) => example_without_demo(),
     };
     let mut figment = Figment::new().merge(Toml::string(&defaults));
     if let Some(path) = file {
@@ -116,10 +117,13 @@ fn figment_for(file: Option<&Path>) -> Result<Figment, ConfigError> {
     Ok(figment.merge(Env::prefixed("YUNYING_").ignore(NON_CONFIG_ENV).split("__")))
 }
 
-fn example_without_channels() -> String {
+fn example_without_demo() -> String {
     match EXAMPLE_TOML.parse::<toml::Table>() {
         Ok(mut table) => {
             table.remove("channels");
+            if let Some(toml::Value::Table(commands)) = table.get_mut("commands") {
+                commands.remove("staff");
+            }
             toml::to_string(&table).unwrap_or_default()
         }
         Err(_) => String::new(),

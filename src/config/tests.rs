@@ -61,6 +61,11 @@ fn environment_beats_file_and_file_beats_defaults() {
             1,
             "demo channels do not leak into a real config"
         );
+        assert!(
+            c.commands.staff.is_empty(),
+            "the demo admin does not leak into a real config (default deny)"
+        );
+        assert_eq!(c.commands.prefix, "/", "other command defaults still apply");
         Ok(())
     });
 }
