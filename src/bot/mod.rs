@@ -57,6 +57,7 @@ impl Dispatcher {
     /// The built-in chain, in order.
     pub fn standard(config: &crate::config::Config) -> Self {
         Self::default()
+            .with(crate::members::rules::TagRules::new(&config.tag_rules))
             .with(crate::commands::MuteGate::default())
             .with(crate::commands::CommandHandler::new(
                 config.commands.clone(),

@@ -26,6 +26,9 @@ pub struct Config {
     pub commands: CommandsConfig,
     pub lifecycle: LifecycleConfig,
     pub value_layers: ValueLayersConfig,
+    /// Automatic tagging rules, evaluated as events arrive.
+    #[serde(default)]
+    pub tag_rules: Vec<TagRuleConfig>,
     pub ops_api: OpsApiConfig,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
@@ -41,6 +44,23 @@ pub struct LifecycleConfig {
     pub silent_days: i64,
     /// No activity for this many days: lapsed.
     pub lapsed_days: i64,
+}
+
+/// One automatic tagging rule (自动打标签).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagRuleConfig {
+    /// Recorded with every application of the rule.
+    pub id: String,
+    /// `keyword` (any of `|`-separated words in a message), `regex` (a message matches),
+    /// `joined_group` (joined a group whose id or name is `pattern`), `channel_state` (added as a
+    /// contact through a contact-way code whose State is `pattern`; `*` for any).
+    pub when: String,
+    pub pattern: String,
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 /// Value layers (价值分层) by RFM score (3–15), highest first.

@@ -109,6 +109,21 @@ fn wrong_type_and_bad_values_are_reported_with_key_and_reason() {
         );
         assert!(text.contains("b.toml"), "{text}");
 
+        jail.create_file(
+            "d.toml",
+            "[[tag_rules]]\nid = \"r\"\nwhen = \"regex\"\npattern = \"(unclosed\"\nadd = [\"x\"]\n\n[commands]\nprefix = \"\"\nstaff = [{ scope = \"*\", user = \"a\", role = \"boss\" }]\n",
+        )?;
+        let text = err_of(Some(Path::new("d.toml"))).to_string();
+        assert!(
+            text.contains("tag_rules[0].pattern`: not a valid regex"),
+            "{text}"
+        );
+        assert!(text.contains("commands.prefix"), "{text}");
+        assert!(
+            text.contains("commands.staff[0].role`: `boss` is not admin or operator"),
+            "{text}"
+        );
+
         jail.create_file("c.toml", "[channels.Bad]\nkind = \"carrier_pigeon\"\n")?;
         let text = err_of(Some(Path::new("c.toml"))).to_string();
         assert!(text.contains("channels.Bad.kind"), "{text}");

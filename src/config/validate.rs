@@ -131,6 +131,25 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         );
     }
 
+    for (i, rule) in config.tag_rules.iter().enumerate() {
+        let key = format!("tag_rules[{i}]");
+        match rule.when.as_str() {
+            "keyword" | "joined_group" | "channel_state" => {}
+            "regex" => {
+                if let Err(e) = regex::Regex::new(&rule.pattern) {
+                    bad(&format!("{key}.pattern"), format!("not a valid regex: {e}"));
+                }
+            }
+            other => bad(
+                &format!("{key}.when"),
+                format!("`{other}` is not keyword, regex, joined_group or channel_state"),
+            ),
+        }
+        if rule.pattern.trim().is_empty() || (rule.add.is_empty() && rule.remove.is_empty()) {
+            bad(&key, "needs a pattern and tags to add or remove".into());
+        }
+    }
+
     let faq = &config.faq;
     if !(0.0..=1.0).contains(&faq.answer_threshold) || !(0.0..=1.0).contains(&faq.suggest_threshold)
     {

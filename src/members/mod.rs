@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod layers;
 pub mod lifecycle;
+pub mod rules;
 pub mod segment;
 
 pub use activity::{changes_for, local_day};

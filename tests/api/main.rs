@@ -17,6 +17,7 @@ mod rejections;
 mod resilience;
 mod segments;
 mod signin;
+mod tag_rules;
 mod writer;
 
 #[test]
