@@ -28,8 +28,13 @@ impl CommandHandler {
 
     /// The command text after the prefix, if `text` is a command.
     fn command_text(&self, text: &str) -> Option<String> {
-        let normalized = parse::normalize(text);
         let prefix = parse::normalize(&self.config.prefix);
+        // Every message passes here: look at its first character before normalizing it all.
+        let first = text.trim_start().chars().next()?;
+        if !parse::normalize(first.encode_utf8(&mut [0; 4])).starts_with(prefix.chars().next()?) {
+            return None;
+        }
+        let normalized = parse::normalize(text);
         normalized
             .strip_prefix(prefix.as_str())
             .filter(|rest| !rest.is_empty() && !rest.starts_with(' '))

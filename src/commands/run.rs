@@ -250,15 +250,7 @@ pub(super) async fn execute(
                 entry.similar.push(wording.clone());
             }
             let (id, wording) = (*id, wording.clone());
-            let update = NewFaqEntry {
-                external_id: entry.external_id,
-                question: entry.question,
-                similar: entry.similar,
-                keywords: entry.keywords,
-                answer: entry.answer,
-                category: entry.category,
-                enabled: entry.enabled,
-            };
+            let update = NewFaqEntry::from(entry);
             let reply = once(ctx, audit("ok", ""), move |tx, templates| {
                 let (update, wording) = (update.clone(), wording.clone());
                 Box::pin(async move {

@@ -74,6 +74,10 @@ impl Handler for FaqHandler {
 
             if let Some(index) = choice(text) {
                 let (scope, user, group) = keys(event, message);
+                // "1" is common chat: only a member with a pending list costs a write.
+                if !ctx.store.faq_has_pending(&scope, &user, &group).await? {
+                    return Ok(Outcome::Continue);
+                }
                 let ttl_ms = config.choice_ttl_secs * 1000;
                 let picked = ctx
                     .writer
@@ -108,13 +112,14 @@ impl Handler for FaqHandler {
 
             let addressed = message.mentions_bot || message.group.is_none();
             if !addressed {
+                // The text test first: most group chat is not a question and costs no query.
+                if !looks_like_question(text) {
+                    return Ok(Outcome::Continue);
+                }
                 let settings = ctx.store.faq_group(&event.scope, group).await?;
                 let auto = settings.map_or(config.auto_answer, |(auto, _)| auto);
                 let last = settings.map_or(0, |(_, at)| at);
-                if !auto
-                    || !looks_like_question(text)
-                    || now_ms - last < config.group_cooldown_secs * 1000
-                {
+                if !auto || now_ms - last < config.group_cooldown_secs * 1000 {
                     return Ok(Outcome::Continue);
                 }
             }

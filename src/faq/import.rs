@@ -268,12 +268,7 @@ pub fn export(entries: &[FaqEntry], csv: bool, out: &mut dyn Write) -> anyhow::R
         for e in entries {
             let row = NewFaqEntry {
                 external_id: Some(id(e)),
-                question: e.question.clone(),
-                similar: e.similar.clone(),
-                keywords: e.keywords.clone(),
-                answer: e.answer.clone(),
-                category: e.category.clone(),
-                enabled: e.enabled,
+                ..NewFaqEntry::from(e.clone())
             };
             let mut value = serde_json::to_value(&row)?;
             // Written as `id`, the name import reads.

@@ -43,6 +43,21 @@ fn yes() -> bool {
     true
 }
 
+impl From<FaqEntry> for NewFaqEntry {
+    /// The entry's content, to write back changed (e.g. with one more similar question).
+    fn from(e: FaqEntry) -> Self {
+        Self {
+            external_id: e.external_id,
+            question: e.question,
+            similar: e.similar,
+            keywords: e.keywords,
+            answer: e.answer,
+            category: e.category,
+            enabled: e.enabled,
+        }
+    }
+}
+
 #[derive(FromRow)]
 struct EntryRow {
     id: i64,
@@ -175,6 +190,18 @@ impl Store {
         Ok(
             on_pool!(self.pool(), p => sqlx::query_as::<_, Unanswered>(&sql).bind(id).fetch_optional(p).await?),
         )
+    }
+
+    /// Whether a "您是不是想问" list is waiting for this member here (read only).
+    pub async fn faq_has_pending(
+        &self,
+        scope: &str,
+        user_id: &str,
+        group_id: &str,
+    ) -> Result<bool, StoreError> {
+        let row = on_pool!(self.pool(), p => sqlx::query_as::<_, (String, i64)>(GET_PENDING)
+            .bind(scope).bind(user_id).bind(group_id).fetch_optional(p).await?);
+        Ok(row.is_some())
     }
 
     /// Whether the group answers questions nobody addressed to the bot, and when it last did.

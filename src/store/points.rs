@@ -41,7 +41,9 @@ pub struct LedgerEntry {
     pub created_at: i64,
 }
 
-const MEMBER_ID: &str = "select id from members where scope = $1 and platform_user_id = $2";
+/// A member's id by scope and platform user id.
+pub(super) const MEMBER_ID: &str =
+    "select id from members where scope = $1 and platform_user_id = $2";
 const UPSERT_MEMBER_ID: &str = "insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) \
      values ($1, $2, $3, $4, $4, 0) on conflict (scope, platform_user_id) do update set \
      display_name = coalesce(excluded.display_name, members.display_name) returning id";

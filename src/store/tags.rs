@@ -1,5 +1,6 @@
 //! Member tags: tags per scope, member–tag links with who set them, and a log of every change.
 
+use super::points::MEMBER_ID;
 use super::{Store, StoreError, Tx};
 use crate::{on_pool, on_tx};
 
@@ -11,7 +12,6 @@ const LINK: &str = "insert into member_tags (member_id, tag_id, source, set_by, 
      on conflict (member_id, tag_id) do nothing";
 const UNLINK: &str = "delete from member_tags where member_id = $1 and tag_id = $2";
 const LOG: &str = "insert into member_tag_log (member_id, tag_id, action, source, set_by, at) values ($1, $2, $3, $4, $5, $6)";
-const MEMBER_ID: &str = "select id from members where scope = $1 and platform_user_id = $2";
 const TAGS_OF: &str = "select t.name from member_tags mt join tags t on t.id = mt.tag_id \
      join members m on m.id = mt.member_id where m.scope = $1 and m.platform_user_id = $2 order by t.name";
 

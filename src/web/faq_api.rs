@@ -253,18 +253,7 @@ async fn resolve(
             if !entry.similar.contains(&item.question) {
                 entry.similar.push(item.question.clone());
             }
-            Target::Similar(
-                entry_id,
-                NewFaqEntry {
-                    external_id: entry.external_id,
-                    question: entry.question,
-                    similar: entry.similar,
-                    keywords: entry.keywords,
-                    answer: entry.answer,
-                    category: entry.category,
-                    enabled: entry.enabled,
-                },
-            )
+            Target::Similar(entry_id, NewFaqEntry::from(entry))
         }
         (None, Some(answer)) => {
             let entry = NewFaqEntry {
