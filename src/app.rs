@@ -94,7 +94,18 @@ impl App {
         )
         .context("starting the inbox writer")?;
         let faq = crate::faq::FaqService::new(config.faq.clone());
+        // On SQLite the outbox's writes queue behind the group commits (one writer per file).
+        let outbox_writer = (store.backend() == Backend::Sqlite).then(|| writer.clone());
+        let outbox = crate::outbox::Outbox::new(
+            Arc::clone(&config),
+            Arc::clone(&channels),
+            store.clone(),
+            outbox_writer,
+            clock.clone(),
+        )
+        .context("outbox")?;
         let bot = BotContext {
+            outbox: Some(outbox.clone()),
             faq: Arc::clone(&faq),
             writer: writer.clone(),
             store: store.clone(),
@@ -125,11 +136,15 @@ impl App {
             ingress,
             metrics,
             faq,
+            outbox: outbox.clone(),
         };
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(sweeper(state.ingress.clone(), shutdown.clone())),
             tokio::spawn(lifecycle_job(state.clone(), shutdown.clone())),
         ];
+        if state.config.outbox.enabled {
+            background.push(outbox.spawn(shutdown.clone()));
+        }
         Ok(Self {
             listener,
             state,

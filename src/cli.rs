@@ -39,6 +39,15 @@ pub enum Command {
     ConfigExample,
     /// Send a signed, encrypted callback to a running server and print the reply.
     Send(SendArgs),
+    /// See it work without a WeCom account: the real server and a local WeCom stand-in, driven
+    /// by a scripted community (welcome, sign-in, FAQ, an ops command, a push).
+    Demo,
+    /// Run the local WeCom / MP API stand-in (for trying outbound messages and for tests).
+    FakeWecom {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: String,
+    },
     /// FAQ knowledge base tools.
     #[command(subcommand)]
     Faq(FaqCommand),
@@ -120,7 +129,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    crate::telemetry::init(&loaded.config.log);
+    let mut log = loaded.config.log.clone();
+    if matches!(cli.command, Command::Demo) {
+        // The demo prints a conversation; routine log lines would drown it.
+        log.level = "warn".into();
+    }
+    crate::telemetry::init(&log);
     let result = match cli.command {
         Command::Serve => serve(loaded.config).await,
         Command::Migrate => migrate(&loaded.config).await,
@@ -134,6 +148,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Send(args) => send_cmd(&loaded.config, &args).await,
         Command::Faq(command) => faq_cmd(&loaded.config, command).await,
+        Command::Demo => crate::demo::run().await,
+        Command::FakeWecom { listen } => fake_wecom(&listen).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -356,5 +372,20 @@ async fn send_cmd(config: &Config, args: &SendArgs) -> anyhow::Result<()> {
         Some(text) => println!("reply: {text}"),
         None => println!("(no reply)"),
     }
+    Ok(())
+}
+
+async fn fake_wecom(listen: &str) -> anyhow::Result<()> {
+    let fake = crate::fake_wecom::FakeWecom::start(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    println!(
+        "WeCom stand-in on {} — set api.wecom_base and api.mp_base to this address.",
+        fake.base_url()
+    );
+    println!(
+        "Inspect: GET /_fake/deliveries, /_fake/requests, /_fake/stats; faults: POST /_fake/faults"
+    );
+    tokio::signal::ctrl_c().await.ok();
     Ok(())
 }

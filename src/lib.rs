@@ -16,14 +16,20 @@ pub mod clock;
 pub mod commands;
 /// Typed configuration: embedded defaults, TOML file, `YUNYING_` environment overrides.
 pub mod config;
+/// `yunying demo`: a scripted community against the real server and the stand-in.
+pub mod demo;
 /// The normalized event every channel's deliveries become.
 pub mod events;
+/// A local stand-in for the WeCom and MP APIs (`yunying fake-wecom`, tests, `yunying demo`).
+pub mod fake_wecom;
 /// FAQ answers: Chinese question matching over the knowledge base.
 pub mod faq;
 /// Callback → verified event → durable inbox (group commit) → handlers → passive reply.
 pub mod ingress;
 /// Member registry and activity tracking.
 pub mod members;
+/// Outbound messages: the durable outbox, its workers, rate limits, tokens and welcomes.
+pub mod outbox;
 /// Sign-in points: ledger, streaks, levels, leaderboards.
 pub mod points;
 /// Building signed, encrypted callbacks as the platform would (`yunying send`, tests).

@@ -23,6 +23,13 @@ pub enum Simulated {
         group: String,
         members: Vec<String>,
     },
+    /// A customer added a staff member (`change_external_contact` / `add_external_contact`).
+    ContactAdded {
+        staff: String,
+        external: String,
+        state: Option<String>,
+        welcome_code: Option<String>,
+    },
 }
 
 /// A request ready to send: query string (already encoded), headers and body.
@@ -87,6 +94,17 @@ pub fn inner_payload(
                 cdata(name.as_deref().unwrap_or(from)), cdata(from), cdata(&content)
             ))
         }
+        (ChannelKind::WecomApp, Simulated::ContactAdded { staff, external, state, welcome_code }) => {
+            let opt = |tag: &str, v: &Option<String>| v.as_ref().map(|v| format!("<{tag}>{}</{tag}>", cdata(v))).unwrap_or_default();
+            Ok(format!(
+                "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{timestamp}</CreateTime><MsgType>{}</MsgType><Event>{}</Event><ChangeType>{}</ChangeType><UserID>{}</UserID><ExternalUserID>{}</ExternalUserID>{}{}</xml>",
+                cdata(&channel.receive_id), cdata("sys"), cdata("event"), cdata("change_external_contact"),
+                cdata("add_external_contact"), cdata(staff), cdata(external), opt("State", state), opt("WelcomeCode", welcome_code)
+            ))
+        }
+        (_, Simulated::ContactAdded { .. }) => Err(SendError::Unsupported(
+            "customer-contact events come from wecom_app channels".into(),
+        )),
         (ChannelKind::WecomRobot, Simulated::Join { .. }) => Err(SendError::Unsupported(
             "group robots are not told when members join; use a wecom_app (customer group) or gateway channel".into(),
         )),

@@ -14,4 +14,5 @@ pub struct AppState {
     pub ingress: Ingress,
     pub metrics: Metrics,
     pub faq: Arc<crate::faq::FaqService>,
+    pub outbox: crate::outbox::Outbox,
 }

@@ -66,6 +66,14 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/commands/usage.txt.j2"),
     ),
     (
+        "outbound/welcome_contact.txt.j2",
+        include_str!("../templates/outbound/welcome_contact.txt.j2"),
+    ),
+    (
+        "outbound/welcome_group.txt.j2",
+        include_str!("../templates/outbound/welcome_group.txt.j2"),
+    ),
+    (
         "replies/pong.txt.j2",
         include_str!("../templates/replies/pong.txt.j2"),
     ),

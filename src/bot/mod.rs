@@ -36,6 +36,8 @@ pub struct BotContext {
     pub timezone: chrono_tz::Tz,
     /// The FAQ knowledge base in memory.
     pub faq: Arc<crate::faq::FaqService>,
+    /// Outbound messages (welcomes, pushes); absent when the outbox is off.
+    pub outbox: Option<crate::outbox::Outbox>,
 }
 
 pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Outcome>> + Send + 'a>>;
@@ -58,6 +60,7 @@ impl Dispatcher {
     pub fn standard(config: &crate::config::Config) -> Self {
         Self::default()
             .with(crate::members::rules::TagRules::new(&config.tag_rules))
+            .with(crate::outbox::welcome::Welcomer::new(config))
             .with(crate::commands::MuteGate::default())
             .with(crate::commands::CommandHandler::new(
                 config.commands.clone(),

@@ -30,8 +30,76 @@ pub struct Config {
     #[serde(default)]
     pub tag_rules: Vec<TagRuleConfig>,
     pub ops_api: OpsApiConfig,
+    pub api: ApiConfig,
+    pub outbox: OutboxConfig,
+    pub welcome: WelcomeConfig,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
+}
+
+/// Where the platform APIs are (a local stand-in for tests and the demo).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// WeCom server API, e.g. `https://qyapi.weixin.qq.com`.
+    pub wecom_base: String,
+    /// WeChat MP API, e.g. `https://api.weixin.qq.com`.
+    pub mp_base: String,
+    /// Longest wait for one API call.
+    pub timeout_ms: u64,
+}
+
+/// The durable outbox: workers, retries and rate limits (发送队列).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxConfig {
+    /// Whether this process sends (several replicas may all send; each row goes out once).
+    pub enabled: bool,
+    /// How often an idle worker looks for due rows.
+    pub poll_interval_ms: u64,
+    /// Rows claimed and sent concurrently per round.
+    pub batch_size: usize,
+    /// A claimed row not marked within this time is claimed again (a crashed worker).
+    pub lease_secs: i64,
+    /// Attempts before a transiently failing row goes dead.
+    pub max_attempts: i64,
+    /// Retry delay: random between 0 and min(cap, base × 2^attempt) (full jitter).
+    pub backoff_base_ms: i64,
+    pub backoff_cap_ms: i64,
+    /// Group robot: most messages per robot per minute (platform: 20).
+    pub robot_per_minute: u32,
+    /// App messages: most per member per minute and per hour (platform: 30 and 1000).
+    pub member_per_minute: u32,
+    pub member_per_hour: u32,
+    /// Most API calls per second per channel (token bucket); 0 = no limit.
+    pub channel_per_second: u32,
+    /// Scheduled sends due in the first N seconds after :00 and :30 are spread over the next N
+    /// seconds (the platform asks to avoid those peaks); 0 = off.
+    pub avoid_peak_secs: i64,
+    /// WeCom's duplicate check on app messages: a re-send after a crash within this window is
+    /// not delivered twice (max 14400).
+    pub duplicate_check_secs: i64,
+    /// Customer mass sends per recipient per month; 0 = as many as the month has days.
+    pub customer_monthly_quota: i64,
+    /// How often a mass-send task is asked for its results, and when to give up waiting for
+    /// staff to confirm it.
+    pub task_poll_secs: i64,
+    pub task_expire_hours: i64,
+}
+
+/// Welcome messages (欢迎语).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WelcomeConfig {
+    /// A new customer contact gets `outbound/welcome_contact` through `send_welcome_msg`.
+    pub contact: bool,
+    /// A member joining a group gets `outbound/welcome_group` through the group's robot.
+    pub group: bool,
+    /// Group rules shown in the group welcome.
+    pub group_rules: String,
+    /// Welcome texts by the State of the contact-way code that brought the contact.
+    #[serde(default)]
+    pub by_state: BTreeMap<String, String>,
 }
 
 /// Lifecycle stage thresholds, in days (生命周期).
@@ -322,6 +390,12 @@ pub struct ChannelConfig {
     /// `wecom_robot`: the robot's display name, stripped from `@name` at the start of texts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub robot_name: Option<String>,
+    /// `wecom_robot`: group chat ids this robot sits in (`*`: any), for group welcomes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// `wecom_app` / `wecom_robot`: send welcome messages from this channel.
+    #[serde(default = "yes")]
+    pub welcome: bool,
     /// `gateway`: URL to POST active messages to (outbound).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_url: Option<String>,

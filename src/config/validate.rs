@@ -257,6 +257,7 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
     for (id, channel) in &config.channels {
         issues.extend(validate_channel(id, channel));
     }
+    validate_outbound(config, &mut issues);
     issues
 }
 
@@ -269,7 +270,7 @@ fn keys_for(kind: ChannelKind) -> (&'static [&'static str], &'static [&'static s
         ),
         ChannelKind::WecomRobot => (
             &["token", "encoding_aes_key"],
-            &["webhook_key", "robot_name", "scope"],
+            &["webhook_key", "robot_name", "scope", "groups"],
         ),
         ChannelKind::WechatMp => (
             &["token", "app_id"],
@@ -281,7 +282,8 @@ fn keys_for(kind: ChannelKind) -> (&'static [&'static str], &'static [&'static s
 
 fn present(channel: &ChannelConfig) -> Vec<&'static str> {
     let mut keys = Vec::new();
-    let pairs: [(&'static str, bool); 10] = [
+    let pairs: [(&'static str, bool); 11] = [
+        ("groups", !channel.groups.is_empty()),
         ("scope", channel.scope.is_some()),
         ("token", channel.token.is_some()),
         ("encoding_aes_key", channel.encoding_aes_key.is_some()),
@@ -359,4 +361,71 @@ fn validate_channel(id: &str, channel: &ChannelConfig) -> Vec<(String, String)> 
         }
     }
     issues
+}
+
+fn validate_outbound(config: &Config, issues: &mut Vec<(String, String)>) {
+    let mut bad = |key: &str, reason: &str| issues.push((key.to_owned(), reason.to_owned()));
+    for (key, base) in [
+        ("api.wecom_base", &config.api.wecom_base),
+        ("api.mp_base", &config.api.mp_base),
+    ] {
+        if url::Url::parse(base).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+            bad(
+                key,
+                "must be an http(s) URL such as https://qyapi.weixin.qq.com",
+            );
+        }
+    }
+    if !(100..=60_000).contains(&config.api.timeout_ms) {
+        bad("api.timeout_ms", "must be between 100 and 60000");
+    }
+    let o = &config.outbox;
+    if !(1..=1000).contains(&o.batch_size) {
+        bad("outbox.batch_size", "must be between 1 and 1000");
+    }
+    if !(10..=60_000).contains(&o.poll_interval_ms) {
+        bad("outbox.poll_interval_ms", "must be between 10 and 60000");
+    }
+    if o.lease_secs < 5 {
+        bad(
+            "outbox.lease_secs",
+            "must be at least 5 (longer than one API call)",
+        );
+    }
+    if o.max_attempts < 1 {
+        bad("outbox.max_attempts", "must be at least 1");
+    }
+    if o.backoff_base_ms < 1 || o.backoff_cap_ms < o.backoff_base_ms {
+        bad(
+            "outbox.backoff_cap_ms",
+            "backoff_base_ms must be positive and backoff_cap_ms at least as large",
+        );
+    }
+    if o.robot_per_minute == 0 || o.member_per_minute == 0 || o.member_per_hour == 0 {
+        bad(
+            "outbox.robot_per_minute",
+            "robot_per_minute, member_per_minute and member_per_hour must be positive",
+        );
+    }
+    if !(0..=900).contains(&o.avoid_peak_secs) {
+        bad("outbox.avoid_peak_secs", "must be between 0 (off) and 900");
+    }
+    if !(0..=14_400).contains(&o.duplicate_check_secs) {
+        bad(
+            "outbox.duplicate_check_secs",
+            "must be between 0 (off) and 14400 (WeCom's maximum, 4 h)",
+        );
+    }
+    if o.customer_monthly_quota < 0 {
+        bad(
+            "outbox.customer_monthly_quota",
+            "must be 0 (days of the month) or more",
+        );
+    }
+    if o.task_poll_secs < 1 || o.task_expire_hours < 1 {
+        bad(
+            "outbox.task_poll_secs",
+            "task_poll_secs and task_expire_hours must be positive",
+        );
+    }
 }

@@ -10,6 +10,7 @@ pub mod inbox;
 pub mod layers;
 pub mod lifecycle;
 pub mod members;
+pub mod outbox;
 pub mod points;
 pub mod redemption;
 pub mod segments;

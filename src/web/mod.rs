@@ -5,6 +5,7 @@ mod callbacks;
 mod faq_api;
 mod health;
 mod ops_api;
+mod outbox_api;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .merge(callbacks)
         .merge(ops_api::router())
         .merge(faq_api::router())
+        .merge(outbox_api::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

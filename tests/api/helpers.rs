@@ -54,6 +54,14 @@ pub fn pg_url() -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// A fresh database of `backend`: a SQLite file in `dir`, or a new PostgreSQL database.
+pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("test.db").display()),
+        Backend::Postgres => fresh_pg_database().await,
+    }
+}
+
 /// A fresh PostgreSQL database named after a random id; returns its URL.
 async fn fresh_pg_database() -> String {
     use sqlx::Connection as _;
@@ -98,6 +106,8 @@ pub fn channel_config(kind: ChannelKind) -> ChannelConfig {
         webhook_key: None,
         robot_name: None,
         send_url: None,
+        groups: Vec::new(),
+        welcome: true,
     }
 }
 

@@ -12,12 +12,15 @@ mod lifecycle;
 mod makeup;
 mod members;
 mod ops_api;
+mod outbox;
+mod outbox_processes;
 mod redeem;
 mod rejections;
 mod resilience;
 mod segments;
 mod signin;
 mod tag_rules;
+mod welcome;
 mod writer;
 
 #[test]

@@ -1,0 +1,236 @@
+//! The durable outbox (发送队列): every outbound message is a row with a unique idempotency key,
+//! written in the transaction of the change that caused it, then claimed, rate-limited, sent and
+//! marked by [`worker`]s — exactly once across retries, crashes and replicas (app messages use
+//! WeCom's duplicate check for the one gap a crash leaves: sent but not yet marked).
+
+pub mod limits;
+pub mod tokens;
+pub mod welcome;
+pub mod worker;
+
+use crate::config::{ChannelKind, Config};
+use crate::store::outbox::{self as rows, NewOutbox};
+use crate::store::{StoreError, Tx};
+use crate::wecom::api::types::{
+    AddMsgTemplate, AppMessage, AppchatSend, CustomSend, MessageSend, RobotMessage, SendWelcomeMsg,
+    Text,
+};
+
+pub use worker::{Outbox, OutboxHandle};
+
+/// Priorities: welcomes must leave within seconds; scheduled pushes can wait.
+pub const PRIORITY_URGENT: i64 = 10;
+pub const PRIORITY_NORMAL: i64 = 0;
+
+/// What to send, before it becomes a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// `message/send` to internal members (user ids).
+    App {
+        to: Vec<String>,
+        message: AppMessage,
+    },
+    /// `appchat/send` to a group chat the app created.
+    Appchat {
+        chat_id: String,
+        message: AppMessage,
+    },
+    /// `webhook/send` through a group robot.
+    Robot(RobotMessage),
+    /// `send_welcome_msg` with the code of an add-contact event.
+    Welcome { welcome_code: String, text: String },
+    /// WeChat MP customer-service message to a follower.
+    Mp { openid: String, message: AppMessage },
+    /// `add_msg_template` to customers (`single`) of `sender`.
+    Mass {
+        sender: String,
+        recipients: Vec<String>,
+        text: String,
+    },
+}
+
+impl Outbound {
+    pub fn text(content: impl Into<String>) -> AppMessage {
+        AppMessage::Text {
+            text: Text {
+                content: content.into(),
+            },
+        }
+    }
+}
+
+/// A message with its idempotency key and channel.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Unique per intended delivery, e.g. `campaign:7:run:3:user:u1` or `welcome:<event key>`.
+    pub idem_key: String,
+    pub channel_id: String,
+    pub message: Outbound,
+    pub priority: i64,
+    pub not_before_ms: i64,
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Why a message cannot be queued on a channel.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error("unknown or disabled channel `{0}`")]
+    UnknownChannel(String),
+    #[error("channel `{channel}` ({kind}) cannot send {what}")]
+    WrongKind {
+        channel: String,
+        kind: &'static str,
+        what: &'static str,
+    },
+    #[error("channel `{channel}` needs `{key}` to send")]
+    MissingKey { channel: String, key: &'static str },
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Turns an envelope into its row: the API body as JSON, checked against the channel.
+pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError> {
+    let channel = config
+        .channels
+        .get(&env.channel_id)
+        .filter(|c| c.enabled)
+        .ok_or_else(|| EnqueueError::UnknownChannel(env.channel_id.clone()))?;
+    let need = |kind: ChannelKind, what: &'static str| {
+        if channel.kind == kind {
+            Ok(())
+        } else {
+            Err(EnqueueError::WrongKind {
+                channel: env.channel_id.clone(),
+                kind: channel.kind.as_str(),
+                what,
+            })
+        }
+    };
+    let missing = |key: &'static str| EnqueueError::MissingKey {
+        channel: env.channel_id.clone(),
+        key,
+    };
+    let json = |v: &dyn erased::Json| v.to_json();
+    let (kind, recipient, payload, sender) = match &env.message {
+        Outbound::App { to, message } => {
+            need(ChannelKind::WecomApp, "app messages")?;
+            if to.is_empty() || to.len() > 1000 {
+                return Err(EnqueueError::Invalid("1 to 1000 recipients".into()));
+            }
+            channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
+            let agentid = channel.agent_id.ok_or_else(|| missing("agent_id"))?;
+            let dup = config.outbox.duplicate_check_secs;
+            let body = MessageSend {
+                touser: to.join("|"),
+                toparty: String::new(),
+                totag: String::new(),
+                agentid,
+                message: message.clone(),
+                safe: 0,
+                enable_duplicate_check: u8::from(dup > 0),
+                duplicate_check_interval: (dup > 0).then_some(dup),
+            };
+            ("app_message", to.join("|"), json(&body), None)
+        }
+        Outbound::Appchat { chat_id, message } => {
+            need(ChannelKind::WecomApp, "app group chat messages")?;
+            channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
+            let body = AppchatSend {
+                chatid: chat_id.clone(),
+                message: message.clone(),
+                safe: 0,
+            };
+            ("appchat", chat_id.clone(), json(&body), None)
+        }
+        Outbound::Robot(message) => {
+            need(ChannelKind::WecomRobot, "robot messages")?;
+            channel
+                .webhook_key
+                .as_ref()
+                .ok_or_else(|| missing("webhook_key"))?;
+            ("robot", env.channel_id.clone(), json(message), None)
+        }
+        Outbound::Welcome { welcome_code, text } => {
+            need(ChannelKind::WecomApp, "welcome messages")?;
+            channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
+            let body = SendWelcomeMsg {
+                welcome_code: welcome_code.clone(),
+                text: Text {
+                    content: text.clone(),
+                },
+            };
+            ("welcome", welcome_code.clone(), json(&body), None)
+        }
+        Outbound::Mp { openid, message } => {
+            need(ChannelKind::WechatMp, "customer-service messages")?;
+            channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
+            let body = CustomSend {
+                touser: openid.clone(),
+                message: message.clone(),
+            };
+            ("mp_custom", openid.clone(), json(&body), None)
+        }
+        Outbound::Mass {
+            sender,
+            recipients,
+            text,
+        } => {
+            need(ChannelKind::WecomApp, "customer mass sends")?;
+            channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
+            if recipients.is_empty() || recipients.len() > 10_000 {
+                return Err(EnqueueError::Invalid("1 to 10000 recipients".into()));
+            }
+            let body = AddMsgTemplate {
+                chat_type: "single".into(),
+                external_userid: recipients.clone(),
+                chat_id_list: Vec::new(),
+                sender: sender.clone(),
+                text: Text {
+                    content: text.clone(),
+                },
+            };
+            (
+                "mass_template",
+                sender.clone(),
+                json(&body),
+                Some(sender.clone()),
+            )
+        }
+    };
+    Ok(NewOutbox {
+        idem_key: env.idem_key.clone(),
+        channel_id: env.channel_id.clone(),
+        kind: kind.to_owned(),
+        recipient,
+        payload,
+        priority: env.priority,
+        not_before_ms: env.not_before_ms,
+        expires_at_ms: env.expires_at_ms,
+        task_sender: sender,
+    })
+}
+
+/// Writes the message into the caller's transaction; `false` when its key was queued before.
+pub async fn enqueue(
+    tx: &mut Tx,
+    config: &Config,
+    env: &Envelope,
+    now_ms: i64,
+) -> Result<bool, EnqueueError> {
+    let row = to_row(config, env)?;
+    Ok(rows::enqueue(tx, &row, now_ms).await?)
+}
+
+/// Serializing the different API bodies through one function.
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Ops API for outbound messages (`/api/v1/outbox`, bearer token): push a message through the
+//! outbox, list rows by state, counts per state, and re-queue dead rows.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::ops_api::{error, internal, Operator};
+use crate::outbox::{EnqueueError, Envelope, Outbound, PRIORITY_NORMAL};
+use crate::state::AppState;
+use crate::wecom::api::types::{RobotMessage, RobotText, Text};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/outbox", get(list).post(push))
+        .route("/api/v1/outbox/stats", get(stats))
+        .route("/api/v1/outbox/requeue", post(requeue_all))
+        .route("/api/v1/outbox/{id}/requeue", post(requeue_one))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushBody {
+    channel: String,
+    /// Recipients: user ids (wecom_app), one OpenID (wechat_mp), customers (mass); ignored by robots.
+    #[serde(default)]
+    to: Vec<String>,
+    text: String,
+    /// `text` (default), `markdown`, or `mass` (customer mass send; needs `sender`).
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    sender: Option<String>,
+    /// Idempotency key: the same key is queued once. Default: a new one per call.
+    #[serde(default)]
+    key: Option<String>,
+    /// Send no earlier than this (epoch ms).
+    #[serde(default)]
+    not_before_ms: Option<i64>,
+}
+
+async fn push(_: Operator, State(state): State<AppState>, Json(b): Json<PushBody>) -> Response {
+    if b.text.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "text must not be empty");
+    }
+    let kind = state
+        .config
+        .channels
+        .get(&b.channel)
+        .map(|c| c.kind.as_str());
+    let markdown = b.format.as_deref() == Some("markdown");
+    let content = Text {
+        content: b.text.clone(),
+    };
+    let app_message = if markdown {
+        crate::wecom::api::types::AppMessage::Markdown {
+            markdown: content.clone(),
+        }
+    } else {
+        Outbound::text(b.text.clone())
+    };
+    let message = match (kind, b.format.as_deref()) {
+        (None, _) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("unknown channel `{}`", b.channel),
+            )
+        }
+        (Some("wecom_app"), Some("mass")) => Outbound::Mass {
+            sender: match b.sender.clone() {
+                Some(s) if !s.is_empty() => s,
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "a mass send needs `sender` (the staff member who confirms it)",
+                    )
+                }
+            },
+            recipients: b.to.clone(),
+            text: b.text.clone(),
+        },
+        (Some("wecom_app"), _) => Outbound::App {
+            to: b.to.clone(),
+            message: app_message,
+        },
+        (Some("wechat_mp"), _) => match b.to.as_slice() {
+            [openid] => Outbound::Mp {
+                openid: openid.clone(),
+                message: app_message,
+            },
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "wechat_mp sends to exactly one OpenID",
+                )
+            }
+        },
+        (Some("wecom_robot"), _) if markdown => {
+            Outbound::Robot(RobotMessage::Markdown { markdown: content })
+        }
+        (Some("wecom_robot"), _) => Outbound::Robot(RobotMessage::Text {
+            text: RobotText {
+                content: b.text.clone(),
+                mentioned_list: b.to.clone(),
+                ..RobotText::default()
+            },
+        }),
+        (Some(other), _) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("channel kind {other} has no outbound messages here"),
+            )
+        }
+    };
+    let now = state.ingress.clock().now_ms();
+    let key = b
+        .key
+        .clone()
+        .unwrap_or_else(|| format!("api:{now}:{:016x}", rand::random::<u64>()));
+    let env = Envelope {
+        idem_key: key.clone(),
+        channel_id: b.channel.clone(),
+        message,
+        priority: PRIORITY_NORMAL,
+        not_before_ms: b.not_before_ms.unwrap_or(now),
+        expires_at_ms: None,
+    };
+    match state.outbox.enqueue(env).await {
+        Ok(created) => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(json!({ "key": key, "queued": created }))).into_response()
+        }
+        Err(EnqueueError::Store(e)) => internal(e),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list(_: Operator, State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    match state.store.outbox_rows(q.state.as_deref(), limit).await {
+        Ok(rows) => Json(json!({ "rows": rows })).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+async fn stats(_: Operator, State(state): State<AppState>) -> Response {
+    match state.store.outbox_counts().await {
+        Ok(counts) => {
+            let map: serde_json::Map<String, serde_json::Value> =
+                counts.into_iter().map(|(s, n)| (s, json!(n))).collect();
+            Json(json!({ "states": map })).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn requeue_one(_: Operator, State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+    let now = state.ingress.clock().now_ms();
+    match state.store.requeue_outbox(Some(id), now).await {
+        Ok(0) => error(StatusCode::NOT_FOUND, format!("no dead row {id}")),
+        Ok(n) => {
+            state.outbox.wake();
+            Json(json!({ "requeued": n })).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+async fn requeue_all(_: Operator, State(state): State<AppState>) -> Response {
+    let now = state.ingress.clock().now_ms();
+    match state.store.requeue_outbox(None, now).await {
+        Ok(n) => {
+            state.outbox.wake();
+            Json(json!({ "requeued": n })).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
