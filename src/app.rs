@@ -145,6 +145,12 @@ impl App {
         if state.config.outbox.enabled {
             background.push(outbox.spawn(shutdown.clone()));
         }
+        if crate::members::tag_sync::sync_channels(&state.config)
+            .next()
+            .is_some()
+        {
+            background.push(tokio::spawn(tag_mirror(state.clone(), shutdown.clone())));
+        }
         Ok(Self {
             listener,
             state,
@@ -214,6 +220,22 @@ async fn sweeper(ingress: Ingress, shutdown: CancellationToken) {
     }
 }
 
+/// Mirrors local changes of WeCom-mapped tags to WeCom (through the outbox) every few seconds.
+async fn tag_mirror(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        match crate::members::tag_sync::mirror(&state.outbox, &state.store, &state.config).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(queued = n, "tag changes queued for WeCom"),
+            Err(e) => tracing::warn!(error = %e, "tag mirror failed"),
+        }
+    }
+}
+
 /// Recomputes lifecycle stages and value layers every ten minutes (the scheduler issue will move this onto cron
 /// ticks claimed once across replicas; recomputing twice is harmless meanwhile).
 async fn lifecycle_job(state: AppState, shutdown: CancellationToken) {
@@ -242,7 +264,40 @@ async fn lifecycle_job(state: AppState, shutdown: CancellationToken) {
         {
             tracing::warn!(error = %e, "value layers recompute failed");
         }
+        match apply_state_rules(&state, now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(changed = n, "state tag rules applied"),
+            Err(e) => tracing::warn!(error = %e, "state tag rules failed"),
+        }
     }
+}
+
+/// Applies the state tag rules (configured and stored) to every member of every scope.
+pub async fn apply_state_rules(
+    state: &AppState,
+    now_ms: i64,
+) -> Result<usize, crate::store::StoreError> {
+    use crate::members::{rule_spec, rules, state_rules};
+    let mut all: Vec<rule_spec::Rule> = state
+        .config
+        .tag_rules
+        .iter()
+        .filter_map(|c| rule_spec::compile(c).ok())
+        .collect();
+    all.extend(rules::compile_rows(&state.store.tag_rule_rows().await?));
+    if !all.iter().any(|r| r.trigger.is_state()) {
+        return Ok(0);
+    }
+    let ctx = state_rules::StateContext {
+        levels: &state.config.points.levels,
+        now_ms,
+        timezone: state.config.timezone(),
+    };
+    let mut changed = 0;
+    for scope in state.store.member_scopes().await? {
+        changed += state_rules::apply(&state.store, all.iter(), &scope, None, &ctx).await?;
+    }
+    Ok(changed)
 }
 
 /// Cancels `token` on Ctrl-C or SIGTERM.

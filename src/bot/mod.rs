@@ -49,17 +49,21 @@ pub trait Handler: Send + Sync + 'static {
     fn handle<'a>(&'a self, ctx: &'a BotContext, event: &'a Event) -> HandlerFuture<'a>;
 }
 
-/// The ordered handler chain. Cheap to clone.
+/// The ordered handler chain, and handlers that run after it whatever it answered. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Dispatcher {
     handlers: Arc<Vec<Arc<dyn Handler>>>,
+    after: Arc<Vec<Arc<dyn Handler>>>,
 }
 
 impl Dispatcher {
     /// The built-in chain, in order.
     pub fn standard(config: &crate::config::Config) -> Self {
+        let rules = crate::members::rules::TagRules::new(&config.tag_rules, &config.points.levels);
         Self::default()
-            .with(crate::members::rules::TagRules::new(&config.tag_rules))
+            .with(crate::members::contacts::Follows)
+            .with(crate::members::tag_sync::TagSyncEvents)
+            .with(rules.clone())
             .with(crate::outbox::welcome::Welcomer::new(config))
             .with(crate::commands::MuteGate::default())
             .with(crate::commands::CommandHandler::new(
@@ -69,12 +73,32 @@ impl Dispatcher {
             .with(Ping)
             .with(crate::points::PointsHandler::new(config.points.clone()))
             .with(crate::faq::FaqHandler)
+            .with_after(crate::members::contacts::StageOnEvent::new(
+                config.lifecycle.clone(),
+            ))
+            .with_after(rules.state_rules_after_events())
     }
 
     #[must_use]
     pub fn with(mut self, handler: impl Handler) -> Self {
         Arc::make_mut(&mut self.handlers).push(Arc::new(handler));
         self
+    }
+
+    /// Adds a handler that runs after the chain on every event (its answer is ignored; a
+    /// failure is logged, and the periodic jobs repair what it missed).
+    #[must_use]
+    pub fn with_after(mut self, handler: impl Handler) -> Self {
+        Arc::make_mut(&mut self.after).push(Arc::new(handler));
+        self
+    }
+
+    async fn run_after(&self, ctx: &BotContext, event: &Event) {
+        for handler in self.after.iter() {
+            if let Err(e) = handler.handle(ctx, event).await {
+                tracing::warn!(handler = handler.name(), key = %event.dedupe_key, error = %e, "after-handler failed");
+            }
+        }
     }
 
     /// Runs handlers in order until one replies. A handler error stops the chain and is
@@ -87,8 +111,14 @@ impl Dispatcher {
     ) -> Result<Option<String>, HandlerError> {
         for handler in self.handlers.iter() {
             match handler.handle(ctx, event).await {
-                Ok(Outcome::Reply(text)) => return Ok(Some(text)),
-                Ok(Outcome::Silent) => return Ok(None),
+                Ok(Outcome::Reply(text)) => {
+                    self.run_after(ctx, event).await;
+                    return Ok(Some(text));
+                }
+                Ok(Outcome::Silent) => {
+                    self.run_after(ctx, event).await;
+                    return Ok(None);
+                }
                 Ok(Outcome::Continue) => {}
                 Err(e) => {
                     tracing::error!(handler = handler.name(), key = %event.dedupe_key, error = %e, "handler failed; left for retry");
@@ -99,6 +129,7 @@ impl Dispatcher {
                 }
             }
         }
+        self.run_after(ctx, event).await;
         Ok(None)
     }
 }

@@ -178,3 +178,34 @@ fn secrets_never_appear_in_output() {
         Ok(())
     });
 }
+
+#[test]
+fn outbound_settings_are_checked_with_their_keys() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "o.toml",
+            r#"
+            [api]
+            wecom_base = "qyapi.weixin.qq.com"
+            [outbox]
+            batch_size = 0
+            duplicate_check_secs = 20000
+            [channels.r]
+            kind = "wecom_robot"
+            token = "t"
+            encoding_aes_key = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+            groups = ["wr1"]
+            webhook_key = "k"
+            "#,
+        )?;
+        let text = err_of(Some(Path::new("o.toml"))).to_string();
+        assert!(text.contains("api.wecom_base"), "{text}");
+        assert!(text.contains("outbox.batch_size"), "{text}");
+        assert!(text.contains("outbox.duplicate_check_secs"), "{text}");
+        assert!(
+            !text.contains("channels.r.groups"),
+            "groups belong to robots: {text}"
+        );
+        Ok(())
+    });
+}

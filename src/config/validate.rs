@@ -133,20 +133,13 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
 
     for (i, rule) in config.tag_rules.iter().enumerate() {
         let key = format!("tag_rules[{i}]");
-        match rule.when.as_str() {
-            "keyword" | "joined_group" | "channel_state" => {}
-            "regex" => {
-                if let Err(e) = regex::Regex::new(&rule.pattern) {
-                    bad(&format!("{key}.pattern"), format!("not a valid regex: {e}"));
-                }
-            }
-            other => bad(
-                &format!("{key}.when"),
-                format!("`{other}` is not keyword, regex, joined_group or channel_state"),
-            ),
-        }
-        if rule.pattern.trim().is_empty() || (rule.add.is_empty() && rule.remove.is_empty()) {
-            bad(&key, "needs a pattern and tags to add or remove".into());
+        if let Err(reason) = crate::members::rule_spec::compile(rule) {
+            let field = if reason.contains("is not one of") {
+                "when"
+            } else {
+                "pattern"
+            };
+            bad(&format!("{key}.{field}"), reason);
         }
     }
 

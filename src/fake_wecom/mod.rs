@@ -80,6 +80,18 @@ impl FakeWecom {
         confirm_task(&mut lock(&self.state), msgid)
     }
 
+    /// Seeds a customer: `{"external_userid", "name", "follow_user": [{"userid", "tags": […]}]}`.
+    pub fn add_contact(&self, contact: &Value) {
+        if let Some((id, record)) = contact_record(contact) {
+            lock(&self.state).contacts.insert(id, record);
+        }
+    }
+
+    /// Seeds a corp tag group: `{"group_id", "group_name", "tag": [{"id", "name"}]}`.
+    pub fn add_tag_group(&self, group: Value) {
+        lock(&self.state).tag_groups.push(group);
+    }
+
     pub fn tasks(&self) -> Vec<Task> {
         lock(&self.state).tasks.values().cloned().collect()
     }
@@ -703,16 +715,25 @@ async fn confirm(AxState(state): AxState<Shared>, Json(b): Json<ConfirmBody>) ->
     }
 }
 
-/// Seeds a customer: `{"external_userid", "name", "follow_user": [{"userid", …}]}`.
-async fn add_contact(AxState(state): AxState<Shared>, Json(c): Json<Value>) -> Response {
-    let id = c["external_userid"].as_str().unwrap_or("").to_owned();
-    if id.is_empty() {
-        return (StatusCode::BAD_REQUEST, "external_userid is required").into_response();
-    }
+fn contact_record(c: &Value) -> Option<(String, Value)> {
+    let id = c["external_userid"]
+        .as_str()
+        .filter(|s| !s.is_empty())?
+        .to_owned();
     let record = json!({
         "external_contact": { "external_userid": id, "name": c["name"], "type": 1 },
         "follow_user": c["follow_user"],
     });
-    lock(&state).contacts.insert(id, record);
-    ok(json!({}))
+    Some((id, record))
+}
+
+/// Seeds a customer: `{"external_userid", "name", "follow_user": [{"userid", "tags"?: […]}]}`.
+async fn add_contact(AxState(state): AxState<Shared>, Json(c): Json<Value>) -> Response {
+    match contact_record(&c) {
+        Some((id, record)) => {
+            lock(&state).contacts.insert(id, record);
+            ok(json!({}))
+        }
+        None => (StatusCode::BAD_REQUEST, "external_userid is required").into_response(),
+    }
 }

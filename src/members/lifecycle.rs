@@ -52,13 +52,18 @@ pub struct StageFacts {
     /// Groups the member was ever in, and is in now.
     pub groups_ever: i64,
     pub groups_now: i64,
+    /// Staff members who ever had the member as a customer contact, and still have.
+    pub contacts_ever: i64,
+    pub contacts_now: i64,
     /// The stage recorded last time, and since when.
     pub previous: Option<(Stage, i64)>,
 }
 
 /// The stage a member is in at `now`.
 pub fn stage_at(facts: &StageFacts, now_ms: i64, t: &LifecycleConfig) -> Stage {
-    if facts.groups_ever > 0 && facts.groups_now == 0 {
+    // Every connection gone: left all groups, deleted (or was deleted by) every staff member.
+    let had = facts.groups_ever + facts.contacts_ever > 0;
+    if had && facts.groups_now == 0 && facts.contacts_now == 0 {
         return Stage::Churned;
     }
     let idle_days = (now_ms - facts.last_active_at) / DAY_MS;
@@ -91,6 +96,27 @@ pub async fn recompute(
     now_ms: i64,
 ) -> Result<usize, StoreError> {
     let inputs = store.stage_inputs().await?;
+    apply_stages(store, inputs, config, now_ms).await
+}
+
+/// Recomputes the stage of one member (after an event of theirs).
+pub async fn recompute_member(
+    store: &Store,
+    config: &LifecycleConfig,
+    scope: &str,
+    user_id: &str,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    let inputs = store.stage_inputs_of(scope, user_id).await?;
+    apply_stages(store, inputs, config, now_ms).await
+}
+
+async fn apply_stages(
+    store: &Store,
+    inputs: Vec<(i64, StageFacts)>,
+    config: &LifecycleConfig,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
     let changes: Vec<StageChange> = inputs
         .into_iter()
         .filter_map(|(member_id, facts)| {
@@ -134,6 +160,8 @@ mod tests {
             last_active_at: NOW - idle_days * DAY_MS,
             groups_ever: 1,
             groups_now: 1,
+            contacts_ever: 0,
+            contacts_now: 0,
             previous,
         }
     }
@@ -163,5 +191,20 @@ mod tests {
             ..facts(60, 0, None)
         };
         assert_eq!(stage_at(&never_in_a_group, NOW, &c), Stage::Active);
+        let still_a_contact = StageFacts {
+            groups_now: 0,
+            contacts_ever: 1,
+            contacts_now: 1,
+            ..facts(60, 0, None)
+        };
+        assert_eq!(stage_at(&still_a_contact, NOW, &c), Stage::Active);
+        let deleted = StageFacts {
+            groups_ever: 0,
+            groups_now: 0,
+            contacts_ever: 2,
+            contacts_now: 0,
+            ..facts(60, 0, None)
+        };
+        assert_eq!(stage_at(&deleted, NOW, &c), Stage::Churned);
     }
 }

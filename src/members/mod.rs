@@ -2,9 +2,13 @@
 //! Domain code: it sees normalized events and the store, never HTTP or platform payloads.
 
 pub mod activity;
+pub mod contacts;
 pub mod layers;
 pub mod lifecycle;
+pub mod rule_spec;
 pub mod rules;
 pub mod segment;
+pub mod state_rules;
+pub mod tag_sync;
 
 pub use activity::{changes_for, local_day};

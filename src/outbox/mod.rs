@@ -12,8 +12,8 @@ use crate::config::{ChannelKind, Config};
 use crate::store::outbox::{self as rows, NewOutbox};
 use crate::store::{StoreError, Tx};
 use crate::wecom::api::types::{
-    AddMsgTemplate, AppMessage, AppchatSend, CustomSend, MessageSend, RobotMessage, SendWelcomeMsg,
-    Text,
+    AddMsgTemplate, AppMessage, AppchatSend, CustomSend, MarkTag, MessageSend, RobotMessage,
+    SendWelcomeMsg, Text,
 };
 
 pub use worker::{Outbox, OutboxHandle};
@@ -41,6 +41,8 @@ pub enum Outbound {
     Welcome { welcome_code: String, text: String },
     /// WeChat MP customer-service message to a follower.
     Mp { openid: String, message: AppMessage },
+    /// `mark_tag`: WeCom tag ids added to / removed from a customer of a staff member.
+    MarkTag(MarkTag),
     /// `add_msg_template` to customers (`single`) of `sender`.
     Mass {
         sender: String,
@@ -162,6 +164,11 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
                 },
             };
             ("welcome", welcome_code.clone(), json(&body), None)
+        }
+        Outbound::MarkTag(body) => {
+            need(ChannelKind::WecomApp, "customer tags")?;
+            channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
+            ("mark_tag", body.external_userid.clone(), json(body), None)
         }
         Outbound::Mp { openid, message } => {
             need(ChannelKind::WechatMp, "customer-service messages")?;

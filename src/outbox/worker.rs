@@ -25,7 +25,8 @@ use crate::store::outbox::{apply_marks, reserve_quota, Mark, OutboxRow};
 use crate::store::{Store, StoreError};
 use crate::wecom::api::errors::describe;
 use crate::wecom::api::types::{
-    AddMsgTemplate, AppchatSend, CustomSend, GroupMsgSendResultRequest, MessageSend, RobotMessage,
+    AddMsgTemplate, AppchatSend, CorpTagListRequest, CorpTagListResponse, CustomSend,
+    ExternalContactResponse, GroupMsgSendResultRequest, MarkTag, MessageSend, RobotMessage,
     SendWelcomeMsg,
 };
 use crate::wecom::api::{ApiClient, ApiError, ErrorClass};
@@ -67,6 +68,16 @@ enum Failure {
     Api(ApiError),
     Token(TokenError),
     Store(StoreError),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Api(e) => write!(f, "{}", reason(e)),
+            Self::Token(e) => write!(f, "{e}"),
+            Self::Store(e) => write!(f, "database: {e}"),
+        }
+    }
 }
 
 impl From<StoreError> for Failure {
@@ -125,16 +136,36 @@ impl Outbox {
     /// The customer's name from `externalcontact/get` (for a welcome addressed by name); `None`
     /// when the lookup fails, so the welcome still goes out in time.
     pub async fn contact_name(&self, channel_id: &str, external_userid: &str) -> Option<String> {
+        let found = self.external_contact(channel_id, external_userid).await;
+        found
+            .ok()
+            .map(|r| r.external_contact.name)
+            .filter(|n| !n.is_empty())
+    }
+
+    /// `externalcontact/get` with the channel's token.
+    pub async fn external_contact(
+        &self,
+        channel_id: &str,
+        external_userid: &str,
+    ) -> Result<ExternalContactResponse, String> {
         let api = &self.inner.api;
-        let found = self
-            .with_token(channel_id, |t| async move {
-                api.external_contact_get(&t, external_userid, "").await
-            })
-            .await;
-        match found {
-            Ok(r) => Some(r.external_contact.name).filter(|n| !n.is_empty()),
-            Err(_) => None,
-        }
+        self.with_token(channel_id, |t| async move {
+            api.external_contact_get(&t, external_userid, "").await
+        })
+        .await
+        .map_err(|f| f.to_string())
+    }
+
+    /// The corp tag library (`get_corp_tag_list`) with the channel's token.
+    pub async fn corp_tags(&self, channel_id: &str) -> Result<CorpTagListResponse, String> {
+        let api = &self.inner.api;
+        let all = &CorpTagListRequest::default();
+        self.with_token(channel_id, |t| async move {
+            api.get_corp_tag_list(&t, all).await
+        })
+        .await
+        .map_err(|f| f.to_string())
     }
 
     /// Wakes an idle worker (after rows were written elsewhere).
@@ -509,6 +540,15 @@ impl Outbox {
                 self.with_token(&row.channel_id, |t| async move {
                     api.send_welcome_msg(&t, body).await
                 })
+                .await?;
+                Ok(sent(None))
+            }
+            ("mark_tag", ChannelKind::WecomApp) => {
+                let body: &MarkTag = &serde_json::from_str(&row.payload).map_err(bad)?;
+                self.with_token(
+                    &row.channel_id,
+                    |t| async move { api.mark_tag(&t, body).await },
+                )
                 .await?;
                 Ok(sent(None))
             }

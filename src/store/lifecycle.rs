@@ -7,6 +7,9 @@ use crate::{on_pool, on_tx};
 const INPUTS: &str = "select m.id, m.first_seen_at, m.last_active_at, \
      cast((select count(*) from group_members gm where gm.member_id = m.id) as bigint), \
      cast((select count(*) from group_members gm where gm.member_id = m.id and gm.left_at is null) as bigint), \
+     cast((select count(*) from contact_follows cf where cf.scope = m.scope and cf.external_userid = m.platform_user_id) as bigint), \
+     cast((select count(*) from contact_follows cf where cf.scope = m.scope and cf.external_userid = m.platform_user_id \
+       and cf.removed_at is null) as bigint), \
      s.stage, s.since \
      from members m left join member_stages s on s.member_id = m.id";
 const SET: &str = "insert into member_stages (member_id, stage, since) values ($1, $2, $3) \
@@ -16,7 +19,17 @@ const LOG: &str =
 const HISTORY: &str = "select h.from_stage, h.to_stage, h.at from member_stage_history h \
      join members m on m.id = h.member_id where m.scope = $1 and m.platform_user_id = $2 order by h.id";
 
-type InputRow = (i64, i64, i64, i64, i64, Option<String>, Option<i64>);
+type InputRow = (
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+);
 
 /// A stage change to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,25 +45,19 @@ impl Store {
     pub async fn stage_inputs(&self) -> Result<Vec<(i64, StageFacts)>, StoreError> {
         let rows: Vec<InputRow> =
             on_pool!(self.pool(), p => sqlx::query_as::<_, InputRow>(INPUTS).fetch_all(p).await?);
-        Ok(rows
-            .into_iter()
-            .map(|(id, first, last, ever, now, stage, since)| {
-                let previous = stage
-                    .as_deref()
-                    .and_then(Stage::parse)
-                    .map(|s| (s, since.unwrap_or(0)));
-                (
-                    id,
-                    StageFacts {
-                        first_seen_at: first,
-                        last_active_at: last,
-                        groups_ever: ever,
-                        groups_now: now,
-                        previous,
-                    },
-                )
-            })
-            .collect())
+        Ok(facts_of(rows))
+    }
+
+    /// [`Store::stage_inputs`] for one member.
+    pub async fn stage_inputs_of(
+        &self,
+        scope: &str,
+        user_id: &str,
+    ) -> Result<Vec<(i64, StageFacts)>, StoreError> {
+        let sql = format!("{INPUTS} where m.scope = $1 and m.platform_user_id = $2");
+        let rows: Vec<InputRow> = on_pool!(self.pool(), p => sqlx::query_as::<_, InputRow>(&sql)
+            .bind(scope).bind(user_id).fetch_all(p).await?);
+        Ok(facts_of(rows))
     }
 
     /// A member's stage changes: (from, to, at), oldest first.
@@ -64,6 +71,29 @@ impl Store {
             .bind(scope).bind(user_id).fetch_all(p).await?),
         )
     }
+}
+
+fn facts_of(rows: Vec<InputRow>) -> Vec<(i64, StageFacts)> {
+    rows.into_iter()
+        .map(
+            |(id, first, last, ever, now, contacts_ever, contacts_now, stage, since)| {
+                let previous = stage
+                    .as_deref()
+                    .and_then(Stage::parse)
+                    .map(|s| (s, since.unwrap_or(0)));
+                let facts = StageFacts {
+                    first_seen_at: first,
+                    last_active_at: last,
+                    groups_ever: ever,
+                    groups_now: now,
+                    contacts_ever,
+                    contacts_now,
+                    previous,
+                };
+                (id, facts)
+            },
+        )
+        .collect()
 }
 
 /// Sets the member's stage and logs the change.

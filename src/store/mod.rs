@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod commands;
+pub mod contacts;
 mod error;
 pub mod faq;
 pub mod inbox;
@@ -13,6 +14,7 @@ pub mod members;
 pub mod outbox;
 pub mod points;
 pub mod redemption;
+pub mod rules;
 pub mod segments;
 pub mod sqlite_commit;
 pub mod tags;

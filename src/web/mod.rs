@@ -4,6 +4,7 @@
 mod callbacks;
 mod faq_api;
 mod health;
+mod members_api;
 mod ops_api;
 mod outbox_api;
 
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops_api::router())
         .merge(faq_api::router())
         .merge(outbox_api::router())
+        .merge(members_api::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

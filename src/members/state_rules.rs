@@ -1,0 +1,86 @@
+//! State rules applied set-wise: for each rule and each of its tags, the members who match the
+//! condition and still lack the tag get it (or still have it and lose it). Only real changes are
+//! written and logged (`rule:<id>`), so running it again — every event, every ten minutes —
+//! changes nothing.
+
+use super::rule_spec::{Rule, Trigger};
+use crate::config::LevelConfig;
+use crate::members::local_day;
+use crate::members::segment::{to_sql, SegmentContext};
+use crate::store::rules::RuleCondition;
+use crate::store::tags::{self, TagChange};
+use crate::store::{Store, StoreError};
+
+pub struct StateContext<'a> {
+    pub levels: &'a [LevelConfig],
+    pub now_ms: i64,
+    pub timezone: chrono_tz::Tz,
+}
+
+/// Applies every state rule among `rules` in `scope` (to `user` only, when given); returns the
+/// number of tag changes.
+pub async fn apply<'r>(
+    store: &Store,
+    rules: impl Iterator<Item = &'r Rule>,
+    scope: &str,
+    user: Option<&str>,
+    ctx: &StateContext<'_>,
+) -> Result<usize, StoreError> {
+    let mut changed = 0;
+    for rule in rules.filter(|r| r.trigger.is_state()) {
+        let compiled;
+        let condition = match &rule.trigger {
+            Trigger::Segment(expr) => {
+                let seg = SegmentContext {
+                    now_ms: ctx.now_ms,
+                    levels: ctx.levels,
+                };
+                compiled = match to_sql(expr, &seg, 2) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(rule = %rule.id, error = %e, "state rule skipped");
+                        continue;
+                    }
+                };
+                RuleCondition::Segment(&compiled)
+            }
+            Trigger::Activity { messages, days } => RuleCondition::Activity {
+                since_day: local_day(ctx.timezone, ctx.now_ms / 1000 - (days - 1) * 86_400),
+                messages: *messages,
+            },
+            _ => continue,
+        };
+        let by = format!("rule:{}", rule.id);
+        let wanted = rule
+            .add
+            .iter()
+            .map(|t| (t, true))
+            .chain(rule.remove.iter().map(|t| (t, false)));
+        for (tag, add) in wanted {
+            let users = store
+                .rule_candidates(scope, &condition, tag, !add, user)
+                .await?;
+            for chunk in users.chunks(500) {
+                let mut tx = store.begin_write().await?;
+                for user_id in chunk {
+                    let change = TagChange {
+                        scope,
+                        user_id,
+                        tag,
+                        source: "rule",
+                        by: &by,
+                        now_ms: ctx.now_ms,
+                    };
+                    let did = if add {
+                        tags::add(&mut tx, &change).await?
+                    } else {
+                        tags::remove(&mut tx, &change).await?
+                    };
+                    changed += usize::from(did);
+                }
+                tx.commit().await?;
+            }
+        }
+    }
+    Ok(changed)
+}
