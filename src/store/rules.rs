@@ -18,7 +18,7 @@ pub struct TagRuleRow {
     pub updated_at: i64,
 }
 
-/// The condition of a state rule, as SQL over `members m` (and `points_accounts a`).
+/// The condition of a state rule, as SQL over `members m`.
 pub enum RuleCondition<'a> {
     /// A compiled segment whose parameters are numbered from 2.
     Segment(&'a Compiled),
@@ -93,7 +93,7 @@ impl Store {
         let (tag_scope, tag_name) = (next, next + 1);
         next += 2;
         let mut sql = format!(
-            "select m.platform_user_id from members m left join points_accounts a on a.member_id = m.id \
+            "select m.platform_user_id from members m \
              where m.scope = $1 and {cond} and m.id {negate}in (select mt.member_id from member_tags mt \
              join tags t on t.id = mt.tag_id where t.scope = ${tag_scope} and t.name = ${tag_name})"
         );

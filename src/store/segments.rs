@@ -4,8 +4,7 @@ use super::{Store, StoreError};
 use crate::members::segment::{Bind, Compiled};
 use crate::on_pool;
 
-const FROM: &str =
-    "from members m left join points_accounts a on a.member_id = m.id where m.scope = $1 and ";
+const FROM: &str = "from members m where m.scope = $1 and ";
 
 /// Binds a compiled segment's values in order onto a query.
 macro_rules! bind_all {

@@ -17,7 +17,7 @@ pub enum Bind {
     Int(i64),
 }
 
-/// A segment as SQL: a condition over `members m` left-joined with `points_accounts a`.
+/// A segment as SQL: a condition over `members m`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compiled {
     pub condition: String,
@@ -105,18 +105,28 @@ fn sql(
                 .level_range(name)
                 .ok_or_else(|| unknown_level(ctx, name))?;
             let lo = param(binds, next, Bind::Int(min));
-            match next_min {
+            let in_range = match next_min {
                 Some(hi) => {
                     let hi = param(binds, next, Bind::Int(hi));
-                    format!("(coalesce(a.total_earned, 0) >= {lo} and coalesce(a.total_earned, 0) < {hi})")
+                    format!("(total_earned >= {lo} and total_earned < {hi})")
                 }
-                None => format!("coalesce(a.total_earned, 0) >= {lo}"),
-            }
+                None => format!("total_earned >= {lo}"),
+            };
+            let zero_in_range = min <= 0 && next_min.is_none_or(|h| 0 < h);
+            on_account(&in_range, zero_in_range)
+        }
+        Expr::Compare(field @ (Field::Points | Field::Earned), op, value) => {
+            let column = if *field == Field::Points {
+                "balance"
+            } else {
+                "total_earned"
+            };
+            let v = param(binds, next, Bind::Int(*value));
+            on_account(&format!("{column} {} {v}", op.sql()), op.holds(0, *value))
         }
         Expr::Compare(field, op, value) => {
             let column = match field {
-                Field::Points => "coalesce(a.balance, 0)".to_owned(),
-                Field::Earned => "coalesce(a.total_earned, 0)".to_owned(),
+                Field::Points | Field::Earned => unreachable!("handled above"),
                 Field::Messages => "m.message_count".to_owned(),
                 Field::DaysSinceActive => {
                     let now = param(binds, next, Bind::Int(ctx.now_ms));
@@ -131,6 +141,17 @@ fn sql(
             format!("{column} {} {v}", op.sql())
         }
     })
+}
+
+/// A condition on the member's points account as an uncorrelated sub-select (computed once,
+/// then probed) instead of a join per member. A member without an account has 0 points, so when
+/// 0 satisfies the condition the member is in unless their account fails it.
+fn on_account(condition: &str, holds_for_zero: bool) -> String {
+    if holds_for_zero {
+        format!("m.id not in (select member_id from points_accounts where not ({condition}))")
+    } else {
+        format!("m.id in (select member_id from points_accounts where {condition})")
+    }
 }
 
 fn unknown_level(ctx: &SegmentContext<'_>, name: &str) -> SegmentError {
