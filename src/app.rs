@@ -1,5 +1,5 @@
 //! Wiring: connect and migrate the store, build the state, bind the listener (port 0 in tests),
-//! spawn the group-commit writers and the sweeper, serve until stopped, then shut down in order.
+//! spawn the group-commit writers, the sweeper, the outbox and the scheduler, serve until stopped, then shut down in order.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -130,6 +130,12 @@ impl App {
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
+        let recall = Arc::new(crate::recall::Plans::new(crate::recall::RecallContext {
+            store: store.clone(),
+            config: Arc::clone(&config),
+            channels: Arc::clone(&channels),
+            outbox: Some(outbox.clone()),
+        }));
         let state = AppState {
             config,
             store,
@@ -137,11 +143,18 @@ impl App {
             metrics,
             faq,
             outbox: outbox.clone(),
+            recall,
         };
-        let mut background = vec![
-            tokio::spawn(sweeper(state.ingress.clone(), shutdown.clone())),
-            tokio::spawn(lifecycle_job(state.clone(), shutdown.clone())),
-        ];
+        let mut background = vec![tokio::spawn(sweeper(
+            state.ingress.clone(),
+            shutdown.clone(),
+        ))];
+        let now = state.ingress.clock().now_ms();
+        let runner =
+            crate::scheduler::runner::Runner::new(state.clone(), Arc::clone(&state.recall), now)?;
+        if state.config.scheduler.enabled {
+            background.push(runner.spawn(shutdown.clone()));
+        }
         if state.config.outbox.enabled {
             background.push(outbox.spawn(shutdown.clone()));
         }
@@ -236,40 +249,30 @@ async fn tag_mirror(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-/// Recomputes lifecycle stages and value layers every ten minutes (the scheduler issue will move this onto cron
-/// ticks claimed once across replicas; recomputing twice is harmless meanwhile).
-async fn lifecycle_job(state: AppState, shutdown: CancellationToken) {
-    let period = Duration::from_secs(600);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        let now = state.ingress.clock().now_ms();
-        match crate::members::lifecycle::recompute(&state.store, &state.config.lifecycle, now).await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(changed = n, "lifecycle stages recomputed"),
-            Err(e) => tracing::warn!(error = %e, "lifecycle recompute failed"),
-        }
-        let tz = state.config.timezone();
-        let (today, month_ago) = (
-            crate::members::local_day(tz, now / 1000),
-            crate::members::local_day(tz, now / 1000 - 29 * 86_400),
-        );
-        let layers = &state.config.value_layers;
-        if let Err(e) =
-            crate::members::layers::recompute(&state.store, layers, now, today, month_ago).await
-        {
-            tracing::warn!(error = %e, "value layers recompute failed");
-        }
-        match apply_state_rules(&state, now).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(changed = n, "state tag rules applied"),
-            Err(e) => tracing::warn!(error = %e, "state tag rules failed"),
-        }
+/// Periodic maintenance (on the scheduler's `lifecycle_cron`): lifecycle stages, value layers and
+/// the state tag rules of every member.
+pub async fn maintenance(state: &AppState, now: i64) -> anyhow::Result<()> {
+    let changed =
+        crate::members::lifecycle::recompute(&state.store, &state.config.lifecycle, now).await?;
+    if changed > 0 {
+        tracing::info!(changed, "lifecycle stages recomputed");
     }
+    let tz = state.config.timezone();
+    let (today, month_ago) = (
+        crate::members::local_day(tz, now / 1000),
+        crate::members::local_day(tz, now / 1000 - 29 * 86_400),
+    );
+    let layers = &state.config.value_layers;
+    crate::members::layers::recompute(&state.store, layers, now, today, month_ago).await?;
+    let warned = crate::recall::risk::recompute(&state.store, &state.config, now).await?;
+    if warned > 0 {
+        tracing::info!(changed = warned, "churn-risk warnings updated");
+    }
+    let tagged = apply_state_rules(state, now).await?;
+    if tagged > 0 {
+        tracing::info!(changed = tagged, "state tag rules applied");
+    }
+    Ok(())
 }
 
 /// Applies the state tag rules (configured and stored) to every member of every scope.

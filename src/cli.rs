@@ -51,6 +51,18 @@ pub enum Command {
     /// FAQ knowledge base tools.
     #[command(subcommand)]
     Faq(FaqCommand),
+    /// Lapsed-member recall: preview a plan (nothing sent) or show its results.
+    #[command(subcommand)]
+    Recall(RecallCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RecallCommand {
+    /// How many members a run would touch now, who is held out, and sample messages. Nothing is
+    /// sent or recorded.
+    Preview { plan: String },
+    /// Touched vs held-out members per touch, recall rates and lift.
+    Stats { plan: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +161,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Send(args) => send_cmd(&loaded.config, &args).await,
         Command::Faq(command) => faq_cmd(&loaded.config, command).await,
         Command::Demo => crate::demo::run().await,
+        Command::Recall(command) => recall_cmd(&loaded.config, command).await,
         Command::FakeWecom { listen } => fake_wecom(&listen).await,
     };
     match result {
@@ -387,5 +400,55 @@ async fn fake_wecom(listen: &str) -> anyhow::Result<()> {
         "Inspect: GET /_fake/deliveries, /_fake/requests, /_fake/stats; faults: POST /_fake/faults"
     );
     tokio::signal::ctrl_c().await.ok();
+    Ok(())
+}
+
+async fn recall_cmd(config: &Config, command: RecallCommand) -> anyhow::Result<()> {
+    let store = app::open_store(config).await?;
+    let plans = crate::recall::Plans::new(crate::recall::RecallContext {
+        store: store.clone(),
+        config: Arc::new(config.clone()),
+        channels: Arc::new(Channels::from_config(config).context("channel keys")?),
+        outbox: None,
+    });
+    let id = match &command {
+        RecallCommand::Preview { plan } | RecallCommand::Stats { plan } => plan.clone(),
+    };
+    let plan = plans.get(&id).with_context(|| {
+        let ids: Vec<&str> = plans.plans.iter().map(|p| p.id()).collect();
+        format!("no enabled recall plan `{id}` (plans: {})", ids.join(", "))
+    })?;
+    match command {
+        RecallCommand::Preview { .. } => {
+            let r = crate::recall::run(&plans.ctx, plan, SystemClock.now_ms(), true).await?;
+            println!(
+                "plan {}: {} eligible now — {} would be touched, {} held out; {} waiting (cooldown or not idle long enough), {} had every touch",
+                r.plan, r.eligible, r.touched, r.held_out, r.waiting, r.exhausted
+            );
+            if !r.held_out_sample.is_empty() {
+                println!("held out: {}", r.held_out_sample.join(", "));
+            }
+            for (user, text) in &r.samples {
+                println!("  → {user}: {text}");
+            }
+        }
+        RecallCommand::Stats { .. } => {
+            let touches = crate::recall::stats::plan_stats(&store, &id).await?;
+            if touches.is_empty() {
+                println!("plan {id}: no touches yet");
+            }
+            for t in touches {
+                let ci = t.lift_ci95.map_or_else(
+                    || "n/a".to_owned(),
+                    |(lo, hi)| format!("[{:+.1}, {:+.1}] pp", lo * 100.0, hi * 100.0),
+                );
+                println!(
+                    "touch {}: touched {} (recalled {}, {:.1} %), held out {} (recalled {}, {:.1} %), lift {:+.1} pp, 95 % CI {ci}",
+                    t.touch, t.touched, t.recalled_touched, t.rate_touched * 100.0, t.held_out,
+                    t.recalled_held_out, t.rate_held_out * 100.0, t.lift * 100.0
+                );
+            }
+        }
+    }
     Ok(())
 }

@@ -32,6 +32,10 @@ pub mod members;
 pub mod outbox;
 /// Sign-in points: ledger, streaks, levels, leaderboards.
 pub mod points;
+/// Lapsed-member recall: plans, holdout, touches through the outbox, measured lift.
+pub mod recall;
+/// Cron schedules whose every tick runs once across replicas.
+pub mod scheduler;
 /// Building signed, encrypted callbacks as the platform would (`yunying send`, tests).
 pub mod send;
 /// Shared state of HTTP handlers.

@@ -15,4 +15,5 @@ pub struct AppState {
     pub metrics: Metrics,
     pub faq: Arc<crate::faq::FaqService>,
     pub outbox: crate::outbox::Outbox,
+    pub recall: Arc<crate::recall::Plans>,
 }

@@ -74,6 +74,14 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/outbound/welcome_group.txt.j2"),
     ),
     (
+        "replies/recall_opt_out.txt.j2",
+        include_str!("../templates/replies/recall_opt_out.txt.j2"),
+    ),
+    (
+        "replies/recall_opt_in.txt.j2",
+        include_str!("../templates/replies/recall_opt_in.txt.j2"),
+    ),
+    (
         "replies/pong.txt.j2",
         include_str!("../templates/replies/pong.txt.j2"),
     ),

@@ -71,6 +71,7 @@ impl Dispatcher {
                 config.points.clone(),
             ))
             .with(Ping)
+            .with(crate::recall::optout::OptOut)
             .with(crate::points::PointsHandler::new(config.points.clone()))
             .with(crate::faq::FaqHandler)
             .with_after(crate::members::contacts::StageOnEvent::new(

@@ -33,6 +33,9 @@ pub struct Config {
     pub api: ApiConfig,
     pub outbox: OutboxConfig,
     pub welcome: WelcomeConfig,
+    pub scheduler: SchedulerConfig,
+    #[serde(default)]
+    pub recall: RecallConfig,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
 }
@@ -85,6 +88,89 @@ pub struct OutboxConfig {
     /// staff to confirm it.
     pub task_poll_secs: i64,
     pub task_expire_hours: i64,
+}
+
+/// The scheduler (定时任务): cron expressions with seconds first, in `community.timezone`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Whether this process runs scheduled jobs (replicas may all run it: each tick runs once).
+    pub enabled: bool,
+    /// A tick missed while no process ran is run once if it is less than this late; older
+    /// ticks are skipped (and logged).
+    pub missed_window_secs: i64,
+    /// Lifecycle stages, value layers and state tag rules.
+    pub lifecycle_cron: String,
+    /// Deleting processed inbox rows older than `inbox_retention_hours` (at least 24).
+    pub inbox_prune_cron: String,
+    pub inbox_retention_hours: i64,
+}
+
+/// Lapsed-member recall (流失召回) and the churn-risk warning (流失预警).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecallConfig {
+    pub plans: Vec<RecallPlanConfig>,
+    /// Risk = days away ÷ the member's usual gap between active days; at or above this the
+    /// member gets `risk_tag` and is listed for follow-up.
+    pub risk_threshold: f64,
+    pub risk_tag: String,
+    /// Only members with this many active days in the last `risk_lookback_days` are scored.
+    pub risk_min_active_days: i64,
+    pub risk_lookback_days: i64,
+}
+
+impl Default for RecallConfig {
+    fn default() -> Self {
+        Self {
+            plans: Vec::new(),
+            risk_threshold: 3.0,
+            risk_tag: "流失预警".into(),
+            risk_min_active_days: 3,
+            risk_lookback_days: 90,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecallPlanConfig {
+    pub id: String,
+    pub name: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// When the plan runs (cron, seconds first).
+    pub cron: String,
+    /// Channel the touches go out on (wecom_robot: @-mention in the group; wecom_app: app
+    /// message; wechat_mp: customer-service message).
+    pub channel: String,
+    /// Who is eligible (segment language).
+    pub segment: String,
+    /// Share of eligible members (0–50 %) held out as the control group: never touched.
+    pub holdout_percent: u32,
+    /// A member counts as recalled when active within this many days after a touch.
+    pub recall_window_days: i64,
+    /// Least days between two touches of one member.
+    pub cooldown_days: i64,
+    /// Most touches per member per absence.
+    pub max_touches: i64,
+    /// Local hours when touches may go out, `[from, to)`.
+    pub send_hours: [u32; 2],
+    pub touches: Vec<RecallTouchConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecallTouchConfig {
+    /// Days since the member's last activity.
+    pub after_days: i64,
+    /// minijinja: name, days_away, balance, streak_lost, level, faq_top (list of questions).
+    pub template: String,
+    /// Points credited through the ledger if the member comes back within `bonus_within_days`.
+    #[serde(default)]
+    pub bonus_points: i64,
+    #[serde(default)]
+    pub bonus_within_days: i64,
 }
 
 /// Welcome messages (欢迎语).

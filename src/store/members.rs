@@ -301,3 +301,15 @@ impl Store {
         )
     }
 }
+
+const SCOPE_AND_USER: &str = "select scope, platform_user_id from members where id = $1";
+
+/// A member's (scope, platform user id) by row id.
+pub async fn scope_and_user(
+    tx: &mut Tx,
+    member_id: i64,
+) -> Result<Option<(String, String)>, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_as::<_, (String, String)>(SCOPE_AND_USER).bind(member_id).fetch_optional(&mut **c).await?),
+    )
+}

@@ -7,6 +7,7 @@ mod health;
 mod members_api;
 mod ops_api;
 mod outbox_api;
+mod recall_api;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -29,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(faq_api::router())
         .merge(outbox_api::router())
         .merge(members_api::router())
+        .merge(recall_api::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

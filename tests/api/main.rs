@@ -16,6 +16,7 @@ mod members;
 mod ops_api;
 mod outbox;
 mod outbox_processes;
+mod recall;
 mod redeem;
 mod rejections;
 mod resilience;

@@ -1,0 +1,454 @@
+//! Lapsed-member recall (流失召回): plans touch eligible members on a schedule through the
+//! outbox, hold out a deterministic control group, and measure recall against it.
+//!
+//! A member's *cycle* is their current absence, identified by the time of their last activity:
+//! a member who comes back and lapses again starts a new cycle with fresh touches. Every touch
+//! (and every held-out would-be touch) is a row unique per (plan, member, cycle, touch), and its
+//! message an outbox row keyed the same way, so a re-run, a crash or a second replica never sends
+//! a touch twice.
+
+pub mod optout;
+pub mod risk;
+pub mod stats;
+
+use std::sync::Arc;
+
+use chrono::Timelike as _;
+use minijinja::context;
+use sha2::{Digest as _, Sha256};
+
+use crate::channels::Channels;
+use crate::config::{ChannelKind, Config, RecallPlanConfig};
+use crate::members::local_day;
+use crate::members::segment::{self, Expr, SegmentContext};
+use crate::outbox::{self, Envelope, Outbound, PRIORITY_NORMAL};
+use crate::points::ops::{self, Adjustment};
+use crate::scheduler::Schedule;
+use crate::store::recall::{self as rows, Candidate, NewTouch};
+use crate::store::{Store, StoreError};
+use crate::wecom::api::types::{RobotMessage, RobotText};
+
+const DAY_MS: i64 = 86_400_000;
+/// Touches are written this many per transaction.
+const CHUNK: usize = 1000;
+
+/// A plan from the configuration, checked and compiled.
+pub struct Plan {
+    pub config: RecallPlanConfig,
+    pub schedule: Schedule,
+    segment: Expr,
+    templates: minijinja::Environment<'static>,
+}
+
+impl Plan {
+    /// Compiles a plan; the error names what is wrong.
+    pub fn compile(c: &RecallPlanConfig) -> Result<Self, String> {
+        let schedule = Schedule::parse(&format!("recall:{}", c.id), &c.cron)?;
+        let segment = segment::parse(&c.segment).map_err(|e| format!("segment: {e}"))?;
+        if c.touches.is_empty() {
+            return Err("a plan needs at least one touch".into());
+        }
+        if c.touches
+            .windows(2)
+            .any(|w| w[1].after_days <= w[0].after_days)
+        {
+            return Err("touches must come in increasing after_days".into());
+        }
+        let mut templates = minijinja::Environment::new();
+        for (i, t) in c.touches.iter().enumerate() {
+            templates
+                .add_template_owned(format!("touch{i}"), t.template.clone())
+                .map_err(|e| format!("touches[{i}].template: {e}"))?;
+        }
+        Ok(Self {
+            config: c.clone(),
+            schedule,
+            segment,
+            templates,
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// Whether the member is in this plan's control group (stable across runs and cycles).
+    pub fn holds_out(&self, member_id: i64) -> bool {
+        let digest = Sha256::digest(format!("{}:{member_id}", self.config.id).as_bytes());
+        let mut first = [0_u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first) % 100 < u64::from(self.config.holdout_percent)
+    }
+}
+
+/// What the plans need from the application.
+#[derive(Clone)]
+pub struct RecallContext {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub channels: Arc<Channels>,
+    pub outbox: Option<crate::outbox::Outbox>,
+}
+
+/// What a run did (or, dry, would do).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct RunReport {
+    pub plan: String,
+    pub dry_run: bool,
+    /// Members due a touch now, touched or held out.
+    pub eligible: usize,
+    pub touched: usize,
+    pub held_out: usize,
+    /// In the segment but waiting: cooldown, or not idle long enough for their next touch.
+    pub waiting: usize,
+    /// Already had every touch in this absence.
+    pub exhausted: usize,
+    /// Touches recorded before (a re-run of the same tick).
+    pub already_done: usize,
+    pub bonuses_credited: usize,
+    /// Up to five rendered messages: (user id, text).
+    pub samples: Vec<(String, String)>,
+    /// Members held out, up to twenty (user ids).
+    pub held_out_sample: Vec<String>,
+    /// Set when the run was outside the plan's send hours and sent nothing.
+    pub outside_send_hours: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecallError {
+    #[error("{0}")]
+    Plan(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Decided {
+    candidate: Candidate,
+    touch: usize,
+    held_out: bool,
+    text: Option<String>,
+}
+
+/// Runs (or previews, with `dry_run`) one plan at `now_ms`.
+pub async fn run(
+    ctx: &RecallContext,
+    plan: &Plan,
+    now_ms: i64,
+    dry_run: bool,
+) -> Result<RunReport, RecallError> {
+    let c = &plan.config;
+    let tz = ctx.config.timezone();
+    let mut report = RunReport {
+        plan: c.id.clone(),
+        dry_run,
+        ..RunReport::default()
+    };
+    let hour = chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .with_timezone(&tz)
+        .hour();
+    if !(c.send_hours[0]..c.send_hours[1]).contains(&hour) && !dry_run {
+        report.outside_send_hours = true;
+        return Ok(report);
+    }
+    let channel = ctx
+        .channels
+        .get(&c.channel)
+        .ok_or_else(|| RecallError::Plan(format!("channel `{}` is not enabled", c.channel)))?;
+    let seg_ctx = SegmentContext {
+        now_ms,
+        levels: &ctx.config.points.levels,
+    };
+    let compiled = segment::to_sql(&plan.segment, &seg_ctx, 2)
+        .map_err(|e| RecallError::Plan(format!("segment: {e}")))?;
+    let first_after = c.touches.iter().map(|t| t.after_days).min().unwrap_or(0);
+    let candidates = ctx
+        .store
+        .recall_candidates(
+            &channel.scope,
+            &c.id,
+            &compiled,
+            now_ms - first_after * DAY_MS,
+        )
+        .await?;
+    let faq_top = ctx.store.faq_top_questions(3).await?;
+
+    let mut decided = Vec::new();
+    for cand in candidates {
+        let k = usize::try_from(cand.touches).unwrap_or(usize::MAX);
+        if cand.touches >= c.max_touches || k >= c.touches.len() {
+            report.exhausted += 1;
+            continue;
+        }
+        let touch = &c.touches[k];
+        let idle_days = (now_ms - cand.last_active_at) / DAY_MS;
+        let cooling = cand
+            .last_touch_at
+            .is_some_and(|t| now_ms - t < c.cooldown_days * DAY_MS);
+        if idle_days < touch.after_days || cooling {
+            report.waiting += 1;
+            continue;
+        }
+        report.eligible += 1;
+        let held_out = plan.holds_out(cand.member_id);
+        let text = if held_out {
+            None
+        } else {
+            Some(render(plan, k, &cand, idle_days, &faq_top, ctx)?)
+        };
+        decided.push(Decided {
+            candidate: cand,
+            touch: k,
+            held_out,
+            text,
+        });
+    }
+    for d in &decided {
+        if d.held_out {
+            report.held_out += 1;
+            if report.held_out_sample.len() < 20 {
+                report.held_out_sample.push(d.candidate.user_id.clone());
+            }
+        } else {
+            report.touched += 1;
+            if let (true, Some(text)) = (report.samples.len() < 5, &d.text) {
+                report
+                    .samples
+                    .push((d.candidate.user_id.clone(), text.clone()));
+            }
+        }
+    }
+    if dry_run {
+        return Ok(report);
+    }
+    let (recorded, fresh) = record(ctx, plan, channel.kind, &decided, now_ms, tz).await?;
+    report.already_done = recorded - fresh;
+    report.bonuses_credited = settle_bonuses(ctx, plan, now_ms, tz).await?;
+    if let Some(outbox) = &ctx.outbox {
+        outbox.wake();
+    }
+    Ok(report)
+}
+
+fn render(
+    plan: &Plan,
+    k: usize,
+    cand: &Candidate,
+    idle_days: i64,
+    faq_top: &[String],
+    ctx: &RecallContext,
+) -> Result<String, RecallError> {
+    let level = ctx
+        .config
+        .points
+        .levels
+        .iter()
+        .rev()
+        .find(|l| cand.total_earned >= l.min_points)
+        .map(|l| l.name.clone())
+        .unwrap_or_default();
+    let template = plan
+        .templates
+        .get_template(&format!("touch{k}"))
+        .map_err(|e| RecallError::Plan(e.to_string()))?;
+    template
+        .render(context! {
+            name => cand.name.as_deref().unwrap_or("朋友"),
+            days_away => idle_days,
+            balance => cand.balance,
+            streak_lost => cand.streak,
+            level => level,
+            faq_top => faq_top,
+            bonus => plan.config.touches[k].bonus_points,
+        })
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| RecallError::Plan(format!("touches[{k}].template: {e}")))
+}
+
+/// Writes touches and their outbox rows together, in chunks; returns (rows seen, rows new).
+async fn record(
+    ctx: &RecallContext,
+    plan: &Plan,
+    kind: ChannelKind,
+    decided: &[Decided],
+    now_ms: i64,
+    tz: chrono_tz::Tz,
+) -> Result<(usize, usize), RecallError> {
+    let c = &plan.config;
+    let day = |ms: i64| local_day(tz, ms / 1000);
+    let (today, window_end) = (day(now_ms), day(now_ms + c.recall_window_days * DAY_MS));
+    let mut fresh = 0;
+    for chunk in decided.chunks(CHUNK) {
+        let mut tx = ctx.store.begin_write().await?;
+        for d in chunk {
+            let t = &c.touches[d.touch];
+            let touch = NewTouch {
+                plan: &c.id,
+                member_id: d.candidate.member_id,
+                cycle: d.candidate.last_active_at,
+                touch: i64::try_from(d.touch).unwrap_or(0) + 1,
+                held_out: d.held_out,
+                touched_at: now_ms,
+                touch_day: today,
+                window_end_day: window_end,
+                bonus_points: if d.held_out { 0 } else { t.bonus_points },
+                bonus_end_day: (t.bonus_points > 0)
+                    .then(|| day(now_ms + t.bonus_within_days * DAY_MS)),
+            };
+            if !rows::insert_touch(&mut tx, &touch).await? {
+                continue;
+            }
+            fresh += 1;
+            let Some(text) = &d.text else { continue };
+            let user = d.candidate.user_id.clone();
+            let message = match kind {
+                ChannelKind::WecomRobot => Outbound::Robot(RobotMessage::Text {
+                    text: RobotText {
+                        content: text.clone(),
+                        mentioned_list: vec![user],
+                        ..RobotText::default()
+                    },
+                }),
+                ChannelKind::WecomApp => Outbound::App {
+                    to: vec![user],
+                    message: Outbound::text(text.clone()),
+                },
+                ChannelKind::WechatMp => Outbound::Mp {
+                    openid: user,
+                    message: Outbound::text(text.clone()),
+                },
+                ChannelKind::Gateway => continue,
+            };
+            let env = Envelope {
+                idem_key: format!(
+                    "recall:{}:{}:{}:{}",
+                    c.id, touch.touch, touch.member_id, touch.cycle
+                ),
+                channel_id: c.channel.clone(),
+                message,
+                priority: PRIORITY_NORMAL,
+                not_before_ms: now_ms,
+                // A recall message a day late is still fine; two days late it is not.
+                expires_at_ms: Some(now_ms + 2 * DAY_MS),
+            };
+            outbox::enqueue(&mut tx, &ctx.config, &env, now_ms)
+                .await
+                .map_err(|e| RecallError::Plan(e.to_string()))?;
+        }
+        tx.commit().await?;
+    }
+    Ok((decided.len(), fresh))
+}
+
+/// Credits the bonus of every touch whose member came back in time, once (ledger key per touch).
+pub async fn settle_bonuses(
+    ctx: &RecallContext,
+    plan: &Plan,
+    now_ms: i64,
+    tz: chrono_tz::Tz,
+) -> Result<usize, RecallError> {
+    let due = ctx.store.due_recall_bonuses(plan.id()).await?;
+    let day = local_day(tz, now_ms / 1000);
+    let mut credited = 0;
+    for (id, scope, user, points) in due {
+        let mut tx = ctx.store.begin_write().await?;
+        let request = format!("recall_bonus:{id}");
+        let adjustment = Adjustment {
+            scope: &scope,
+            user_id: &user,
+            delta: points,
+            reason: "召回奖励",
+            operator: "recall",
+            request_id: &request,
+            day,
+            now_ms,
+        };
+        ops::adjust_tx(&mut tx, &adjustment).await?;
+        rows::mark_bonus_credited(&mut tx, id).await?;
+        tx.commit().await?;
+        credited += 1;
+    }
+    Ok(credited)
+}
+
+/// The configured plans with what they run against. Cheap to share behind an `Arc`.
+pub struct Plans {
+    pub ctx: RecallContext,
+    pub plans: Vec<Arc<Plan>>,
+}
+
+impl Plans {
+    /// Compiles the enabled plans (validation already refused bad ones).
+    pub fn new(ctx: RecallContext) -> Self {
+        let plans = ctx
+            .config
+            .recall
+            .plans
+            .iter()
+            .filter(|p| p.enabled)
+            .filter_map(|p| Plan::compile(p).ok().map(Arc::new))
+            .collect();
+        Self { ctx, plans }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Plan>> {
+        self.plans.iter().find(|p| p.id() == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(holdout: u32) -> Plan {
+        let mut c: RecallPlanConfig = toml::from_str(
+            r#"
+            id = "p"
+            name = "n"
+            cron = "0 0 10 * * *"
+            channel = "demo_robot"
+            segment = "stage:lapsed"
+            holdout_percent = 0
+            recall_window_days = 7
+            cooldown_days = 5
+            max_touches = 2
+            send_hours = [9, 21]
+            touches = [{ after_days = 7, template = "{{ name }} {{ days_away }}" }]
+            "#,
+        )
+        .expect("plan");
+        c.holdout_percent = holdout;
+        Plan::compile(&c).expect("compiles")
+    }
+
+    #[test]
+    fn the_holdout_is_deterministic_and_near_its_share() {
+        let p = plan(20);
+        let held = (0..10_000).filter(|m| p.holds_out(*m)).count();
+        assert!((1_800..2_200).contains(&held), "{held}");
+        assert_eq!(p.holds_out(42), plan(20).holds_out(42));
+        assert_eq!((0..1000).filter(|m| plan(0).holds_out(*m)).count(), 0);
+    }
+
+    #[test]
+    fn bad_plans_are_refused_with_the_reason() {
+        let mut c = plan(0).config;
+        c.touches.push(c.touches[0].clone());
+        assert!(Plan::compile(&c)
+            .err()
+            .unwrap_or_default()
+            .contains("increasing"));
+        let mut c = plan(0).config;
+        c.segment = "stage:".into();
+        assert!(Plan::compile(&c)
+            .err()
+            .unwrap_or_default()
+            .contains("segment"));
+        let mut c = plan(0).config;
+        c.touches[0].template = "{% if %}".into();
+        assert!(Plan::compile(&c)
+            .err()
+            .unwrap_or_default()
+            .contains("template"));
+    }
+}
