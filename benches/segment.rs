@@ -124,6 +124,7 @@ async fn main() {
 
     let config = Config::example().expect("config");
     let ctx = SegmentContext {
+        accounts: yunying::members::segment::AccountSql::for_backend(store.backend()),
         now_ms: NOW,
         levels: &config.points.levels,
     };

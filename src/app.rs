@@ -104,7 +104,14 @@ impl App {
             clock.clone(),
         )
         .context("outbox")?;
+        let recall = Arc::new(crate::recall::Plans::new(crate::recall::RecallContext {
+            store: store.clone(),
+            config: Arc::clone(&config),
+            channels: Arc::clone(&channels),
+            outbox: Some(outbox.clone()),
+        }));
         let bot = BotContext {
+            recall: Some(Arc::clone(&recall)),
             outbox: Some(outbox.clone()),
             faq: Arc::clone(&faq),
             writer: writer.clone(),
@@ -130,12 +137,6 @@ impl App {
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
-        let recall = Arc::new(crate::recall::Plans::new(crate::recall::RecallContext {
-            store: store.clone(),
-            config: Arc::clone(&config),
-            channels: Arc::clone(&channels),
-            outbox: Some(outbox.clone()),
-        }));
         let state = AppState {
             config,
             store,

@@ -42,6 +42,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/commands/points.txt.j2"),
     ),
     (
+        "commands/recall.txt.j2",
+        include_str!("../templates/commands/recall.txt.j2"),
+    ),
+    (
         "commands/refused.txt.j2",
         include_str!("../templates/commands/refused.txt.j2"),
     ),

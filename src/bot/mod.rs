@@ -38,6 +38,8 @@ pub struct BotContext {
     pub faq: Arc<crate::faq::FaqService>,
     /// Outbound messages (welcomes, pushes); absent when the outbox is off.
     pub outbox: Option<crate::outbox::Outbox>,
+    /// Recall plans (for `/recall`).
+    pub recall: Option<Arc<crate::recall::Plans>>,
 }
 
 pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Outcome>> + Send + 'a>>;

@@ -298,6 +298,49 @@ pub(super) async fn execute(
             record(ctx, audit("ok", &reply)).await?;
             Ok(reply)
         }
+        ("recall", [Value::Choice(action), Value::Text(plan_id)]) => {
+            let action = match action.as_str() {
+                "预览" => "preview",
+                "效果" => "stats",
+                "执行" => "run",
+                other => other,
+            };
+            let plans = ctx.recall.as_ref();
+            let Some(plan) = plans.and_then(|p| p.get(plan_id)) else {
+                let ids: Vec<&str> = plans
+                    .map(|p| p.plans.iter().map(|p| p.id()).collect())
+                    .unwrap_or_default();
+                let reply = format!("没有启用的召回计划「{plan_id}」。可用：{}", ids.join("、"));
+                record(ctx, audit("invalid", &reply)).await?;
+                return Ok(reply);
+            };
+            if action == "run" && role < Role::Admin {
+                let reply = "只有管理员可以立即执行召回计划。".to_owned();
+                record(ctx, audit("refused", &reply)).await?;
+                return Ok(reply);
+            }
+            let plans = plans
+                .map(std::sync::Arc::clone)
+                .ok_or_else(|| anyhow::anyhow!("no plans"))?;
+            let reply = if action == "stats" {
+                let touches = crate::recall::stats::plan_stats(&ctx.store, plan.id()).await?;
+                render(
+                    &templates,
+                    "commands/recall",
+                    context! { action, plan => plan.id(), touches },
+                )?
+            } else {
+                let report =
+                    crate::recall::run(&plans.ctx, plan, now_ms, action == "preview").await?;
+                render(
+                    &templates,
+                    "commands/recall",
+                    context! { action, plan => plan.id(), report },
+                )?
+            };
+            record(ctx, audit("ok", &reply)).await?;
+            Ok(reply)
+        }
         ("stats", [period]) => {
             // Whole local days, today included, at most 90.
             let days: i64 = match period {

@@ -101,6 +101,7 @@ pub struct CommandSpec {
 pub const TOP_PERIODS: &[&str] = &[
     "day", "week", "month", "日", "周", "月", "今日", "本周", "本月",
 ];
+pub const RECALL_ACTIONS: &[&str] = &["preview", "stats", "run", "预览", "效果", "执行"];
 pub const ROLES: &[&str] = &["admin", "operator", "none", "管理员", "运营"];
 
 /// The command table.
@@ -212,6 +213,17 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "恢复回复与推送",
         usage: "unmute @成员",
+    },
+    CommandSpec {
+        name: "recall",
+        aliases: &["召回"],
+        args: &[
+            arg("操作", ArgKind::Choice(RECALL_ACTIONS)),
+            arg("计划", ArgKind::Words),
+        ],
+        role: Role::Operator,
+        help: "召回计划：preview 预览（不发送）、stats 效果与对照组、run 立即执行（仅管理员）",
+        usage: "recall preview|stats|run 计划id",
     },
     CommandSpec {
         name: "role",

@@ -60,9 +60,9 @@ pub struct LoadedConfig {
 }
 
 /// Loads and validates the configuration. Without a file the built-in example applies as is;
-/// with a file, the example still supplies defaults for every key except `channels` and
-/// `commands.staff`, which come from the file alone (the demo channels and the demo admin must
-/// not leak into a real deployment).
+/// with a file, the example still supplies defaults for every key except `channels`,
+/// `commands.staff` and `recall.plans`, which come from the file alone (the demo channels, the
+/// demo admin and the demo plan must not leak into a real deployment).
 pub fn load(file: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
     let figment = figment_for(file)?;
     let config: Config = figment.extract().map_err(|e| from_figment(&figment, e))?;
@@ -123,6 +123,10 @@ fn example_without_demo() -> String {
             table.remove("channels");
             if let Some(toml::Value::Table(commands)) = table.get_mut("commands") {
                 commands.remove("staff");
+            }
+            // The example plan sends through a demo channel.
+            if let Some(toml::Value::Table(recall)) = table.get_mut("recall") {
+                recall.remove("plans");
             }
             toml::to_string(&table).unwrap_or_default()
         }

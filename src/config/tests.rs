@@ -65,6 +65,10 @@ fn environment_beats_file_and_file_beats_defaults() {
             c.commands.staff.is_empty(),
             "the demo admin does not leak into a real config (default deny)"
         );
+        assert!(
+            c.recall.plans.is_empty(),
+            "the demo recall plan does not leak into a real config"
+        );
         assert_eq!(c.commands.prefix, "/", "other command defaults still apply");
         Ok(())
     });

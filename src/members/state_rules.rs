@@ -32,6 +32,7 @@ pub async fn apply<'r>(
         let condition = match &rule.trigger {
             Trigger::Segment(expr) => {
                 let seg = SegmentContext {
+                    accounts: crate::members::segment::AccountSql::for_backend(store.backend()),
                     now_ms: ctx.now_ms,
                     levels: ctx.levels,
                 };

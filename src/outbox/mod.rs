@@ -3,6 +3,7 @@
 //! marked by [`worker`]s — exactly once across retries, crashes and replicas (app messages use
 //! WeCom's duplicate check for the one gap a crash leaves: sent but not yet marked).
 
+mod calls;
 pub mod limits;
 pub mod tokens;
 pub mod welcome;

@@ -8,27 +8,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Datelike as _;
 use rand::Rng as _;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::calls::reason;
 use super::limits::{Limits, Rule};
-use super::tokens::{Credentials, TokenError, Tokens};
+use super::tokens::{TokenError, Tokens};
 use super::{enqueue, EnqueueError, Envelope, PRIORITY_NORMAL};
 use crate::channels::Channels;
 use crate::clock::SharedClock;
-use crate::config::{ChannelKind, Config};
+use crate::config::Config;
 use crate::ingress::InboxWriter;
-use crate::store::outbox::{apply_marks, reserve_quota, Mark, OutboxRow};
+use crate::store::outbox::{apply_marks, Mark, OutboxRow};
 use crate::store::{Store, StoreError};
-use crate::wecom::api::errors::describe;
-use crate::wecom::api::types::{
-    AddMsgTemplate, AppchatSend, CorpTagListRequest, CorpTagListResponse, CustomSend,
-    ExternalContactResponse, GroupMsgSendResultRequest, MarkTag, MessageSend, RobotMessage,
-    SendWelcomeMsg,
-};
 use crate::wecom::api::{ApiClient, ApiError, ErrorClass};
 
 /// Counters for `/metrics`.
@@ -40,31 +34,31 @@ pub struct OutboxCounters {
     pub dead: AtomicU64,
 }
 
-struct Inner {
-    config: Arc<Config>,
-    channels: Arc<Channels>,
-    store: Store,
-    writer: Option<InboxWriter>,
-    api: ApiClient,
-    tokens: Tokens,
-    limits: Limits,
-    clock: SharedClock,
-    wake: Notify,
-    worker_id: String,
-    counters: OutboxCounters,
+pub(super) struct Inner {
+    pub(super) config: Arc<Config>,
+    pub(super) channels: Arc<Channels>,
+    pub(super) store: Store,
+    pub(super) writer: Option<InboxWriter>,
+    pub(super) api: ApiClient,
+    pub(super) tokens: Tokens,
+    pub(super) limits: Limits,
+    pub(super) clock: SharedClock,
+    pub(super) wake: Notify,
+    pub(super) worker_id: String,
+    pub(super) counters: OutboxCounters,
 }
 
 /// The outbox of this process: enqueue, wake, and run workers. Cheap to clone.
 #[derive(Clone)]
 pub struct Outbox {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 /// The name handlers and the API use.
 pub type OutboxHandle = Outbox;
 
 /// Why a send failed.
-enum Failure {
+pub(super) enum Failure {
     Api(ApiError),
     Token(TokenError),
     Store(StoreError),
@@ -133,41 +127,6 @@ impl Outbox {
         &self.inner.api
     }
 
-    /// The customer's name from `externalcontact/get` (for a welcome addressed by name); `None`
-    /// when the lookup fails, so the welcome still goes out in time.
-    pub async fn contact_name(&self, channel_id: &str, external_userid: &str) -> Option<String> {
-        let found = self.external_contact(channel_id, external_userid).await;
-        found
-            .ok()
-            .map(|r| r.external_contact.name)
-            .filter(|n| !n.is_empty())
-    }
-
-    /// `externalcontact/get` with the channel's token.
-    pub async fn external_contact(
-        &self,
-        channel_id: &str,
-        external_userid: &str,
-    ) -> Result<ExternalContactResponse, String> {
-        let api = &self.inner.api;
-        self.with_token(channel_id, |t| async move {
-            api.external_contact_get(&t, external_userid, "").await
-        })
-        .await
-        .map_err(|f| f.to_string())
-    }
-
-    /// The corp tag library (`get_corp_tag_list`) with the channel's token.
-    pub async fn corp_tags(&self, channel_id: &str) -> Result<CorpTagListResponse, String> {
-        let api = &self.inner.api;
-        let all = &CorpTagListRequest::default();
-        self.with_token(channel_id, |t| async move {
-            api.get_corp_tag_list(&t, all).await
-        })
-        .await
-        .map_err(|f| f.to_string())
-    }
-
     /// Wakes an idle worker (after rows were written elsewhere).
     pub fn wake(&self) {
         self.inner.wake.notify_one();
@@ -191,7 +150,7 @@ impl Outbox {
     }
 
     /// Runs a database step on the writer when there is one (SQLite), else on the pool.
-    async fn with_db<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    pub(super) async fn with_db<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(Store) -> Fut + Send + 'static,
         Fut: Future<Output = T> + Send + 'static,
@@ -278,7 +237,7 @@ impl Outbox {
         Ok(claimed)
     }
 
-    async fn apply(&self, marks: Vec<Mark>) -> Result<(), StoreError> {
+    pub(super) async fn apply(&self, marks: Vec<Mark>) -> Result<(), StoreError> {
         let worker = self.inner.worker_id.clone();
         let now = self.inner.clock.now_ms();
         self.with_db(move |store| async move {
@@ -289,7 +248,7 @@ impl Outbox {
         .await?
     }
 
-    fn count(&self, marks: &[Mark]) {
+    pub(super) fn count(&self, marks: &[Mark]) {
         let c = &self.inner.counters;
         for m in marks {
             let counter = match m {
@@ -394,7 +353,7 @@ impl Outbox {
         }
     }
 
-    async fn muted(&self, channel_id: &str, user: &str) -> bool {
+    pub(super) async fn muted(&self, channel_id: &str, user: &str) -> bool {
         let Some(channel) = self.inner.channels.get(channel_id) else {
             return false;
         };
@@ -457,293 +416,6 @@ impl Outbox {
         }
         keys
     }
-
-    fn credentials(&self, channel_id: &str) -> Option<Credentials> {
-        let c = self.inner.config.channels.get(channel_id)?;
-        let secret = c.secret.as_ref()?.expose().to_owned();
-        match c.kind {
-            ChannelKind::WecomApp => Some(Credentials::Wecom {
-                corp_id: c.corp_id.clone()?,
-                secret,
-            }),
-            ChannelKind::WechatMp => Some(Credentials::Mp {
-                app_id: c.app_id.clone()?,
-                secret,
-            }),
-            _ => None,
-        }
-    }
-
-    /// Calls `f` with the app's token; on a token-invalid answer, refreshes once and retries once.
-    async fn with_token<T, F, Fut>(&self, channel_id: &str, f: F) -> Result<T, Failure>
-    where
-        F: Fn(String) -> Fut,
-        Fut: Future<Output = Result<T, ApiError>>,
-    {
-        let creds = self.credentials(channel_id).ok_or_else(|| {
-            Failure::Api(ApiError::Platform {
-                errcode: 40001,
-                errmsg: format!("channel `{channel_id}` has no API credentials"),
-            })
-        })?;
-        let tokens = &self.inner.tokens;
-        let token = tokens
-            .get(channel_id, &creds)
-            .await
-            .map_err(Failure::Token)?;
-        match f(token.clone()).await {
-            Err(e) if e.class() == ErrorClass::TokenInvalid => {
-                tracing::info!(channel = channel_id, error = %e, "token refused; refreshing once");
-                tokens
-                    .invalidate(channel_id, &token)
-                    .await
-                    .map_err(Failure::Token)?;
-                let fresh = tokens
-                    .get(channel_id, &creds)
-                    .await
-                    .map_err(Failure::Token)?;
-                f(fresh).await.map_err(Failure::Api)
-            }
-            other => other.map_err(Failure::Api),
-        }
-    }
-
-    async fn send(&self, row: &OutboxRow, kind: ChannelKind) -> Result<Mark, Failure> {
-        let id = row.id;
-        let api = &self.inner.api;
-        let bad =
-            |e: serde_json::Error| Failure::Api(ApiError::Decode(format!("stored payload: {e}")));
-        let sent = |platform_id: Option<String>| Mark::Sent { id, platform_id };
-        match (row.kind.as_str(), kind) {
-            ("app_message", ChannelKind::WecomApp) => {
-                let body: &MessageSend = &serde_json::from_str(&row.payload).map_err(bad)?;
-                let r = self
-                    .with_token(&row.channel_id, |t| async move {
-                        api.message_send(&t, body).await
-                    })
-                    .await?;
-                if !r.invaliduser.is_empty() {
-                    tracing::warn!(row = id, invalid = %r.invaliduser, "some recipients were invalid");
-                }
-                Ok(sent(Some(r.msgid).filter(|m| !m.is_empty())))
-            }
-            ("appchat", ChannelKind::WecomApp) => {
-                let body: &AppchatSend = &serde_json::from_str(&row.payload).map_err(bad)?;
-                self.with_token(&row.channel_id, |t| async move {
-                    api.appchat_send(&t, body).await
-                })
-                .await?;
-                Ok(sent(None))
-            }
-            ("welcome", ChannelKind::WecomApp) => {
-                let body: &SendWelcomeMsg = &serde_json::from_str(&row.payload).map_err(bad)?;
-                self.with_token(&row.channel_id, |t| async move {
-                    api.send_welcome_msg(&t, body).await
-                })
-                .await?;
-                Ok(sent(None))
-            }
-            ("mark_tag", ChannelKind::WecomApp) => {
-                let body: &MarkTag = &serde_json::from_str(&row.payload).map_err(bad)?;
-                self.with_token(
-                    &row.channel_id,
-                    |t| async move { api.mark_tag(&t, body).await },
-                )
-                .await?;
-                Ok(sent(None))
-            }
-            ("mp_custom", ChannelKind::WechatMp) => {
-                let body: &CustomSend = &serde_json::from_str(&row.payload).map_err(bad)?;
-                self.with_token(&row.channel_id, |t| async move {
-                    api.mp_custom_send(&t, body).await
-                })
-                .await?;
-                Ok(sent(None))
-            }
-            ("robot", ChannelKind::WecomRobot) => {
-                let body: RobotMessage = serde_json::from_str(&row.payload).map_err(bad)?;
-                let key = self
-                    .inner
-                    .config
-                    .channels
-                    .get(&row.channel_id)
-                    .and_then(|c| c.webhook_key.as_ref())
-                    .map(|k| k.expose().to_owned())
-                    .unwrap_or_default();
-                api.webhook_send(&key, &body).await.map_err(Failure::Api)?;
-                Ok(sent(None))
-            }
-            ("mass_template", ChannelKind::WecomApp) => self.create_task(row).await,
-            (other, kind) => Ok(Mark::Dead {
-                id,
-                error: format!(
-                    "a `{other}` row cannot go out on a {} channel",
-                    kind.as_str()
-                ),
-            }),
-        }
-    }
-
-    /// Customer mass send: take the monthly quota, then create the task staff will confirm.
-    async fn create_task(&self, row: &OutboxRow) -> Result<Mark, Failure> {
-        let mut body: AddMsgTemplate = serde_json::from_str(&row.payload)
-            .map_err(|e| Failure::Api(ApiError::Decode(e.to_string())))?;
-        let scope = self
-            .inner
-            .channels
-            .get(&row.channel_id)
-            .map(|c| c.scope.clone())
-            .unwrap_or_default();
-        let mut recipients = Vec::with_capacity(body.external_userid.len());
-        for r in &body.external_userid {
-            if !self.muted(&row.channel_id, r).await {
-                recipients.push(r.clone());
-            }
-        }
-        let now = self.inner.clock.now_ms();
-        let local = chrono::DateTime::from_timestamp_millis(now)
-            .unwrap_or_default()
-            .with_timezone(&self.inner.config.timezone());
-        let month = format!("{:04}-{:02}", local.year(), local.month());
-        let quota = match self.inner.config.outbox.customer_monthly_quota {
-            0 => i64::from(days_in_month(local.year(), local.month())),
-            n => n,
-        };
-        let row_id = row.id;
-        let allowed = self
-            .with_db(move |store| async move {
-                let mut tx = store.begin_write().await?;
-                let allowed =
-                    reserve_quota(&mut tx, row_id, &scope, &recipients, &month, quota).await?;
-                tx.commit().await?;
-                Ok::<_, StoreError>(allowed)
-            })
-            .await??;
-        if allowed.is_empty() {
-            return Ok(Mark::Dead {
-                id: row.id,
-                error: "收件人本月群发次数已用完或已静音 (monthly quota used up or muted)".into(),
-            });
-        }
-        body.external_userid = allowed;
-        let api = &self.inner.api;
-        let body = &body;
-        let r = self
-            .with_token(&row.channel_id, |t| async move {
-                api.add_msg_template(&t, body).await
-            })
-            .await?;
-        let poll = self.inner.config.outbox.task_poll_secs * 1000;
-        Ok(Mark::TaskCreated {
-            id: row.id,
-            platform_id: r.msgid,
-            next_poll_ms: self.inner.clock.now_ms() + poll,
-        })
-    }
-
-    /// Asks WeCom how the confirmed mass-send tasks went; returns how many tasks were polled.
-    pub async fn poll_tasks_once(&self) -> Result<usize, StoreError> {
-        let o = &self.inner.config.outbox;
-        let now = self.inner.clock.now_ms();
-        let (worker, next) = (self.inner.worker_id.clone(), now + o.task_poll_secs * 1000);
-        let rows = self
-            .with_db(move |store| async move { store.claim_tasks(&worker, now, next, 50).await })
-            .await??;
-        let polled = rows.len();
-        let mut marks = Vec::new();
-        for row in rows {
-            if let Some(mark) = self.poll_task(&row, now).await {
-                marks.push(mark);
-            }
-        }
-        if !marks.is_empty() {
-            self.count(&marks);
-            self.apply(marks).await?;
-        }
-        Ok(polled)
-    }
-
-    async fn poll_task(&self, row: &OutboxRow, now: i64) -> Option<Mark> {
-        let expire_ms = self.inner.config.outbox.task_expire_hours * 3_600_000;
-        if row.sent_at.unwrap_or(row.created_at) + expire_ms < now {
-            return Some(Mark::Dead {
-                id: row.id,
-                error: "群发任务超时未被确认 (staff did not confirm the task in time)".into(),
-            });
-        }
-        let (msgid, sender) = (row.platform_id.clone()?, row.task_sender.clone()?);
-        let reserved: Vec<String> = row
-            .result
-            .as_deref()
-            .and_then(|r| serde_json::from_str(r).ok())
-            .unwrap_or_default();
-        let api = &self.inner.api;
-        let mut statuses = std::collections::HashMap::new();
-        let mut cursor = String::new();
-        for _ in 0..20 {
-            let request = GroupMsgSendResultRequest {
-                msgid: msgid.clone(),
-                userid: sender.clone(),
-                limit: 1000,
-                cursor: cursor.clone(),
-            };
-            let request = &request;
-            let page = match self
-                .with_token(&row.channel_id, |t| async move {
-                    api.get_groupmsg_send_result(&t, request).await
-                })
-                .await
-            {
-                Ok(page) => page,
-                Err(Failure::Api(e)) if e.class() == ErrorClass::Permanent => {
-                    return Some(Mark::Dead {
-                        id: row.id,
-                        error: reason(&e),
-                    });
-                }
-                Err(_) => return None,
-            };
-            for r in page.send_list {
-                statuses.insert(r.external_userid, r.status);
-            }
-            if page.next_cursor.is_empty() {
-                break;
-            }
-            cursor = page.next_cursor;
-        }
-        let mut tally = [0_i64; 4];
-        for r in &reserved {
-            match statuses.get(r) {
-                Some(&s @ 1..=3) => tally[usize::try_from(s).unwrap_or(0)] += 1,
-                _ => return None,
-            }
-        }
-        Some(Mark::Delivered {
-            id: row.id,
-            result: serde_json::json!({
-                "sent": tally[1], "not_a_contact": tally[2], "quota_or_duplicate": tally[3]
-            })
-            .to_string(),
-        })
-    }
-}
-
-fn reason(e: &ApiError) -> String {
-    match e.errcode() {
-        Some(code) => format!("{}（{e}）", describe(code)),
-        None => e.to_string(),
-    }
-}
-
-fn days_in_month(year: i32, month: u32) -> u32 {
-    let (y, m) = if month == 12 {
-        (year + 1, 1)
-    } else {
-        (year, month + 1)
-    };
-    chrono::NaiveDate::from_ymd_opt(y, m, 1)
-        .and_then(|d| d.pred_opt())
-        .map_or(30, |d| d.day())
 }
 
 fn hostname() -> String {
@@ -751,17 +423,4 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "yunying".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::days_in_month;
-
-    #[test]
-    fn months_have_their_days() {
-        assert_eq!(days_in_month(2026, 2), 28);
-        assert_eq!(days_in_month(2028, 2), 29);
-        assert_eq!(days_in_month(2026, 11), 30);
-        assert_eq!(days_in_month(2026, 12), 31);
-    }
 }

@@ -156,6 +156,7 @@ pub async fn run(
         .get(&c.channel)
         .ok_or_else(|| RecallError::Plan(format!("channel `{}` is not enabled", c.channel)))?;
     let seg_ctx = SegmentContext {
+        accounts: crate::members::segment::AccountSql::for_backend(ctx.store.backend()),
         now_ms,
         levels: &ctx.config.points.levels,
     };

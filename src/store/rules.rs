@@ -90,10 +90,11 @@ impl Store {
             ),
         };
         let negate = if has_tag { "" } else { "not " };
+        let join = crate::members::segment::AccountSql::for_backend(self.backend()).join();
         let (tag_scope, tag_name) = (next, next + 1);
         next += 2;
         let mut sql = format!(
-            "select m.platform_user_id from members m \
+            "select m.platform_user_id from members m{join} \
              where m.scope = $1 and {cond} and m.id {negate}in (select mt.member_id from member_tags mt \
              join tags t on t.id = mt.tag_id where t.scope = ${tag_scope} and t.name = ${tag_name})"
         );

@@ -4,7 +4,10 @@ use super::{Store, StoreError};
 use crate::members::segment::{Bind, Compiled};
 use crate::on_pool;
 
-const FROM: &str = "from members m where m.scope = $1 and ";
+fn from(backend: super::Backend) -> String {
+    let join = crate::members::segment::AccountSql::for_backend(backend).join();
+    format!("from members m{join} where m.scope = $1 and ")
+}
 
 /// Binds a compiled segment's values in order onto a query.
 macro_rules! bind_all {
@@ -24,7 +27,8 @@ impl Store {
     /// How many members of `scope` the segment holds. `segment` must number its parameters from 2.
     pub async fn segment_count(&self, scope: &str, segment: &Compiled) -> Result<i64, StoreError> {
         let sql = format!(
-            "select cast(count(*) as bigint) {FROM}{}",
+            "select cast(count(*) as bigint) {}{}",
+            from(self.backend()),
             segment.condition
         );
         Ok(on_pool!(self.pool(), p => {
@@ -43,7 +47,8 @@ impl Store {
     ) -> Result<Vec<String>, StoreError> {
         let n = segment.binds.len() + 2;
         let sql = format!(
-            "select m.platform_user_id {FROM}{} order by m.platform_user_id limit ${n} offset ${}",
+            "select m.platform_user_id {}{} order by m.platform_user_id limit ${n} offset ${}",
+            from(self.backend()),
             segment.condition,
             n + 1
         );

@@ -73,6 +73,7 @@ async fn list_members(
         text
     };
     let ctx = SegmentContext {
+        accounts: crate::members::segment::AccountSql::for_backend(state.store.backend()),
         now_ms: state.ingress.clock().now_ms(),
         levels: &state.config.points.levels,
     };

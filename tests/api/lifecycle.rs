@@ -17,6 +17,7 @@ const DAY: i64 = 86_400_000;
 
 async fn count(app: &TestApp, config: &Config, text: &str, now: i64) -> i64 {
     let ctx = SegmentContext {
+        accounts: yunying::members::segment::AccountSql::for_backend(app.store.backend()),
         now_ms: now,
         levels: &config.points.levels,
     };

@@ -137,6 +137,7 @@ async fn sql_and_memory_agree_on_random_segments(backend: Backend) {
     }
 
     let ctx = SegmentContext {
+        accounts: yunying::members::segment::AccountSql::for_backend(app.store.backend()),
         now_ms: NOW,
         levels: &config.points.levels,
     };

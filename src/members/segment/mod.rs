@@ -29,6 +29,35 @@ pub struct Compiled {
 pub struct SegmentContext<'a> {
     pub now_ms: i64,
     pub levels: &'a [LevelConfig],
+    /// How points conditions read `points_accounts`: as uncorrelated sub-selects (SQLite, where
+    /// a join per member is the slow part) or through `points_accounts a` joined by the caller
+    /// (PostgreSQL, whose planner cannot hash a large `in (…)` under `or`).
+    pub accounts: AccountSql,
+}
+
+/// See [`SegmentContext::accounts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountSql {
+    SubSelect,
+    Joined,
+}
+
+impl AccountSql {
+    /// The form that is fast on `backend`.
+    pub fn for_backend(backend: crate::store::Backend) -> Self {
+        match backend {
+            crate::store::Backend::Sqlite => Self::SubSelect,
+            crate::store::Backend::Postgres => Self::Joined,
+        }
+    }
+
+    /// What the caller's FROM needs after `members m`.
+    pub fn join(self) -> &'static str {
+        match self {
+            Self::SubSelect => "",
+            Self::Joined => " left join points_accounts a on a.member_id = m.id",
+        }
+    }
 }
 
 impl SegmentContext<'_> {
@@ -113,7 +142,7 @@ fn sql(
                 None => format!("total_earned >= {lo}"),
             };
             let zero_in_range = min <= 0 && next_min.is_none_or(|h| 0 < h);
-            on_account(&in_range, zero_in_range)
+            on_account(ctx.accounts, &in_range, zero_in_range)
         }
         Expr::Compare(field @ (Field::Points | Field::Earned), op, value) => {
             let column = if *field == Field::Points {
@@ -122,7 +151,11 @@ fn sql(
                 "total_earned"
             };
             let v = param(binds, next, Bind::Int(*value));
-            on_account(&format!("{column} {} {v}", op.sql()), op.holds(0, *value))
+            on_account(
+                ctx.accounts,
+                &format!("{column} {} {v}", op.sql()),
+                op.holds(0, *value),
+            )
         }
         Expr::Compare(field, op, value) => {
             let column = match field {
@@ -146,7 +179,14 @@ fn sql(
 /// A condition on the member's points account as an uncorrelated sub-select (computed once,
 /// then probed) instead of a join per member. A member without an account has 0 points, so when
 /// 0 satisfies the condition the member is in unless their account fails it.
-fn on_account(condition: &str, holds_for_zero: bool) -> String {
+fn on_account(style: AccountSql, condition: &str, holds_for_zero: bool) -> String {
+    if style == AccountSql::Joined {
+        // Columns of the joined account, 0 for a member without one.
+        let joined = condition
+            .replace("total_earned", "coalesce(a.total_earned, 0)")
+            .replace("balance", "coalesce(a.balance, 0)");
+        return format!("({joined})");
+    }
     if holds_for_zero {
         format!("m.id not in (select member_id from points_accounts where not ({condition}))")
     } else {
