@@ -1,7 +1,8 @@
 //! `yunying demo`: the real server (SQLite in a temporary folder) and the WeCom stand-in, driven
 //! by a short scripted community with correctly signed and encrypted callbacks. It prints the
 //! conversation as it happens: a customer is welcomed, joins the group, signs in, asks a
-//! question, an ops member runs a command, and a push goes out through the outbox.
+//! question, an ops member runs a command, a push goes out through the outbox, and a recall plan
+//! reaches a lapsed member.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +107,10 @@ fn demo_config(dir: &std::path::Path, fake: &FakeWecom, token: &str) -> anyhow::
     config.outbox.poll_interval_ms = 50;
     config.ops_api.token = Secret::new(token);
     config.log.level = "warn".into();
+    // The demo may run at any hour; the plan's send window would otherwise hold the touch.
+    for plan in &mut config.recall.plans {
+        plan.send_hours = [0, 24];
+    }
     Ok(config)
 }
 
@@ -138,6 +143,20 @@ async fn seed_faq(store: &crate::store::Store) -> anyhow::Result<()> {
         crate::store::faq::insert_entry(&mut tx, &entry, SystemClock.now_ms()).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// A member last seen 35 days ago, already marked lapsed (as the periodic recompute would).
+async fn seed_lapsed_member(store: &crate::store::Store, now_ms: i64) -> anyhow::Result<()> {
+    let last = now_ms - 35 * 86_400_000;
+    crate::on_pool!(store.pool(), p => {
+        sqlx::query("insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) \
+             values ($1, 'wangwu', '王五', $2, $2, 12)")
+            .bind("wwdemo0000000001").bind(last).execute(p).await?;
+        sqlx::query("insert into member_stages (member_id, stage, since) \
+             select id, 'lapsed', $2 from members where scope = $1 and platform_user_id = 'wangwu'")
+            .bind("wwdemo0000000001").bind(now_ms).execute(p).await?;
+    });
     Ok(())
 }
 
@@ -222,6 +241,26 @@ async fn script(dir: &std::path::Path) -> anyhow::Result<()> {
         .await?;
     println!("  POST /api/v1/outbox → {}", response.status());
     demo.outbound("message/send", 0, "应用消息推送").await?;
+
+    println!("\n⑥ 召回：老成员「王五」已经 35 天没来了（阶段：流失），运营执行召回计划");
+    seed_lapsed_member(&store, SystemClock.now_ms()).await?;
+    let run: serde_json::Value = demo
+        .http
+        .post(format!("http://127.0.0.1:{port}/api/v1/recall/lapsed/run"))
+        .bearer_auth(&demo.token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!(
+        "  POST /api/v1/recall/lapsed/run → 符合条件 {}，触达 {}，对照组 {}",
+        run["eligible"], run["touched"], run["held_out"]
+    );
+    if run["touched"].as_u64().unwrap_or(0) > 0 {
+        demo.outbound("webhook/send", 1, "召回消息（群机器人 @王五）").await?;
+    } else {
+        println!("  （王五这次落在对照组里：不发送，用来衡量召回效果）");
+    }
 
     let stats = demo
         .http

@@ -22,7 +22,8 @@ fn the_demo_shows_welcome_sign_in_faq_command_and_push() {
         "视频号直播",
         "/points",
         "message/send",
-        "\"sent\":3",
+        "\"sent\":",
+        "/api/v1/recall/lapsed/run",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
