@@ -257,7 +257,8 @@ async fn script(dir: &std::path::Path) -> anyhow::Result<()> {
         run["eligible"], run["touched"], run["held_out"]
     );
     if run["touched"].as_u64().unwrap_or(0) > 0 {
-        demo.outbound("webhook/send", 1, "召回消息（群机器人 @王五）").await?;
+        demo.outbound("webhook/send", 1, "召回消息（群机器人 @王五）")
+            .await?;
     } else {
         println!("  （王五这次落在对照组里：不发送，用来衡量召回效果）");
     }

@@ -110,16 +110,35 @@ impl Handler for StageOnEvent {
                 | EventKind::ContactRemoved { contact, .. } => vec![contact.id.as_str()],
                 EventKind::Other { .. } => Vec::new(),
             };
+            let mut changes = Vec::new();
             for user in users {
-                crate::members::lifecycle::recompute_member(
-                    &ctx.store,
-                    &self.config,
-                    &event.scope,
-                    user,
-                    now,
-                )
-                .await?;
+                changes.extend(
+                    crate::members::lifecycle::member_change(
+                        &ctx.store,
+                        &self.config,
+                        &event.scope,
+                        user,
+                        now,
+                    )
+                    .await?,
+                );
             }
+            if changes.is_empty() {
+                return Ok(Outcome::Continue);
+            }
+            // Through the group-commit writer: on SQLite a write of its own would queue for the
+            // file lock behind the callbacks' commits.
+            ctx.writer
+                .run_batched(move |tx| {
+                    let changes = changes.clone();
+                    Box::pin(async move {
+                        for c in &changes {
+                            crate::store::lifecycle::apply(tx, c).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .await??;
             Ok(Outcome::Continue)
         })
     }

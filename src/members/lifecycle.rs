@@ -99,25 +99,24 @@ pub async fn recompute(
     apply_stages(store, inputs, config, now_ms).await
 }
 
-/// Recomputes the stage of one member (after an event of theirs).
-pub async fn recompute_member(
+/// The stage change of one member, if any (after an event of theirs); the caller writes it.
+pub async fn member_change(
     store: &Store,
     config: &LifecycleConfig,
     scope: &str,
     user_id: &str,
     now_ms: i64,
-) -> Result<usize, StoreError> {
+) -> Result<Vec<StageChange>, StoreError> {
     let inputs = store.stage_inputs_of(scope, user_id).await?;
-    apply_stages(store, inputs, config, now_ms).await
+    Ok(changes_of(inputs, config, now_ms))
 }
 
-async fn apply_stages(
-    store: &Store,
+fn changes_of(
     inputs: Vec<(i64, StageFacts)>,
     config: &LifecycleConfig,
     now_ms: i64,
-) -> Result<usize, StoreError> {
-    let changes: Vec<StageChange> = inputs
+) -> Vec<StageChange> {
+    inputs
         .into_iter()
         .filter_map(|(member_id, facts)| {
             let stage = stage_at(&facts, now_ms, config);
@@ -129,7 +128,16 @@ async fn apply_stages(
                 at: now_ms,
             })
         })
-        .collect();
+        .collect()
+}
+
+async fn apply_stages(
+    store: &Store,
+    inputs: Vec<(i64, StageFacts)>,
+    config: &LifecycleConfig,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    let changes = changes_of(inputs, config, now_ms);
     for chunk in changes.chunks(500) {
         let mut tx = store.begin_write().await?;
         for change in chunk {
