@@ -110,6 +110,10 @@ impl App {
             channels: Arc::clone(&channels),
             outbox: Some(outbox.clone()),
         }));
+        recall
+            .reload()
+            .await
+            .context("loading stored recall plans")?;
         let bot = BotContext {
             recall: Some(Arc::clone(&recall)),
             outbox: Some(outbox.clone()),

@@ -414,13 +414,14 @@ async fn recall_cmd(config: &Config, command: RecallCommand) -> anyhow::Result<(
     let id = match &command {
         RecallCommand::Preview { plan } | RecallCommand::Stats { plan } => plan.clone(),
     };
+    plans.reload().await?;
     let plan = plans.get(&id).with_context(|| {
-        let ids: Vec<&str> = plans.plans.iter().map(|p| p.id()).collect();
+        let ids: Vec<String> = plans.all().iter().map(|p| p.id().to_owned()).collect();
         format!("no enabled recall plan `{id}` (plans: {})", ids.join(", "))
     })?;
     match command {
         RecallCommand::Preview { .. } => {
-            let r = crate::recall::run(&plans.ctx, plan, SystemClock.now_ms(), true).await?;
+            let r = crate::recall::run(&plans.ctx, &plan, SystemClock.now_ms(), true).await?;
             println!(
                 "plan {}: {} eligible now — {} would be touched, {} held out; {} waiting (cooldown or not idle long enough), {} had every touch",
                 r.plan, r.eligible, r.touched, r.held_out, r.waiting, r.exhausted

@@ -307,8 +307,8 @@ pub(super) async fn execute(
             };
             let plans = ctx.recall.as_ref();
             let Some(plan) = plans.and_then(|p| p.get(plan_id)) else {
-                let ids: Vec<&str> = plans
-                    .map(|p| p.plans.iter().map(|p| p.id()).collect())
+                let ids: Vec<String> = plans
+                    .map(|p| p.all().iter().map(|p| p.id().to_owned()).collect())
                     .unwrap_or_default();
                 let reply = format!("没有启用的召回计划「{plan_id}」。可用：{}", ids.join("、"));
                 record(ctx, audit("invalid", &reply)).await?;
@@ -331,7 +331,7 @@ pub(super) async fn execute(
                 )?
             } else {
                 let report =
-                    crate::recall::run(&plans.ctx, plan, now_ms, action == "preview").await?;
+                    crate::recall::run(&plans.ctx, &plan, now_ms, action == "preview").await?;
                 render(
                     &templates,
                     "commands/recall",

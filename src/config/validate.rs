@@ -449,43 +449,11 @@ fn validate_schedules(config: &Config, issues: &mut Vec<(String, String)>) {
     let mut seen = std::collections::HashSet::new();
     for (i, p) in config.recall.plans.iter().enumerate() {
         let key = format!("recall.plans[{i}]");
-        let mut bad = |field: &str, reason: String| issues.push((format!("{key}.{field}"), reason));
-        if !seen.insert(p.id.as_str()) || p.id.is_empty() {
-            bad("id", format!("`{}` is empty or used twice", p.id));
+        if !seen.insert(p.id.as_str()) {
+            issues.push((format!("{key}.id"), format!("`{}` is used twice", p.id)));
         }
-        match config.channels.get(&p.channel).map(|c| c.kind) {
-            None => bad("channel", format!("no channel `{}`", p.channel)),
-            Some(ChannelKind::Gateway) => bad(
-                "channel",
-                "gateway channels cannot send recall touches".into(),
-            ),
-            Some(_) => {}
-        }
-        if p.holdout_percent > 50 {
-            bad("holdout_percent", "must be between 0 and 50".into());
-        }
-        if p.recall_window_days < 1 || p.cooldown_days < 0 || p.max_touches < 1 {
-            bad(
-                "recall_window_days",
-                "recall_window_days and max_touches must be at least 1, cooldown_days not negative"
-                    .into(),
-            );
-        }
-        if p.send_hours[0] >= p.send_hours[1] || p.send_hours[1] > 24 {
-            bad(
-                "send_hours",
-                "must be [from, to) with 0 ≤ from < to ≤ 24".into(),
-            );
-        }
-        if let Err(e) = crate::recall::Plan::compile(p) {
-            let field = if e.contains("cron") {
-                "cron"
-            } else if e.contains("segment") {
-                "segment"
-            } else {
-                "touches"
-            };
-            bad(field, e);
+        for (field, reason) in crate::recall::check_plan(config, p) {
+            issues.push((format!("{key}.{field}"), reason));
         }
     }
 }

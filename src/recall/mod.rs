@@ -372,16 +372,19 @@ pub async fn settle_bonuses(
     Ok(credited)
 }
 
-/// The configured plans with what they run against. Cheap to share behind an `Arc`.
+/// The plans (from the configuration and from the API) with what they run against. Cheap to
+/// share behind an `Arc`.
 pub struct Plans {
     pub ctx: RecallContext,
-    pub plans: Vec<Arc<Plan>>,
+    configured: Vec<Arc<Plan>>,
+    stored: std::sync::RwLock<Vec<Arc<Plan>>>,
 }
 
 impl Plans {
-    /// Compiles the enabled plans (validation already refused bad ones).
+    /// Compiles the enabled configured plans (validation already refused bad ones); stored plans
+    /// come with [`Plans::reload`].
     pub fn new(ctx: RecallContext) -> Self {
-        let plans = ctx
+        let configured = ctx
             .config
             .recall
             .plans
@@ -389,12 +392,104 @@ impl Plans {
             .filter(|p| p.enabled)
             .filter_map(|p| Plan::compile(p).ok().map(Arc::new))
             .collect();
-        Self { ctx, plans }
+        Self {
+            ctx,
+            configured,
+            stored: std::sync::RwLock::new(Vec::new()),
+        }
     }
 
-    pub fn get(&self, id: &str) -> Option<&Arc<Plan>> {
-        self.plans.iter().find(|p| p.id() == id)
+    /// Every enabled plan: configured first, then stored.
+    pub fn all(&self) -> Vec<Arc<Plan>> {
+        let stored = self.stored.read().unwrap_or_else(|p| p.into_inner());
+        self.configured
+            .iter()
+            .chain(stored.iter())
+            .cloned()
+            .collect()
     }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Plan>> {
+        self.all().into_iter().find(|p| p.id() == id)
+    }
+
+    /// Whether the plan is defined in the configuration (the API cannot change it).
+    pub fn is_configured(&self, id: &str) -> bool {
+        self.ctx.config.recall.plans.iter().any(|p| p.id == id)
+    }
+
+    /// Re-reads the plans stored through the API; one that no longer checks out is skipped.
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let mut plans = Vec::new();
+        for json in self.ctx.store.stored_plans().await? {
+            let parsed: Result<RecallPlanConfig, String> =
+                serde_json::from_str(&json).map_err(|e| e.to_string());
+            match parsed.and_then(|c| {
+                check_plan(&self.ctx.config, &c)
+                    .into_iter()
+                    .next()
+                    .map_or(Ok(c), |(_, e)| Err(e))
+            }) {
+                Ok(c) if c.enabled => {
+                    if let Ok(plan) = Plan::compile(&c) {
+                        plans.push(Arc::new(plan));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "stored recall plan skipped"),
+            }
+        }
+        *self.stored.write().unwrap_or_else(|p| p.into_inner()) = plans;
+        Ok(())
+    }
+}
+
+/// What is wrong with a plan, as (field, reason) pairs; empty when it is fine.
+pub fn check_plan(config: &Config, p: &RecallPlanConfig) -> Vec<(&'static str, String)> {
+    let mut bad = Vec::new();
+    if p.id.is_empty()
+        || !p
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        bad.push(("id", format!("`{}`: use a-z, 0-9, `_` and `-`", p.id)));
+    }
+    match config.channels.get(&p.channel).map(|c| c.kind) {
+        None => bad.push(("channel", format!("no channel `{}`", p.channel))),
+        Some(ChannelKind::Gateway) => bad.push((
+            "channel",
+            "gateway channels cannot send recall touches".into(),
+        )),
+        Some(_) => {}
+    }
+    if p.holdout_percent > 50 {
+        bad.push(("holdout_percent", "must be between 0 and 50".into()));
+    }
+    if p.recall_window_days < 1 || p.cooldown_days < 0 || p.max_touches < 1 {
+        bad.push((
+            "recall_window_days",
+            "recall_window_days and max_touches must be at least 1, cooldown_days not negative"
+                .into(),
+        ));
+    }
+    if p.send_hours[0] >= p.send_hours[1] || p.send_hours[1] > 24 {
+        bad.push((
+            "send_hours",
+            "must be [from, to) with 0 ≤ from < to ≤ 24".into(),
+        ));
+    }
+    if let Err(e) = Plan::compile(p) {
+        let field = if e.contains("cron") {
+            "cron"
+        } else if e.contains("segment") {
+            "segment"
+        } else {
+            "touches"
+        };
+        bad.push((field, e));
+    }
+    bad
 }
 
 #[cfg(test)]

@@ -23,12 +23,16 @@ pub struct Runner {
     jobs: Vec<(Schedule, Job)>,
     started_ms: i64,
     worker: String,
+    plans_read_at: std::sync::atomic::AtomicI64,
 }
+
+/// Stored plans are re-read this often.
+const PLAN_RELOAD_MS: i64 = 30_000;
 
 impl Runner {
     pub fn new(state: AppState, plans: Arc<Plans>, now_ms: i64) -> anyhow::Result<Self> {
         let s = &state.config.scheduler;
-        let mut jobs = vec![
+        let jobs = vec![
             (
                 Schedule::parse("lifecycle", &s.lifecycle_cron).map_err(anyhow::Error::msg)?,
                 Job::Lifecycle,
@@ -38,14 +42,12 @@ impl Runner {
                 Job::InboxPrune,
             ),
         ];
-        for plan in &plans.plans {
-            jobs.push((plan.schedule.clone(), Job::Recall(Arc::clone(plan))));
-        }
         Ok(Self {
             state,
             plans,
             jobs,
             started_ms: now_ms,
+            plans_read_at: std::sync::atomic::AtomicI64::new(i64::MIN / 2),
             worker: format!("{}-{:08x}", std::process::id(), rand::random::<u32>()),
         })
     }
@@ -55,7 +57,24 @@ impl Runner {
         let tz = self.state.config.timezone();
         let window = self.state.config.scheduler.missed_window_secs * 1000;
         let mut ran = Vec::new();
-        for (schedule, job) in &self.jobs {
+        // Plans created through the API appear (and go) without a restart.
+        let last = self
+            .plans_read_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if now_ms - last >= PLAN_RELOAD_MS || now_ms < last {
+            self.plans_read_at
+                .store(now_ms, std::sync::atomic::Ordering::Relaxed);
+            if let Err(e) = self.plans.reload().await {
+                tracing::warn!(error = %e, "recall plans not re-read");
+            }
+        }
+        let plan_jobs: Vec<(Schedule, Job)> = self
+            .plans
+            .all()
+            .into_iter()
+            .map(|p| (p.schedule.clone(), Job::Recall(p)))
+            .collect();
+        for (schedule, job) in self.jobs.iter().chain(plan_jobs.iter()) {
             let due = claim_due(
                 &self.state.store,
                 schedule,

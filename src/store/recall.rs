@@ -201,3 +201,27 @@ impl Store {
         )
     }
 }
+
+const STORED_PLANS: &str = "select config from recall_plans order by id";
+const PUT_PLAN: &str = "insert into recall_plans (id, config, updated_at) values ($1, $2, $3) \
+     on conflict (id) do update set config = excluded.config, updated_at = excluded.updated_at";
+const DELETE_PLAN: &str = "delete from recall_plans where id = $1";
+
+impl Store {
+    /// Plans created through the API, as JSON.
+    pub async fn stored_plans(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_scalar::<_, String>(STORED_PLANS).fetch_all(p).await?),
+        )
+    }
+
+    pub async fn put_plan(&self, id: &str, json: &str, now_ms: i64) -> Result<(), StoreError> {
+        on_pool!(self.pool(), p => { sqlx::query(PUT_PLAN).bind(id).bind(json).bind(now_ms).execute(p).await?; });
+        Ok(())
+    }
+
+    pub async fn delete_plan(&self, id: &str) -> Result<bool, StoreError> {
+        let n = on_pool!(self.pool(), p => sqlx::query(DELETE_PLAN).bind(id).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+}

@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -15,6 +15,10 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/recall/plans", get(plans))
+        .route(
+            "/api/v1/recall/plans/{plan}",
+            put(put_plan).delete(delete_plan),
+        )
         .route("/api/v1/recall/{plan}/preview", get(preview))
         .route("/api/v1/recall/{plan}/run", post(run_now))
         .route("/api/v1/recall/{plan}/stats", get(stats))
@@ -22,19 +26,71 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn plans(_: Operator, State(state): State<AppState>) -> Response {
+    if let Err(e) = state.recall.reload().await {
+        return internal(e);
+    }
     let list: Vec<_> = state
         .recall
-        .plans
+        .all()
         .iter()
         .map(|p| {
             let c = &p.config;
-            json!({
-                "id": c.id, "name": c.name, "cron": c.cron, "channel": c.channel, "segment": c.segment,
-                "holdout_percent": c.holdout_percent, "touches": c.touches.len(), "max_touches": c.max_touches,
-            })
+            let from = if state.recall.is_configured(&c.id) {
+                "config"
+            } else {
+                "database"
+            };
+            json!({ "plan": c, "from": from })
         })
         .collect();
     Json(json!({ "plans": list })).into_response()
+}
+
+/// Creates or replaces a plan stored in the database (plans in the configuration are read-only).
+async fn put_plan(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(mut plan): Json<crate::config::RecallPlanConfig>,
+) -> Response {
+    if state.recall.is_configured(&id) {
+        return error(
+            StatusCode::CONFLICT,
+            format!("plan `{id}` is defined in the configuration"),
+        );
+    }
+    plan.id = id.clone();
+    let problems: Vec<String> = recall::check_plan(&state.config, &plan)
+        .into_iter()
+        .map(|(field, reason)| format!("{field}: {reason}"))
+        .collect();
+    if !problems.is_empty() {
+        return error(StatusCode::BAD_REQUEST, problems.join("; "));
+    }
+    let json = serde_json::to_string(&plan).unwrap_or_default();
+    let now = state.ingress.clock().now_ms();
+    if let Err(e) = state.store.put_plan(&id, &json, now).await {
+        return internal(e);
+    }
+    if let Err(e) = state.recall.reload().await {
+        return internal(e);
+    }
+    Json(json!({ "plan": id })).into_response()
+}
+
+async fn delete_plan(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Response {
+    match state.store.delete_plan(&id).await {
+        Ok(true) => match state.recall.reload().await {
+            Ok(()) => Json(json!({ "deleted": id })).into_response(),
+            Err(e) => internal(e),
+        },
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("no stored plan `{id}`")),
+        Err(e) => internal(e),
+    }
 }
 
 async fn run_plan(state: &AppState, id: &str, dry_run: bool) -> Response {
@@ -45,7 +101,7 @@ async fn run_plan(state: &AppState, id: &str, dry_run: bool) -> Response {
         );
     };
     let now = state.ingress.clock().now_ms();
-    match recall::run(&state.recall.ctx, plan, now, dry_run).await {
+    match recall::run(&state.recall.ctx, &plan, now, dry_run).await {
         Ok(report) => Json(report).into_response(),
         Err(RecallError::Plan(e)) => error(StatusCode::BAD_REQUEST, e),
         Err(RecallError::Store(e)) => internal(e),

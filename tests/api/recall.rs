@@ -19,7 +19,8 @@ use crate::helpers::{Backend, TestApp};
 
 backend_tests!(
     sixty_days_of_recall_match_the_design,
-    two_replicas_run_each_of_a_thousand_ticks_once
+    two_replicas_run_each_of_a_thousand_ticks_once,
+    plans_are_managed_through_the_api,
 );
 
 const TOKEN: &str = "ops-token-0123456789";
@@ -326,4 +327,78 @@ async fn two_replicas_run_each_of_a_thousand_ticks_once(backend: Backend) {
         app.store.tick_count("lifecycle").await.expect("count"),
         1000
     );
+}
+
+async fn plans_are_managed_through_the_api(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.ops_api.token = Secret::new(TOKEN);
+        c.scheduler.enabled = false;
+    })
+    .await;
+    let put = |id: &str, body: serde_json::Value| {
+        app.client
+            .put(app.url(&format!("/api/v1/recall/plans/{id}")))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let mut plan = serde_json::to_value(plan()).expect("json");
+    plan["cron"] = "0 30 9 * * *".into();
+    let response = put("weekly", plan.clone()).await.expect("put");
+    assert_eq!(response.status(), 200);
+    let mut bad = plan.clone();
+    bad["holdout_percent"] = 80.into();
+    let response = put("bad", bad).await.expect("put");
+    assert_eq!(response.status(), 400);
+    let reason: Value = response.json().await.expect("json");
+    assert!(
+        reason["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("holdout_percent"),
+        "{reason}"
+    );
+    assert_eq!(
+        put("lapsed", plan).await.expect("put").status(),
+        409,
+        "configured plans are read-only"
+    );
+
+    let listed = api(&app, "GET", "/api/v1/recall/plans").await;
+    let ids: Vec<(&str, &str)> = listed["plans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["plan"]["id"].as_str().unwrap_or(""),
+                p["from"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(ids, vec![("lapsed", "config"), ("weekly", "database")]);
+    assert_eq!(
+        api(&app, "GET", "/api/v1/recall/weekly/preview").await["plan"],
+        "weekly"
+    );
+
+    // The scheduler runs it on its own cron (09:30 Shanghai) without a restart.
+    let runner = Runner::new(
+        app.app_state.clone(),
+        Arc::clone(&app.app_state.recall),
+        at(0, 7),
+    )
+    .expect("runner");
+    app.clock.set_ms(at(1, 9) + 30 * 60_000);
+    let ran = runner.run_due(app.clock.now_ms()).await;
+    assert!(ran.contains(&"recall:weekly".to_string()), "{ran:?}");
+
+    let delete = |id: &str| {
+        app.client
+            .delete(app.url(&format!("/api/v1/recall/plans/{id}")))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    assert_eq!(delete("weekly").await.expect("delete").status(), 200);
+    assert_eq!(delete("weekly").await.expect("delete").status(), 404);
 }
