@@ -40,7 +40,10 @@ impl Channels {
             let receive_id = match c.kind {
                 ChannelKind::WecomApp => c.corp_id.clone().unwrap_or_default(),
                 ChannelKind::WechatMp => c.app_id.clone().unwrap_or_default(),
-                ChannelKind::WecomRobot | ChannelKind::Gateway => String::new(),
+                // The AI bot's callbacks carry an empty receive id (Doc 101033).
+                ChannelKind::WecomRobot | ChannelKind::WecomAibot | ChannelKind::Gateway => {
+                    String::new()
+                }
             };
             let crypt = match (&token, &c.encoding_aes_key) {
                 (Some(token), Some(key)) => Some(MsgCrypt::new(token, key.expose(), &receive_id)?),
@@ -48,7 +51,9 @@ impl Channels {
             };
             let scope = c.scope.clone().unwrap_or_else(|| match c.kind {
                 ChannelKind::WecomApp | ChannelKind::WechatMp => receive_id.clone(),
-                ChannelKind::WecomRobot | ChannelKind::Gateway => id.clone(),
+                ChannelKind::WecomRobot | ChannelKind::WecomAibot | ChannelKind::Gateway => {
+                    id.clone()
+                }
             });
             let channel = Channel {
                 id: id.clone(),

@@ -102,6 +102,25 @@ pub fn inner_payload(
                 cdata("add_external_contact"), cdata(staff), cdata(external), opt("State", state), opt("WelcomeCode", welcome_code)
             ))
         }
+        (ChannelKind::WecomAibot, Simulated::Text { from, name, group, text, msg_id }) => {
+            let mention = channel.robot_name.as_deref().map(|n| format!("@{n} ")).unwrap_or_default();
+            let mut message = serde_json::json!({
+                "msgid": msg_id,
+                "aibotid": "aibot-demo",
+                "chattype": if group.is_some() { "group" } else { "single" },
+                "from": { "userid": from, "name": name },
+                "msgtype": "text",
+                "text": { "content": if group.is_some() { format!("{mention}{text}") } else { text.clone() } },
+                "response_url": "http://127.0.0.1/cgi-bin/aibot/response",
+            });
+            if let Some(g) = group {
+                message["chatid"] = serde_json::Value::String(g.clone());
+            }
+            Ok(message.to_string())
+        }
+        (ChannelKind::WecomAibot, _) => Err(SendError::Unsupported(
+            "AI bots receive messages and enter_chat events only".into(),
+        )),
         (_, Simulated::ContactAdded { .. }) => Err(SendError::Unsupported(
             "customer-contact events come from wecom_app channels".into(),
         )),
@@ -176,6 +195,14 @@ pub fn build_request(
                 cdata(&encrypt),
                 cdata("1000002")
             ),
+            encode_query(&[
+                ("msg_signature", &msg_sig),
+                ("timestamp", &ts),
+                ("nonce", nonce),
+            ]),
+        ),
+        ChannelKind::WecomAibot => (
+            serde_json::json!({ "encrypt": encrypt }).to_string(),
             encode_query(&[
                 ("msg_signature", &msg_sig),
                 ("timestamp", &ts),
@@ -291,7 +318,7 @@ pub fn open_reply(channel: &Channel, body: &[u8]) -> Result<Option<String>, Send
     };
     let fields = xml::parse_any(&inner)?;
     Ok(fields
-        .get_any(&["Content", "Text.Content", "text.content"])
+        .get_any(&["Content", "Text.Content", "text.content", "stream.content"])
         .map(str::to_owned))
 }
 

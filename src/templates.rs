@@ -86,6 +86,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/replies/recall_opt_in.txt.j2"),
     ),
     (
+        "replies/aibot_welcome.txt.j2",
+        include_str!("../templates/replies/aibot_welcome.txt.j2"),
+    ),
+    (
         "replies/pong.txt.j2",
         include_str!("../templates/replies/pong.txt.j2"),
     ),

@@ -427,6 +427,8 @@ pub struct LogConfig {
 pub enum ChannelKind {
     WecomApp,
     WecomRobot,
+    /// 智能机器人 (AI bot), API mode.
+    WecomAibot,
     WechatMp,
     Gateway,
 }
@@ -436,6 +438,7 @@ impl ChannelKind {
         match self {
             Self::WecomApp => "wecom_app",
             Self::WecomRobot => "wecom_robot",
+            Self::WecomAibot => "wecom_aibot",
             Self::WechatMp => "wechat_mp",
             Self::Gateway => "gateway",
         }
@@ -473,6 +476,12 @@ pub struct ChannelConfig {
     /// `wecom_robot`: the webhook key (outbound).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_key: Option<Secret>,
+    /// `wecom_aibot`: the bot id (`aibotid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_id: Option<String>,
+    /// `wecom_aibot`: `callback` (encrypted JSON callbacks to `/callbacks/{id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// `wecom_robot`: the robot's display name, stripped from `@name` at the start of texts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub robot_name: Option<String>,

@@ -17,7 +17,7 @@ fn the_embedded_example_is_valid_and_is_the_default() {
         let config = Config::example().expect("example loads");
         assert_eq!(config.server.listen, "127.0.0.1:8080");
         assert_eq!(config.database.url.expose(), "sqlite://data/yunying.db");
-        assert_eq!(config.channels.len(), 4);
+        assert_eq!(config.channels.len(), 5);
         Ok(())
     });
 }

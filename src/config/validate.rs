@@ -266,6 +266,10 @@ fn keys_for(kind: ChannelKind) -> (&'static [&'static str], &'static [&'static s
             &["token", "encoding_aes_key"],
             &["webhook_key", "robot_name", "scope", "groups"],
         ),
+        ChannelKind::WecomAibot => (
+            &["token", "encoding_aes_key"],
+            &["bot_id", "mode", "robot_name", "scope"],
+        ),
         ChannelKind::WechatMp => (
             &["token", "app_id"],
             &["encoding_aes_key", "secret", "scope"],
@@ -276,7 +280,9 @@ fn keys_for(kind: ChannelKind) -> (&'static [&'static str], &'static [&'static s
 
 fn present(channel: &ChannelConfig) -> Vec<&'static str> {
     let mut keys = Vec::new();
-    let pairs: [(&'static str, bool); 11] = [
+    let pairs: [(&'static str, bool); 13] = [
+        ("bot_id", channel.bot_id.is_some()),
+        ("mode", channel.mode.is_some()),
         ("groups", !channel.groups.is_empty()),
         ("scope", channel.scope.is_some()),
         ("token", channel.token.is_some()),
@@ -348,6 +354,17 @@ fn validate_channel(id: &str, channel: &ChannelConfig) -> Vec<(String, String)> 
                 ));
             }
         }
+    }
+    match channel.mode.as_deref() {
+        None | Some("callback") => {}
+        Some("websocket") => issues.push((
+            format!("{prefix}.mode"),
+            "the long-connection (websocket) mode is not available yet; use `callback`".into(),
+        )),
+        Some(other) => issues.push((
+            format!("{prefix}.mode"),
+            format!("`{other}` is not `callback` or `websocket`"),
+        )),
     }
     if let Some(corp_id) = &channel.corp_id {
         if corp_id.trim().is_empty() {

@@ -199,7 +199,7 @@ impl Ingress {
                 crypto::verify_signature(token, timestamp, nonce, None, sig)?;
                 Ok(CallbackResponse::Text(echostr.to_owned()))
             }
-            ChannelKind::WecomApp | ChannelKind::WecomRobot => {
+            ChannelKind::WecomApp | ChannelKind::WecomRobot | ChannelKind::WecomAibot => {
                 let crypt = channel
                     .crypt
                     .as_ref()
@@ -356,6 +356,7 @@ impl Ingress {
         let event = match channel.kind {
             ChannelKind::WecomApp => normalize::wecom_app(channel, &fields, ts)?,
             ChannelKind::WecomRobot => normalize::wecom_robot(channel, &fields, ts)?,
+            ChannelKind::WecomAibot => normalize::wecom_aibot(channel, &fields, ts)?,
             ChannelKind::WechatMp => normalize::wechat_mp(channel, &fields, ts)?,
             ChannelKind::Gateway => {
                 return Err(IngressError::Internal("unreachable gateway branch".into()))

@@ -250,6 +250,55 @@ pub fn wecom_robot(
     ))
 }
 
+/// An AI bot (智能机器人) callback in API mode (Doc 100719): the robot's JSON shape plus `mixed`,
+/// `voice` (its speech-to-text) and events (`enter_chat`, …) named by `event.eventtype`.
+pub fn wecom_aibot(
+    channel: &Channel,
+    fields: &Fields,
+    request_ts: i64,
+) -> Result<Event, ParseError> {
+    let msg_type = fields
+        .non_empty(&["msgtype"])
+        .ok_or(ParseError::Missing("msgtype"))?;
+    match msg_type {
+        "event" => {
+            let at = parse_time(fields, request_ts);
+            let name = fields.non_empty(&["event.eventtype"]).unwrap_or("event");
+            Ok(build(
+                channel,
+                fields
+                    .non_empty(&["msgid"])
+                    .map_or_else(|| event_key(fields), |id| format!("event:{id}")),
+                at,
+                EventKind::Other {
+                    event: format!("aibot.{name}"),
+                    raw: raw_of(fields),
+                },
+            ))
+        }
+        "mixed" | "voice" => {
+            let mut event = wecom_robot(channel, fields, request_ts)?;
+            if let EventKind::Message(m) = &mut event.kind {
+                let text = if msg_type == "voice" {
+                    fields
+                        .get_any(&["voice.content"])
+                        .unwrap_or_default()
+                        .to_owned()
+                } else {
+                    fields
+                        .all("mixed.msg_item.text.content")
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                m.text = strip_mention(&text, channel.robot_name.as_deref());
+                m.msg_type = "text".into();
+            }
+            Ok(event)
+        }
+        _ => wecom_robot(channel, fields, request_ts),
+    }
+}
+
 /// A WeChat Official Account message or event (MP message-push doc).
 pub fn wechat_mp(channel: &Channel, fields: &Fields, request_ts: i64) -> Result<Event, ParseError> {
     let msg_type = fields

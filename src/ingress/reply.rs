@@ -28,6 +28,10 @@ pub enum ReplyShape {
     GatewayJson {
         mention: Option<String>,
     },
+    /// AI bot: a `stream` finished in one frame, or the `text` welcome for `enter_chat`.
+    AibotJson {
+        welcome: bool,
+    },
 }
 
 impl ReplyShape {
@@ -51,6 +55,9 @@ impl ReplyShape {
                     Self::RobotXml { mention }
                 }
             }
+            ChannelKind::WecomAibot => Self::AibotJson {
+                welcome: matches!(&event.kind, crate::events::EventKind::Other { event, .. } if event == "aibot.enter_chat"),
+            },
             ChannelKind::WechatMp | ChannelKind::WecomApp | ChannelKind::Gateway => Self::TextXml {
                 to_user: fields.get("FromUserName").unwrap_or(&sender).to_owned(),
                 from_user: fields
@@ -68,6 +75,20 @@ impl ReplyShape {
             _ => CallbackResponse::Empty,
         }
     }
+}
+
+/// The encrypted JSON envelope (WXBizJsonMsgCrypt): `encrypt`, `msgsignature`, `timestamp`, `nonce`.
+fn seal_json(channel: &Channel, inner: &serde_json::Value, now_secs: i64) -> CallbackResponse {
+    let Some(crypt) = channel.crypt.as_ref() else {
+        return CallbackResponse::Empty;
+    };
+    let ts = now_secs.to_string();
+    let nonce = nonce();
+    let (encrypt, sig) = crypt.seal(inner.to_string().as_bytes(), &ts, &nonce);
+    CallbackResponse::Json(
+        serde_json::json!({ "encrypt": encrypt, "msgsignature": sig, "timestamp": now_secs, "nonce": nonce })
+            .to_string(),
+    )
 }
 
 fn nonce() -> String {
@@ -104,20 +125,29 @@ pub(super) fn render(
             let mentioned: Vec<String> = mention.iter().cloned().collect();
             seal_xml(&xml::robot_text_reply(text, &mentioned))
         }
-        ReplyShape::RobotJson { mention } => {
-            let Some(crypt) = channel.crypt.as_ref() else { return CallbackResponse::Empty };
-            let inner = serde_json::json!({
+        ReplyShape::RobotJson { mention } => seal_json(
+            channel,
+            &serde_json::json!({
                 "msgtype": "text",
                 "text": { "content": text, "mentioned_list": mention.iter().collect::<Vec<_>>() },
-            })
-            .to_string();
-            let ts = now_secs.to_string();
-            let nonce = nonce();
-            let (encrypt, sig) = crypt.seal(inner.as_bytes(), &ts, &nonce);
-            CallbackResponse::Json(
-                serde_json::json!({ "encrypt": encrypt, "msgsignature": sig, "timestamp": now_secs, "nonce": nonce }).to_string(),
-            )
-        }
+            }),
+            now_secs,
+        ),
+        ReplyShape::AibotJson { welcome: true } => seal_json(
+            channel,
+            &serde_json::json!({ "msgtype": "text", "text": { "content": text } }),
+            now_secs,
+        ),
+        // Our answers are short: the stream is finished in its first frame, so WeCom does not
+        // come back for refreshes.
+        ReplyShape::AibotJson { welcome: false } => seal_json(
+            channel,
+            &serde_json::json!({
+                "msgtype": "stream",
+                "stream": { "id": format!("{:016x}", rand::random::<u64>()), "finish": true, "content": text },
+            }),
+            now_secs,
+        ),
         ReplyShape::GatewayJson { mention } => CallbackResponse::Json(
             serde_json::json!({ "reply": { "text": text, "mentions": mention.iter().collect::<Vec<_>>() } }).to_string(),
         ),

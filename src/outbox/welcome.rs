@@ -175,6 +175,15 @@ impl Handler for Welcomer {
                 EventKind::MemberJoined { group, members, .. } => {
                     self.welcome_members(ctx, event, group, members).await?;
                 }
+                // A user opens the AI bot's chat (first time that day): the passive reply greets.
+                EventKind::Other { event: name, raw } if name == "aibot.enter_chat" => {
+                    let fields: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+                    let name = fields["from.name"].as_str().unwrap_or("");
+                    let text = ctx
+                        .templates
+                        .render("replies/aibot_welcome", context! { name })?;
+                    return Ok(Outcome::Reply(text));
+                }
                 _ => {}
             }
             Ok(Outcome::Continue)

@@ -318,7 +318,7 @@ async fn record(
                     openid: user,
                     message: Outbound::text(text.clone()),
                 },
-                ChannelKind::Gateway => continue,
+                ChannelKind::Gateway | ChannelKind::WecomAibot => continue,
             };
             let env = Envelope {
                 idem_key: format!(
@@ -457,9 +457,9 @@ pub fn check_plan(config: &Config, p: &RecallPlanConfig) -> Vec<(&'static str, S
     }
     match config.channels.get(&p.channel).map(|c| c.kind) {
         None => bad.push(("channel", format!("no channel `{}`", p.channel))),
-        Some(ChannelKind::Gateway) => bad.push((
+        Some(kind @ (ChannelKind::Gateway | ChannelKind::WecomAibot)) => bad.push((
             "channel",
-            "gateway channels cannot send recall touches".into(),
+            format!("{} channels cannot send recall touches yet", kind.as_str()),
         )),
         Some(_) => {}
     }

@@ -108,6 +108,8 @@ pub fn channel_config(kind: ChannelKind) -> ChannelConfig {
         send_url: None,
         groups: Vec::new(),
         welcome: true,
+        bot_id: None,
+        mode: None,
     }
 }
 

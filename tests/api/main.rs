@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod aibot;
 mod callbacks;
 mod commands;
 mod dedupe;
