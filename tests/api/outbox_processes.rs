@@ -135,8 +135,17 @@ async fn kill_9_while_draining_loses_nothing_and_sends_nothing_twice(backend: Ba
     let store = seed(&url, n).await;
     let mut left_after_kills = Vec::new();
     for _ in 0..env_usize("OUTBOX_KILLS", 4) {
+        let before = unfinished(&store).await;
         let mut child = serve(&url, &fake);
-        let after = rand::thread_rng().gen_range(200..700);
+        // Kill once the process is sending (however long its start takes on a busy machine),
+        // at a random moment of its work: mid-call, mid-mark, or between rounds.
+        for _ in 0..500 {
+            if before == 0 || unfinished(&store).await < before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let after = rand::thread_rng().gen_range(0..300);
         tokio::time::sleep(Duration::from_millis(after)).await;
         child.kill();
         left_after_kills.push(unfinished(&store).await);
