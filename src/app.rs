@@ -160,6 +160,13 @@ impl App {
         if state.config.scheduler.enabled {
             background.push(runner.spawn(shutdown.clone()));
         }
+        background.extend(crate::aibot::spawn_all(
+            &state.config,
+            &state.ingress,
+            &state.store,
+            &state.ingress.clock().clone(),
+            &shutdown,
+        ));
         if state.config.outbox.enabled {
             background.push(outbox.spawn(shutdown.clone()));
         }

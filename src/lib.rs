@@ -2,6 +2,8 @@
 //!
 //! A guided tour, in the order a callback travels:
 
+/// The AI bot's long connection (WebSocket): dial out, subscribe, answer through the inbox.
+pub mod aibot;
 /// Wiring and lifecycle of the server.
 pub mod app;
 /// The handler chain that decides what to answer.

@@ -34,6 +34,7 @@ pub struct Config {
     pub outbox: OutboxConfig,
     pub welcome: WelcomeConfig,
     pub scheduler: SchedulerConfig,
+    pub aibot: AibotConfig,
     #[serde(default)]
     pub recall: RecallConfig,
     #[serde(default)]
@@ -88,6 +89,18 @@ pub struct OutboxConfig {
     /// staff to confirm it.
     pub task_poll_secs: i64,
     pub task_expire_hours: i64,
+}
+
+/// The AI bot's long connection (智能机器人长连接).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AibotConfig {
+    /// A ping this often; two unanswered pings mean the link is dead and is redialled.
+    pub heartbeat_secs: u64,
+    /// One replica holds each bot's connection under a lease this long, renewed while connected.
+    pub lease_secs: i64,
+    /// Reconnect backoff: exponential with jitter up to this.
+    pub reconnect_max_secs: u64,
 }
 
 /// The scheduler (定时任务): cron expressions with seconds first, in `community.timezone`.
@@ -479,9 +492,13 @@ pub struct ChannelConfig {
     /// `wecom_aibot`: the bot id (`aibotid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bot_id: Option<String>,
-    /// `wecom_aibot`: `callback` (encrypted JSON callbacks to `/callbacks/{id}`).
+    /// `wecom_aibot`: `callback` (encrypted JSON callbacks to `/callbacks/{id}`) or `websocket`
+    /// (the long connection Yunying dials out; no public URL needed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// `wecom_aibot` in websocket mode: the endpoint (default `wss://openws.work.weixin.qq.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ws_url: Option<String>,
     /// `wecom_robot`: the robot's display name, stripped from `@name` at the start of texts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub robot_name: Option<String>,

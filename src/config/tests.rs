@@ -213,3 +213,35 @@ fn outbound_settings_are_checked_with_their_keys() {
         Ok(())
     });
 }
+
+#[test]
+fn an_ai_bot_needs_the_keys_of_its_mode() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "a.toml",
+            r#"
+            [channels.ws]
+            kind = "wecom_aibot"
+            mode = "websocket"
+            bot_id = "aib1"
+            [channels.cb]
+            kind = "wecom_aibot"
+            token = "t"
+            [channels.odd]
+            kind = "wecom_aibot"
+            mode = "carrier-pigeon"
+            ws_url = "http://x"
+            "#,
+        )?;
+        let text = err_of(Some(Path::new("a.toml"))).to_string();
+        assert!(text.contains("channels.ws.secret"), "{text}");
+        assert!(text.contains("channels.cb.encoding_aes_key"), "{text}");
+        assert!(text.contains("channels.odd.mode"), "{text}");
+        assert!(text.contains("channels.odd.ws_url"), "{text}");
+        assert!(
+            !text.contains("channels.ws.token"),
+            "websocket mode needs no callback keys: {text}"
+        );
+        Ok(())
+    });
+}

@@ -266,9 +266,19 @@ fn keys_for(kind: ChannelKind) -> (&'static [&'static str], &'static [&'static s
             &["token", "encoding_aes_key"],
             &["webhook_key", "robot_name", "scope", "groups"],
         ),
+        // Which keys are required depends on the mode (checked in `validate_channel`).
         ChannelKind::WecomAibot => (
-            &["token", "encoding_aes_key"],
-            &["bot_id", "mode", "robot_name", "scope"],
+            &[],
+            &[
+                "token",
+                "encoding_aes_key",
+                "bot_id",
+                "secret",
+                "mode",
+                "ws_url",
+                "robot_name",
+                "scope",
+            ],
         ),
         ChannelKind::WechatMp => (
             &["token", "app_id"],
@@ -280,7 +290,8 @@ fn keys_for(kind: ChannelKind) -> (&'static [&'static str], &'static [&'static s
 
 fn present(channel: &ChannelConfig) -> Vec<&'static str> {
     let mut keys = Vec::new();
-    let pairs: [(&'static str, bool); 13] = [
+    let pairs: [(&'static str, bool); 14] = [
+        ("ws_url", channel.ws_url.is_some()),
         ("bot_id", channel.bot_id.is_some()),
         ("mode", channel.mode.is_some()),
         ("groups", !channel.groups.is_empty()),
@@ -355,16 +366,37 @@ fn validate_channel(id: &str, channel: &ChannelConfig) -> Vec<(String, String)> 
             }
         }
     }
-    match channel.mode.as_deref() {
-        None | Some("callback") => {}
-        Some("websocket") => issues.push((
-            format!("{prefix}.mode"),
-            "the long-connection (websocket) mode is not available yet; use `callback`".into(),
-        )),
-        Some(other) => issues.push((
-            format!("{prefix}.mode"),
-            format!("`{other}` is not `callback` or `websocket`"),
-        )),
+    if channel.kind == ChannelKind::WecomAibot {
+        let needs: &[&str] = match channel.mode.as_deref() {
+            None | Some("callback") => &["token", "encoding_aes_key"],
+            Some("websocket") => &["bot_id", "secret"],
+            Some(other) => {
+                issues.push((
+                    format!("{prefix}.mode"),
+                    format!("`{other}` is not `callback` or `websocket`"),
+                ));
+                &[]
+            }
+        };
+        for key in needs {
+            if !set.contains(key) {
+                issues.push((
+                    format!("{prefix}.{key}"),
+                    format!(
+                        "required for a wecom_aibot in {} mode",
+                        channel.mode.as_deref().unwrap_or("callback")
+                    ),
+                ));
+            }
+        }
+        if let Some(url) = &channel.ws_url {
+            if url::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "ws" | "wss")) {
+                issues.push((
+                    format!("{prefix}.ws_url"),
+                    "must be a ws:// or wss:// URL".into(),
+                ));
+            }
+        }
     }
     if let Some(corp_id) = &channel.corp_id {
         if corp_id.trim().is_empty() {
@@ -431,6 +463,13 @@ fn validate_outbound(config: &Config, issues: &mut Vec<(String, String)>) {
         bad(
             "outbox.customer_monthly_quota",
             "must be 0 (days of the month) or more",
+        );
+    }
+    let a = &config.aibot;
+    if a.heartbeat_secs == 0 || a.reconnect_max_secs == 0 || a.lease_secs < 3 {
+        bad(
+            "aibot.lease_secs",
+            "heartbeat_secs and reconnect_max_secs must be positive, lease_secs at least 3",
         );
     }
     if o.task_poll_secs < 1 || o.task_expire_hours < 1 {

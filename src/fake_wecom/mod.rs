@@ -7,6 +7,7 @@
 
 mod api;
 mod state;
+mod ws;
 
 use std::sync::{Arc, Mutex};
 
@@ -90,6 +91,45 @@ impl FakeWecom {
     /// Seeds a corp tag group: `{"group_id", "group_name", "tag": [{"id", "name"}]}`.
     pub fn add_tag_group(&self, group: Value) {
         lock(&self.state).tag_groups.push(group);
+    }
+
+    /// The long-connection URL (`ws://…/ws`).
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    /// Pushes an `aibot_msg_callback` (or `aibot_event_callback`) to the bot's live connection;
+    /// `None` when the bot is not connected.
+    pub fn aibot_push(&self, bot_id: &str, cmd: &str, body: Value) -> Option<String> {
+        ws::push(&self.state, bot_id, cmd, body)
+    }
+
+    /// Frames the clients sent (replies, welcomes, pushes; not pings).
+    pub fn aibot_frames(&self) -> Vec<Value> {
+        lock(&self.state).aibot.frames.clone()
+    }
+
+    /// (subscribes, connections) so far.
+    pub fn aibot_counts(&self) -> (u64, u64) {
+        let st = lock(&self.state);
+        (st.aibot.subscribes, st.aibot.connections)
+    }
+
+    /// Whether pings are answered (off: the client must notice and redial).
+    pub fn aibot_ignore_pings(&self, ignore: bool) {
+        lock(&self.state).aibot.ignore_pings = ignore;
+    }
+
+    /// Plays a second client subscribing to the bot: the live connection is kicked.
+    pub fn aibot_kick(&self, bot_id: &str) -> bool {
+        ws::push(
+            &self.state,
+            bot_id,
+            "aibot_event_callback",
+            serde_json::json!({
+            "msgtype": "event", "event": { "eventtype": "disconnected_event" } }),
+        )
+        .is_some()
     }
 
     pub fn tasks(&self) -> Vec<Task> {
@@ -179,6 +219,7 @@ pub fn router(state: Shared) -> Router {
             "/cgi-bin/externalcontact/send_welcome_msg",
             post(send_welcome),
         )
+        .route("/ws", get(ws::upgrade))
         .route("/_fake/faults", post(set_faults))
         .route("/_fake/deliveries", get(list_deliveries))
         .route("/_fake/requests", get(list_requests))

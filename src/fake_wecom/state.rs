@@ -78,6 +78,7 @@ pub struct State {
     pub next_id: u64,
     pub contacts: HashMap<String, Value>,
     pub tag_groups: Vec<Value>,
+    pub aibot: super::ws::AibotState,
 }
 
 impl State {

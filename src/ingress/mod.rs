@@ -249,7 +249,40 @@ impl Ingress {
     ) -> Result<(CallbackResponse, Outcome), IngressError> {
         let channel = Arc::clone(self.channel(channel_id)?);
         let verified = self.verify_and_parse(&channel, q, headers, body)?;
-        let event = Arc::new(verified.event);
+        let (reply, outcome) = self.deliver(&channel, verified.event).await?;
+        let response = match reply {
+            Some(text) => {
+                reply::render(&channel, &verified.shape, &text, self.bot.clock.now_secs())
+            }
+            None => verified.shape.empty_response(),
+        };
+        Ok((response, outcome))
+    }
+
+    /// An event that arrived over a long connection (already authenticated by the transport):
+    /// durable inbox, dedupe, handlers; returns the reply text. Counted like a callback.
+    pub async fn deliver_event(
+        &self,
+        channel_id: &str,
+        event: Event,
+    ) -> Result<Option<String>, IngressError> {
+        let channel = Arc::clone(self.channel(channel_id)?);
+        let result = self.deliver(&channel, event).await;
+        self.count(channel_id, &result.as_ref().map(|(_, o)| *o));
+        result.map(|(r, _)| r)
+    }
+
+    /// The channel registry (the long-connection clients normalize with it).
+    pub fn channels(&self) -> &Arc<Channels> {
+        &self.channels
+    }
+
+    async fn deliver(
+        &self,
+        channel: &Arc<Channel>,
+        event: Event,
+    ) -> Result<(Option<String>, Outcome), IngressError> {
+        let event = Arc::new(event);
         let row = NewInbox {
             channel_id: channel.id.clone(),
             dedupe_key: event.dedupe_key.clone(),
@@ -269,17 +302,10 @@ impl Ingress {
                 WriteError::Unavailable(m) => IngressError::Unavailable(m),
                 WriteError::Failed(m) => IngressError::Internal(m),
             })?;
-        let (reply, outcome) = match accepted {
+        Ok(match accepted {
             Accepted::New { id } => (self.run_handlers(id, event).await, Outcome::Accepted),
             Accepted::Duplicate { reply, .. } => (reply, Outcome::Duplicate),
-        };
-        let response = match reply {
-            Some(text) => {
-                reply::render(&channel, &verified.shape, &text, self.bot.clock.now_secs())
-            }
-            None => verified.shape.empty_response(),
-        };
-        Ok((response, outcome))
+        })
     }
 
     fn verify_and_parse(

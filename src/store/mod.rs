@@ -9,6 +9,7 @@ mod error;
 pub mod faq;
 pub mod inbox;
 pub mod layers;
+pub mod leases;
 pub mod lifecycle;
 pub mod members;
 pub mod outbox;

@@ -110,6 +110,7 @@ pub fn channel_config(kind: ChannelKind) -> ChannelConfig {
         welcome: true,
         bot_id: None,
         mode: None,
+        ws_url: None,
     }
 }
 

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod aibot;
+mod aibot_ws;
 mod callbacks;
 mod commands;
 mod dedupe;

@@ -1,0 +1,175 @@
+//! The AI bot's long connection against the stand-in's WebSocket endpoint: subscribe, a message
+//! answered with its own `req_id` (a retried `msgid` processed once), the `enter_chat` welcome,
+//! a kick that does not start a reconnect storm, a dead heartbeat that is redialled, and the
+//! lease that lets one replica hold the connection.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use yunying::clock::Clock as _;
+use yunying::config::{ChannelKind, Secret};
+use yunying::fake_wecom::FakeWecom;
+
+use crate::backend_tests;
+use crate::helpers::{channel_config, Backend, TestApp};
+
+backend_tests!(
+    messages_over_the_long_connection_are_answered_with_their_req_id,
+    kicks_do_not_start_a_storm_and_dead_links_are_redialled,
+);
+
+const BOT: &str = "bot-ws-1";
+
+async fn spawn(backend: Backend, fake: &FakeWecom) -> TestApp {
+    let url = fake.ws_url();
+    TestApp::spawn_with(backend, move |c| {
+        let mut ch = channel_config(ChannelKind::WecomAibot);
+        ch.mode = Some("websocket".into());
+        ch.bot_id = Some(BOT.into());
+        ch.secret = Some(Secret::new("long-connection-secret"));
+        ch.ws_url = Some(url);
+        ch.robot_name = Some("运营小助手".into());
+        ch.scope = Some("wwdemo0000000001".into());
+        c.channels.insert("ws_bot".into(), ch);
+        c.aibot.heartbeat_secs = 1;
+        c.aibot.lease_secs = 3;
+        c.aibot.reconnect_max_secs = 1;
+    })
+    .await
+}
+
+/// Waits (up to 10 s) until `check` holds.
+async fn until(mut check: impl FnMut() -> bool, what: &str) {
+    for _ in 0..1000 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn replies(fake: &FakeWecom, cmd: &str, req_id: &str) -> Vec<Value> {
+    fake.aibot_frames()
+        .into_iter()
+        .filter(|f| f["cmd"] == cmd && f["headers"]["req_id"] == req_id)
+        .collect()
+}
+
+async fn messages_over_the_long_connection_are_answered_with_their_req_id(backend: Backend) {
+    let fake = FakeWecom::start("127.0.0.1:0").await.expect("stand-in");
+    let app = spawn(backend, &fake).await;
+    until(|| fake.aibot_counts().0 >= 1, "the subscribe").await;
+
+    let message = json!({ "msgid": "ws-m1", "aibotid": BOT, "chattype": "single", "from": { "userid": "lisi" },
+        "msgtype": "text", "text": { "content": "ping" } });
+    let mut pushed = None;
+    until(
+        || {
+            pushed = fake.aibot_push(BOT, "aibot_msg_callback", message.clone());
+            pushed.is_some()
+        },
+        "a live connection",
+    )
+    .await;
+    let first = pushed.expect("req_id");
+    until(
+        || !replies(&fake, "aibot_respond_msg", &first).is_empty(),
+        "the reply",
+    )
+    .await;
+    let reply = replies(&fake, "aibot_respond_msg", &first)[0].clone();
+    assert_eq!(reply["body"]["msgtype"], "stream");
+    assert_eq!(reply["body"]["stream"]["finish"], true);
+    assert!(
+        reply["body"]["stream"]["content"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("pong")),
+        "{reply}"
+    );
+
+    // The same msgid again (a redelivery): answered with the same text, processed once.
+    let again = fake
+        .aibot_push(BOT, "aibot_msg_callback", message)
+        .expect("pushed");
+    until(
+        || !replies(&fake, "aibot_respond_msg", &again).is_empty(),
+        "the second reply",
+    )
+    .await;
+    assert_eq!(
+        replies(&fake, "aibot_respond_msg", &again)[0]["body"]["stream"]["content"],
+        reply["body"]["stream"]["content"]
+    );
+    assert_eq!(app.inbox_count().await, 1);
+
+    let enter = json!({ "msgid": "ws-e1", "aibotid": BOT, "create_time": app.clock.now_ms() / 1000,
+        "from": { "userid": "wangwu" }, "msgtype": "event", "event": { "eventtype": "enter_chat" } });
+    let req = fake
+        .aibot_push(BOT, "aibot_event_callback", enter)
+        .expect("pushed");
+    until(
+        || !replies(&fake, "aibot_respond_welcome_msg", &req).is_empty(),
+        "the welcome",
+    )
+    .await;
+    let welcome = &replies(&fake, "aibot_respond_welcome_msg", &req)[0];
+    assert!(
+        welcome["body"]["text"]["content"]
+            .as_str()
+            .is_some_and(|t| t.contains("签到")),
+        "{welcome}"
+    );
+
+    // The lease: one holder at a time, taken over only after it lapses.
+    let now = app.clock.now_ms();
+    assert!(app
+        .store
+        .acquire_lease("test", "a", now, now + 1000)
+        .await
+        .expect("lease"));
+    assert!(!app
+        .store
+        .acquire_lease("test", "b", now + 10, now + 1010)
+        .await
+        .expect("lease"));
+    assert!(app
+        .store
+        .acquire_lease("test", "a", now + 20, now + 1020)
+        .await
+        .expect("renew"));
+    assert!(app
+        .store
+        .acquire_lease("test", "b", now + 2000, now + 3000)
+        .await
+        .expect("after expiry"));
+    assert_eq!(
+        app.store
+            .lease_holder("test", now + 2500)
+            .await
+            .expect("holder")
+            .as_deref(),
+        Some("b")
+    );
+}
+
+async fn kicks_do_not_start_a_storm_and_dead_links_are_redialled(backend: Backend) {
+    let fake = FakeWecom::start("127.0.0.1:0").await.expect("stand-in");
+    let _app = spawn(backend, &fake).await;
+    until(|| fake.aibot_counts().0 == 1, "the subscribe").await;
+
+    // Another connection took over: one measured redial after a backoff, not a loop.
+    assert!(fake.aibot_kick(BOT));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (subscribes, _) = fake.aibot_counts();
+    assert_eq!(subscribes, 2, "one redial in four seconds after a kick");
+
+    // The server stops answering pings: after two misses the link is redialled.
+    fake.aibot_ignore_pings(true);
+    until(
+        || fake.aibot_counts().0 >= 3,
+        "a redial after lost heartbeats",
+    )
+    .await;
+    fake.aibot_ignore_pings(false);
+}
