@@ -165,6 +165,7 @@ impl App {
             &state.ingress,
             &state.store,
             &state.ingress.clock().clone(),
+            state.outbox.aibot_links(),
             &shutdown,
         ));
         if state.config.outbox.enabled {

@@ -11,6 +11,7 @@
 //! - `disconnected_event` (another connection took over) is not answered by redialling at once:
 //!   the task backs off and checks the lease first.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +30,35 @@ use crate::wecom::xml;
 
 pub const DEFAULT_WS_URL: &str = "wss://openws.work.weixin.qq.com";
 
+/// The ack of a push: `Err((errcode, errmsg))` when refused or the connection went away.
+pub type PushAck = tokio::sync::oneshot::Sender<Result<(), (i64, String)>>;
+
+/// A proactive message for the connection (`aibot_send_msg`).
+pub struct Push {
+    pub body: Value,
+    pub done: PushAck,
+}
+
+/// The live connections of this process by channel id (the outbox hands them its pushes).
+#[derive(Clone, Default)]
+pub struct Links(Arc<std::sync::Mutex<HashMap<String, mpsc::UnboundedSender<Push>>>>);
+
+impl Links {
+    /// The connection of `channel_id`, if this process holds it now.
+    pub fn sender(&self, channel_id: &str) -> Option<mpsc::UnboundedSender<Push>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(channel_id).filter(|s| !s.is_closed()).cloned()
+    }
+
+    fn set(&self, channel_id: &str, sender: Option<mpsc::UnboundedSender<Push>>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match sender {
+            Some(s) => map.insert(channel_id.to_owned(), s),
+            None => map.remove(channel_id),
+        };
+    }
+}
+
 /// One bot's long connection.
 #[derive(Clone)]
 pub struct Link {
@@ -41,6 +71,7 @@ pub struct Link {
     store: Store,
     clock: SharedClock,
     holder: String,
+    links: Links,
 }
 
 /// Why a connection ended.
@@ -60,6 +91,7 @@ pub fn spawn_all(
     ingress: &Ingress,
     store: &Store,
     clock: &SharedClock,
+    links: &Links,
     shutdown: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let holder = format!("{}-{:08x}", std::process::id(), rand::random::<u32>());
@@ -84,6 +116,7 @@ pub fn spawn_all(
                 store: store.clone(),
                 clock: Arc::clone(clock),
                 holder: holder.clone(),
+                links: links.clone(),
             };
             let shutdown = shutdown.clone();
             tokio::spawn(async move { link.run(shutdown).await })
@@ -221,6 +254,9 @@ impl Link {
         tracing::info!(channel = %self.channel_id, "long connection up");
 
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
+        let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Push>();
+        self.links.set(&self.channel_id, Some(push_tx));
+        let mut pending: HashMap<String, PushAck> = HashMap::new();
         let heartbeat = Duration::from_secs(self.settings.heartbeat_secs.max(1));
         let mut ping_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
@@ -246,8 +282,17 @@ impl Link {
                                 self.answer(v, "aibot_respond_welcome_msg", out_tx.clone());
                             }
                             _ => {
-                                if v["headers"]["req_id"] == last_ping.as_str() {
+                                let id = v["headers"]["req_id"].as_str().unwrap_or_default();
+                                if id == last_ping {
                                     unanswered = 0;
+                                } else if let Some(done) = pending.remove(id) {
+                                    let code = v["errcode"].as_i64().unwrap_or(0);
+                                    let outcome = if code == 0 {
+                                        Ok(())
+                                    } else {
+                                        Err((code, v["errmsg"].as_str().unwrap_or_default().to_owned()))
+                                    };
+                                    let _ = done.send(outcome);
                                 }
                             }
                         }
@@ -279,8 +324,21 @@ impl Link {
                         break Ended::Dropped("reply not sent".into());
                     }
                 }
+                Some(push) = push_rx.recv() => {
+                    let id = req_id("aibot_send_msg");
+                    let frame = json!({ "cmd": "aibot_send_msg", "headers": { "req_id": id }, "body": push.body });
+                    if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
+                        let _ = push.done.send(Err((-1, "connection lost".into())));
+                        break Ended::Dropped("push not sent".into());
+                    }
+                    pending.insert(id, push.done);
+                }
             }
         };
+        self.links.set(&self.channel_id, None);
+        for (_, done) in pending.drain() {
+            let _ = done.send(Err((-1, "connection closed before the ack".into())));
+        }
         let _ = sink.send(Message::Close(None)).await;
         ended
     }

@@ -170,6 +170,33 @@ impl Outbox {
                 Ok(sent(None))
             }
             ("mass_template", ChannelKind::WecomApp) => self.create_task(row).await,
+            ("aibot_push", ChannelKind::WecomAibot) => {
+                // Only the process holding the bot's connection can send; the others leave the
+                // row for it (without counting an attempt).
+                let Some(link) = self.inner.links.sender(&row.channel_id) else {
+                    return Ok(Mark::Defer {
+                        id,
+                        at_ms: self.inner.clock.now_ms() + 2_000,
+                    });
+                };
+                let body: serde_json::Value = serde_json::from_str(&row.payload).map_err(bad)?;
+                let (done, ack) = tokio::sync::oneshot::channel();
+                if link.send(crate::aibot::Push { body, done }).is_err() {
+                    return Ok(Mark::Defer {
+                        id,
+                        at_ms: self.inner.clock.now_ms() + 2_000,
+                    });
+                }
+                match tokio::time::timeout(std::time::Duration::from_secs(5), ack).await {
+                    Ok(Ok(Ok(()))) => Ok(sent(None)),
+                    Ok(Ok(Err((errcode, errmsg)))) => {
+                        Err(Failure::Api(ApiError::Platform { errcode, errmsg }))
+                    }
+                    _ => Err(Failure::Api(ApiError::Network(
+                        "no ack on the long connection".into(),
+                    ))),
+                }
+            }
             (other, kind) => Ok(Mark::Dead {
                 id,
                 error: format!(

@@ -44,6 +44,8 @@ pub enum Outbound {
     Mp { openid: String, message: AppMessage },
     /// `mark_tag`: WeCom tag ids added to / removed from a customer of a staff member.
     MarkTag(MarkTag),
+    /// `aibot_send_msg` over an AI bot's long connection, to a chat that talked to the bot.
+    AibotPush { chat_id: String, markdown: String },
     /// `add_msg_template` to customers (`single`) of `sender`.
     Mass {
         sender: String,
@@ -170,6 +172,19 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
             need(ChannelKind::WecomApp, "customer tags")?;
             channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
             ("mark_tag", body.external_userid.clone(), json(body), None)
+        }
+        Outbound::AibotPush { chat_id, markdown } => {
+            need(ChannelKind::WecomAibot, "long-connection pushes")?;
+            if channel.mode.as_deref() != Some("websocket") {
+                return Err(EnqueueError::Invalid(format!(
+                    "channel `{}` pushes only in websocket mode",
+                    env.channel_id
+                )));
+            }
+            let body = serde_json::json!({
+                "chatid": chat_id, "msgtype": "markdown", "markdown": { "content": markdown },
+            });
+            ("aibot_push", chat_id.clone(), body.to_string(), None)
         }
         Outbound::Mp { openid, message } => {
             need(ChannelKind::WechatMp, "customer-service messages")?;

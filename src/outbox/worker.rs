@@ -46,6 +46,7 @@ pub(super) struct Inner {
     pub(super) wake: Notify,
     pub(super) worker_id: String,
     pub(super) counters: OutboxCounters,
+    pub(super) links: crate::aibot::Links,
 }
 
 /// The outbox of this process: enqueue, wake, and run workers. Cheap to clone.
@@ -115,8 +116,14 @@ impl Outbox {
                 wake: Notify::new(),
                 worker_id,
                 counters: OutboxCounters::default(),
+                links: crate::aibot::Links::default(),
             }),
         })
+    }
+
+    /// This process's AI-bot connections, which carry `aibot_push` rows.
+    pub fn aibot_links(&self) -> &crate::aibot::Links {
+        &self.inner.links
     }
 
     pub fn counters(&self) -> &OutboxCounters {
@@ -379,6 +386,23 @@ impl Outbox {
         let o = &self.inner.config.outbox;
         let mut keys = Vec::new();
         match row.kind.as_str() {
+            // Per conversation: 30 per minute and 1000 per hour, replies and pushes together.
+            "aibot_push" => {
+                keys.push((
+                    format!("conv:{}:{}", row.channel_id, row.recipient),
+                    Rule::Window {
+                        limit: 30,
+                        window_ms: 60_000,
+                    },
+                ));
+                keys.push((
+                    format!("conv_h:{}:{}", row.channel_id, row.recipient),
+                    Rule::Window {
+                        limit: 1000,
+                        window_ms: 3_600_000,
+                    },
+                ));
+            }
             "robot" => keys.push((
                 format!("robot:{}", row.channel_id),
                 Rule::Window {

@@ -99,6 +99,18 @@ async fn push(_: Operator, State(state): State<AppState>, Json(b): Json<PushBody
                 )
             }
         },
+        (Some("wecom_aibot"), _) => match b.to.as_slice() {
+            [chat_id] => Outbound::AibotPush {
+                chat_id: chat_id.clone(),
+                markdown: b.text.clone(),
+            },
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "an AI bot push goes to exactly one chat id",
+                )
+            }
+        },
         (Some("wecom_robot"), _) if markdown => {
             Outbound::Robot(RobotMessage::Markdown { markdown: content })
         }

@@ -16,13 +16,14 @@ use crate::helpers::{channel_config, Backend, TestApp};
 backend_tests!(
     messages_over_the_long_connection_are_answered_with_their_req_id,
     kicks_do_not_start_a_storm_and_dead_links_are_redialled,
+    one_replica_holds_the_connection_and_the_other_takes_over,
 );
 
 const BOT: &str = "bot-ws-1";
 
-async fn spawn(backend: Backend, fake: &FakeWecom) -> TestApp {
+fn configure(fake: &FakeWecom) -> impl FnOnce(&mut yunying::config::Config) {
     let url = fake.ws_url();
-    TestApp::spawn_with(backend, move |c| {
+    move |c| {
         let mut ch = channel_config(ChannelKind::WecomAibot);
         ch.mode = Some("websocket".into());
         ch.bot_id = Some(BOT.into());
@@ -34,8 +35,12 @@ async fn spawn(backend: Backend, fake: &FakeWecom) -> TestApp {
         c.aibot.heartbeat_secs = 1;
         c.aibot.lease_secs = 3;
         c.aibot.reconnect_max_secs = 1;
-    })
-    .await
+        c.outbox.poll_interval_ms = 10;
+    }
+}
+
+async fn spawn(backend: Backend, fake: &FakeWecom) -> TestApp {
+    TestApp::spawn_with(backend, configure(fake)).await
 }
 
 /// Waits (up to 10 s) until `check` holds.
@@ -121,6 +126,57 @@ async fn messages_over_the_long_connection_are_answered_with_their_req_id(backen
         "{welcome}"
     );
 
+    // A push from the outbox goes over the connection as aibot_send_msg.
+    let push = yunying::outbox::Envelope {
+        idem_key: "aibot-push-1".into(),
+        channel_id: "ws_bot".into(),
+        message: yunying::outbox::Outbound::AibotPush {
+            chat_id: "wrchat1".into(),
+            markdown: "**今晚 8 点直播**".into(),
+        },
+        priority: yunying::outbox::PRIORITY_NORMAL,
+        not_before_ms: app.clock.now_ms(),
+        expires_at_ms: None,
+    };
+    assert!(app.app_state.outbox.enqueue(push).await.expect("enqueue"));
+    until(
+        || {
+            fake.aibot_frames()
+                .iter()
+                .any(|f| f["cmd"] == "aibot_send_msg")
+        },
+        "the push",
+    )
+    .await;
+    let sent = fake
+        .aibot_frames()
+        .into_iter()
+        .find(|f| f["cmd"] == "aibot_send_msg")
+        .expect("push frame");
+    assert_eq!(sent["body"]["chatid"], "wrchat1");
+    assert_eq!(sent["body"]["markdown"]["content"], "**今晚 8 点直播**");
+    for _ in 0..500 {
+        let row = app
+            .store
+            .outbox_row("aibot-push-1")
+            .await
+            .expect("row")
+            .expect("exists");
+        if row.state == "sent" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        app.store
+            .outbox_row("aibot-push-1")
+            .await
+            .expect("row")
+            .expect("exists")
+            .state,
+        "sent"
+    );
+
     // The lease: one holder at a time, taken over only after it lapses.
     let now = app.clock.now_ms();
     assert!(app
@@ -172,4 +228,41 @@ async fn kicks_do_not_start_a_storm_and_dead_links_are_redialled(backend: Backen
     )
     .await;
     fake.aibot_ignore_pings(false);
+}
+
+async fn one_replica_holds_the_connection_and_the_other_takes_over(backend: Backend) {
+    let fake = FakeWecom::start("127.0.0.1:0").await.expect("stand-in");
+    let first = spawn(backend, &fake).await;
+    until(
+        || fake.aibot_counts().0 == 1,
+        "the first replica's subscribe",
+    )
+    .await;
+    let second = TestApp::spawn_on(&first.database_url(), configure(&fake)).await;
+    // The second replica sees the lease and stays off the line (it would kick the first).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(fake.aibot_counts().0, 1, "only the lease holder connects");
+
+    // The holder stops: the other one takes over within the lease time.
+    let stopped = std::time::Instant::now();
+    first.stop().await;
+    until(|| fake.aibot_counts().0 == 2, "the takeover").await;
+    let took = stopped.elapsed();
+    assert!(took < Duration::from_secs(4), "took over after {took:?}");
+    eprintln!(
+        "long connection taken over {} ms after the holder stopped",
+        took.as_millis()
+    );
+    // And it answers.
+    let message = json!({ "msgid": "ws-r1", "chattype": "single", "from": { "userid": "lisi" },
+        "msgtype": "text", "text": { "content": "ping" } });
+    let req = fake
+        .aibot_push(BOT, "aibot_msg_callback", message)
+        .expect("pushed");
+    until(
+        || !replies(&fake, "aibot_respond_msg", &req).is_empty(),
+        "the new holder's reply",
+    )
+    .await;
+    drop(second);
 }

@@ -134,7 +134,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
-        Self::spawn_full(backend, adjust, None).await
+        Self::spawn_full(backend, adjust, None, None).await
     }
 
     /// Spawns with an extra handler put in front of the standard chain.
@@ -143,20 +143,33 @@ impl TestApp {
             backend,
             |_| {},
             Some(Box::new(move |d: yunying::bot::Dispatcher| d.with(handler))),
+            None,
         )
         .await
     }
 
     #[allow(clippy::type_complexity)]
+    /// A second server on the database of `url` (a replica).
+    pub async fn spawn_on(url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_full(Backend::Sqlite, adjust, None, Some(url.to_owned())).await
+    }
+
+    /// The database this server uses.
+    pub fn database_url(&self) -> String {
+        self.app_state.config.database.url.expose().to_owned()
+    }
+
     async fn spawn_full(
         backend: Backend,
         adjust: impl FnOnce(&mut Config),
         extra: Option<Box<dyn FnOnce(yunying::bot::Dispatcher) -> yunying::bot::Dispatcher>>,
+        url: Option<String>,
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = match backend {
-            Backend::Sqlite => format!("sqlite://{}", dir.path().join("test.db").display()),
-            Backend::Postgres => fresh_pg_database().await,
+        let url = match (url, backend) {
+            (Some(url), _) => url,
+            (None, Backend::Sqlite) => format!("sqlite://{}", dir.path().join("test.db").display()),
+            (None, Backend::Postgres) => fresh_pg_database().await,
         };
         let mut config = test_config(&url);
         adjust(&mut config);
