@@ -20,6 +20,7 @@ use crate::store::faq::NewFaqEntry;
 const GROUP: &str = "wrdemo-group";
 const CUSTOMER: &str = "wmdemo-lisi";
 const STAFF: &str = "zhangsan";
+const DEMO_BOT: &str = "aibdemo-ws";
 
 struct Demo {
     http: reqwest::Client,
@@ -111,6 +112,19 @@ fn demo_config(dir: &std::path::Path, fake: &FakeWecom, token: &str) -> anyhow::
     for plan in &mut config.recall.plans {
         plan.send_hours = [0, 24];
     }
+    // An AI bot on the long connection, dialling the stand-in (no public URL involved).
+    let mut ws = config
+        .channels
+        .get("demo_aibot")
+        .cloned()
+        .context("demo_aibot channel")?;
+    ws.mode = Some("websocket".into());
+    ws.token = None;
+    ws.encoding_aes_key = None;
+    ws.bot_id = Some(DEMO_BOT.into());
+    ws.secret = Some(Secret::new("demo-long-connection-secret"));
+    ws.ws_url = Some(fake.ws_url());
+    config.channels.insert("demo_aibot_ws".into(), ws);
     Ok(config)
 }
 
@@ -229,7 +243,42 @@ async fn script(dir: &std::path::Path) -> anyhow::Result<()> {
         .await?;
     demo.say(STAFF, "张三", "/stats").await?;
 
-    println!("\n⑤ 运营通过接口发起推送（写入发送队列 outbox，由 worker 发送）");
+    println!("\n⑤ 智能机器人长连接（不需要公网地址）：Yunying 主动连上企业微信，消息从长连接进来");
+    let mut req = None;
+    for _ in 0..100 {
+        req = demo.fake.aibot_push(
+            DEMO_BOT,
+            "aibot_msg_callback",
+            serde_json::json!({ "msgid": "demo-ws-1", "chattype": "single", "from": { "userid": "zhaoliu" },
+                "msgtype": "text", "text": { "content": "积分" } }),
+        );
+        if req.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let req = req.context("the AI bot never connected")?;
+    println!("  👤 赵六（智能机器人单聊）：积分");
+    let mut answered = false;
+    for _ in 0..100 {
+        let frames = demo.fake.aibot_frames();
+        if let Some(f) = frames
+            .iter()
+            .find(|f| f["cmd"] == "aibot_respond_msg" && f["headers"]["req_id"] == req.as_str())
+        {
+            let text = f["body"]["stream"]["content"].as_str().unwrap_or("");
+            println!(
+                "  🤖 aibot_respond_msg（req_id 原样带回）：{}",
+                text.replace('\n', "\n                ")
+            );
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::ensure!(answered, "no answer over the long connection");
+
+    println!("\n⑥ 运营通过接口发起推送（写入发送队列 outbox，由 worker 发送）");
     let response = demo
         .http
         .post(format!("http://127.0.0.1:{port}/api/v1/outbox"))
@@ -242,7 +291,7 @@ async fn script(dir: &std::path::Path) -> anyhow::Result<()> {
     println!("  POST /api/v1/outbox → {}", response.status());
     demo.outbound("message/send", 0, "应用消息推送").await?;
 
-    println!("\n⑥ 召回：老成员「王五」已经 35 天没来了（阶段：流失），运营执行召回计划");
+    println!("\n⑦ 召回：老成员「王五」已经 35 天没来了（阶段：流失），运营执行召回计划");
     seed_lapsed_member(&store, SystemClock.now_ms()).await?;
     let run: serde_json::Value = demo
         .http

@@ -114,6 +114,9 @@ pub struct Event {
     /// Platform time (`CreateTime`) in epoch seconds.
     pub occurred_at: i64,
     pub kind: EventKind,
+    /// Where a late answer may still be posted (the AI bot's one-shot `response_url`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_url: Option<String>,
 }
 
 impl Event {

@@ -503,3 +503,26 @@ pub(super) async fn groupchat_get(
     }}));
     after(hang, response).await
 }
+
+/// The AI bot's one-shot `response_url`: usable once.
+pub(super) async fn aibot_response(
+    AxState(state): AxState<Shared>,
+    Query(q): Query<KeyQuery>,
+    Json(body): Json<Value>,
+) -> Response {
+    let hang = guarded!(state, "aibot/response", &q.key, None);
+    let response = {
+        let mut st = lock(&state);
+        let used = st
+            .deliveries
+            .iter()
+            .any(|d| d.api == "aibot/response" && d.to == q.key);
+        if used {
+            log(&mut st, "aibot/response", &q.key, "errcode 40029");
+            return errcode(40029, "response_url already used");
+        }
+        deliver(&mut st, "aibot/response", &q.key, body);
+        ok(json!({}))
+    };
+    after(hang, response).await
+}

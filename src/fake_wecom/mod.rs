@@ -220,6 +220,7 @@ pub fn router(state: Shared) -> Router {
             post(send_welcome),
         )
         .route("/ws", get(ws::upgrade))
+        .route("/cgi-bin/aibot/response", post(aibot_response))
         .route("/_fake/faults", post(set_faults))
         .route("/_fake/deliveries", get(list_deliveries))
         .route("/_fake/requests", get(list_requests))

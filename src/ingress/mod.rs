@@ -99,6 +99,14 @@ pub struct IngressOptions {
 }
 
 /// The callback pipeline. Cheap to clone.
+/// Whether the passive answer went out without the chain's reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Late {
+    Pending,
+    TimedOut,
+    Done,
+}
+
 #[derive(Clone)]
 pub struct Ingress {
     channels: Arc<Channels>,
@@ -397,6 +405,10 @@ impl Ingress {
     async fn run_handlers(&self, inbox_id: i64, event: Arc<Event>) -> Option<String> {
         let this = self.clone();
         let started = Instant::now();
+        // Who answers: the passive reply if the chain is in time; else, where the platform gave a
+        // one-shot reply URL (the AI bot), the late reply goes there through the outbox.
+        let late = Arc::new(std::sync::Mutex::new(Late::Pending));
+        let late_in_task = Arc::clone(&late);
         let task = tokio::spawn(async move {
             // On a handler error nothing is marked: the sweeper runs the event again later.
             let reply = this.dispatcher.dispatch(&this.bot, &event).await.ok()?;
@@ -415,6 +427,15 @@ impl Ingress {
             } else {
                 this.writer.mark_processed(mark);
             }
+            let missed = {
+                let mut state = late_in_task.lock().unwrap_or_else(|p| p.into_inner());
+                let missed = *state == Late::TimedOut;
+                *state = Late::Done;
+                missed
+            };
+            if let (true, Some(text), Some(url)) = (missed, &reply, &event.reply_url) {
+                this.answer_late(&event, url, text).await;
+            }
             reply
         });
         match tokio::time::timeout(self.options.handler_budget, task).await {
@@ -424,6 +445,14 @@ impl Ingress {
                 None
             }
             Err(_) => {
+                let mut state = late.lock().unwrap_or_else(|p| p.into_inner());
+                if *state == Late::Done {
+                    // Finished between the deadline and now: the stored reply is for retries.
+                    drop(state);
+                    return None;
+                }
+                *state = Late::TimedOut;
+                drop(state);
                 self.metrics.handler_timeout();
                 tracing::warn!(
                     inbox_id,
@@ -431,6 +460,29 @@ impl Ingress {
                 );
                 None
             }
+        }
+    }
+
+    /// Queues a reply that missed the passive answer for the platform's reply URL.
+    async fn answer_late(&self, event: &Event, url: &str, text: &str) {
+        let Some(outbox) = &self.bot.outbox else {
+            return;
+        };
+        let now = self.bot.clock.now_ms();
+        let env = crate::outbox::Envelope {
+            idem_key: format!("late_reply:{}:{}", event.channel_id, event.dedupe_key),
+            channel_id: event.channel_id.clone(),
+            message: crate::outbox::Outbound::ReplyUrl {
+                url: url.to_owned(),
+                markdown: text.to_owned(),
+            },
+            priority: crate::outbox::PRIORITY_URGENT,
+            not_before_ms: now,
+            // The URL is valid for an hour (Doc 101138).
+            expires_at_ms: Some(now + 3_600_000),
+        };
+        if let Err(e) = outbox.enqueue(env).await {
+            tracing::warn!(error = %e, "late reply not queued");
         }
     }
 

@@ -60,6 +60,7 @@ fn build(channel: &Channel, dedupe_key: String, occurred_at: i64, kind: EventKin
         dedupe_key,
         occurred_at,
         kind,
+        reply_url: None,
     }
 }
 
@@ -297,6 +298,10 @@ pub fn wecom_aibot(
         }
         _ => wecom_robot(channel, fields, request_ts),
     }
+    .map(|mut event| {
+        event.reply_url = fields.non_empty(&["response_url"]).map(str::to_owned);
+        event
+    })
 }
 
 /// A WeChat Official Account message or event (MP message-push doc).

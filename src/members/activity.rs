@@ -183,6 +183,7 @@ mod tests {
                 mentions_bot: false,
                 platform_msg_id: "1".into(),
             }),
+            reply_url: None,
         }
     }
 
@@ -250,6 +251,7 @@ mod tests {
                 members: vec![UserRef::new("a", None)],
                 removed: false,
             },
+            reply_url: None,
         });
         let changes = changes_for(&events, chrono_tz::UTC);
         assert!(changes.memberships[0].left);

@@ -235,6 +235,7 @@ mod tests {
             dedupe_key: "k".into(),
             occurred_at: 0,
             kind,
+            reply_url: None,
         }
     }
 

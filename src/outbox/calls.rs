@@ -170,6 +170,16 @@ impl Outbox {
                 Ok(sent(None))
             }
             ("mass_template", ChannelKind::WecomApp) => self.create_task(row).await,
+            ("reply_url", ChannelKind::WecomAibot) => {
+                let mut body: serde_json::Value =
+                    serde_json::from_str(&row.payload).map_err(bad)?;
+                let url = body["url"].as_str().unwrap_or_default().to_owned();
+                if let Some(map) = body.as_object_mut() {
+                    map.remove("url");
+                }
+                api.post_to(&url, &body).await.map_err(Failure::Api)?;
+                Ok(sent(None))
+            }
             ("aibot_push", ChannelKind::WecomAibot) => {
                 // Only the process holding the bot's connection can send; the others leave the
                 // row for it (without counting an attempt).

@@ -44,6 +44,8 @@ pub enum Outbound {
     Mp { openid: String, message: AppMessage },
     /// `mark_tag`: WeCom tag ids added to / removed from a customer of a staff member.
     MarkTag(MarkTag),
+    /// A late answer posted to the AI bot's one-shot `response_url` (markdown).
+    ReplyUrl { url: String, markdown: String },
     /// `aibot_send_msg` over an AI bot's long connection, to a chat that talked to the bot.
     AibotPush { chat_id: String, markdown: String },
     /// `add_msg_template` to customers (`single`) of `sender`.
@@ -172,6 +174,13 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
             need(ChannelKind::WecomApp, "customer tags")?;
             channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
             ("mark_tag", body.external_userid.clone(), json(body), None)
+        }
+        Outbound::ReplyUrl { url, markdown } => {
+            need(ChannelKind::WecomAibot, "late replies")?;
+            let body = serde_json::json!({
+                "url": url, "msgtype": "markdown", "markdown": { "content": markdown },
+            });
+            ("reply_url", url.clone(), body.to_string(), None)
         }
         Outbound::AibotPush { chat_id, markdown } => {
             need(ChannelKind::WecomAibot, "long-connection pushes")?;

@@ -10,7 +10,8 @@ use crate::helpers::{Backend, TestApp};
 
 backend_tests!(
     json_callbacks_get_stream_replies_once,
-    enter_chat_gets_the_welcome_text
+    enter_chat_gets_the_welcome_text,
+    a_slow_answer_goes_to_the_response_url,
 );
 
 /// Posts a decrypted message as the platform would; returns (status, decrypted reply JSON).
@@ -124,4 +125,66 @@ async fn enter_chat_gets_the_welcome_text(backend: Backend) {
             .is_some_and(|t| t.contains("签到")),
         "{reply}"
     );
+}
+
+/// A handler slower than the callback budget.
+struct Slow;
+
+impl yunying::bot::Handler for Slow {
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        _ctx: &'a yunying::bot::BotContext,
+        _event: &'a yunying::events::Event,
+    ) -> yunying::bot::HandlerFuture<'a> {
+        Box::pin(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            Ok(yunying::bot::Outcome::Reply("想了一会儿：答案是 42".into()))
+        })
+    }
+}
+
+async fn a_slow_answer_goes_to_the_response_url(backend: Backend) {
+    let fake = yunying::fake_wecom::FakeWecom::start("127.0.0.1:0")
+        .await
+        .expect("stand-in");
+    let base = fake.base_url();
+    let app = TestApp::spawn_with_handler_and(
+        backend,
+        move |c| {
+            c.server.handler_budget_ms = 100;
+            c.api.wecom_base = base;
+            c.outbox.poll_interval_ms = 10;
+        },
+        Slow,
+    )
+    .await;
+    let url = format!("{}/cgi-bin/aibot/response?key=one-shot-1", fake.base_url());
+    let message = json!({ "msgid": "slow-1", "chattype": "single", "from": { "userid": "lisi" },
+        "msgtype": "text", "text": { "content": "终极问题" }, "response_url": url })
+    .to_string();
+    let (status, reply) = post(&app, &message).await;
+    assert_eq!(status, 200);
+    assert!(
+        reply.is_none(),
+        "the passive answer went out empty, in time"
+    );
+    for _ in 0..500 {
+        let late: Vec<_> = fake
+            .deliveries()
+            .into_iter()
+            .filter(|d| d.api == "aibot/response")
+            .collect();
+        if let Some(d) = late.first() {
+            assert_eq!(d.body["msgtype"], "markdown");
+            assert_eq!(d.body["markdown"]["content"], "想了一会儿：答案是 42");
+            assert_eq!(late.len(), 1);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the late answer never reached the response_url");
 }

@@ -24,6 +24,7 @@ fn the_demo_shows_welcome_sign_in_faq_command_and_push() {
         "message/send",
         "\"sent\":",
         "/api/v1/recall/lapsed/run",
+        "aibot_respond_msg",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }

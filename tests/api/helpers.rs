@@ -149,6 +149,21 @@ impl TestApp {
     }
 
     #[allow(clippy::type_complexity)]
+    /// Spawns with a chosen configuration and an extra handler in front of nothing else.
+    pub async fn spawn_with_handler_and(
+        backend: Backend,
+        adjust: impl FnOnce(&mut Config),
+        handler: impl yunying::bot::Handler,
+    ) -> Self {
+        Self::spawn_full(
+            backend,
+            adjust,
+            Some(Box::new(move |d: yunying::bot::Dispatcher| d.with(handler))),
+            None,
+        )
+        .await
+    }
+
     /// A second server on the database of `url` (a replica).
     pub async fn spawn_on(url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
         Self::spawn_full(Backend::Sqlite, adjust, None, Some(url.to_owned())).await

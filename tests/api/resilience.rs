@@ -133,6 +133,7 @@ async fn sweeper_reruns_deliveries_left_by_a_crash(backend: Backend) {
             mentions_bot: true,
             platform_msg_id: "crash-1".into(),
         }),
+        reply_url: None,
     };
     let row = NewInbox {
         channel_id: event.channel_id.clone(),

@@ -219,6 +219,11 @@ impl ApiClient {
         self.post(&url, &[("access_token", token)], body).await
     }
 
+    /// POSTs JSON to a URL the platform handed out (the AI bot's `response_url`).
+    pub async fn post_to<B: Serialize>(&self, url: &str, body: &B) -> Result<Status, ApiError> {
+        self.post(url, &[], body).await
+    }
+
     async fn wecom_post<B: Serialize, R: DeserializeOwned>(
         &self,
         token: &str,
