@@ -100,6 +100,15 @@ async fn json_callbacks_get_stream_replies_once(backend: Backend) {
     let (status, _) = post(&app, &mixed).await;
     assert_eq!(status, 200);
     assert_eq!(app.inbox_count().await, 3);
+    // A reply that quotes an earlier message: the member's own words count, not the quote.
+    let quoted = json!({ "msgid": "ai-4", "chattype": "single", "from": { "userid": "lisi" }, "msgtype": "text",
+        "text": { "content": "ping" }, "quote": { "msgtype": "text", "text": { "content": "签到" } } }).to_string();
+    let (_, answer) = post(&app, &quoted).await;
+    let content = answer.expect("reply")["stream"]["content"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(content.starts_with("pong"), "{content}");
     // URL verification uses the same keys with an empty receive id.
     let (query, echo) = send::build_verification(channel, ts, "42").expect("verification");
     let body = app
