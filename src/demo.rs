@@ -160,17 +160,14 @@ async fn seed_faq(store: &crate::store::Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A member last seen 35 days ago, already marked lapsed (as the periodic recompute would).
+/// A member last seen 35 days ago, with the stage the periodic recompute gives them (lapsed).
 async fn seed_lapsed_member(store: &crate::store::Store, now_ms: i64) -> anyhow::Result<()> {
     let last = now_ms - 35 * 86_400_000;
-    crate::on_pool!(store.pool(), p => {
-        sqlx::query("insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) \
-             values ($1, 'wangwu', '王五', $2, $2, 12)")
-            .bind("wwdemo0000000001").bind(last).execute(p).await?;
-        sqlx::query("insert into member_stages (member_id, stage, since) \
-             select id, 'lapsed', $2 from members where scope = $1 and platform_user_id = 'wangwu'")
-            .bind("wwdemo0000000001").bind(now_ms).execute(p).await?;
-    });
+    store
+        .import_member("wwdemo0000000001", "wangwu", "王五", last, last)
+        .await?;
+    let lifecycle = Config::example()?.lifecycle;
+    crate::members::lifecycle::recompute(store, &lifecycle, now_ms).await?;
     Ok(())
 }
 

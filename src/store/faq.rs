@@ -408,3 +408,15 @@ pub async fn count_day(
     });
     Ok(())
 }
+
+const FAQ_TOP: &str =
+    "select question from faq_entries where enabled = true order by hit_count desc, id limit $1";
+
+impl Store {
+    /// The most asked questions (recall messages show them: "最近大家在聊…").
+    pub async fn faq_top_questions(&self, n: i64) -> Result<Vec<String>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_scalar::<_, String>(FAQ_TOP).bind(n).fetch_all(p).await?),
+        )
+    }
+}

@@ -237,3 +237,14 @@ impl Store {
         Ok(())
     }
 }
+
+const PRUNE: &str = "delete from inbox where processed_at is not null and processed_at < $1";
+
+impl Store {
+    /// Deletes processed rows older than `before_ms` (retries come within minutes); returns how many.
+    pub async fn prune_inbox(&self, before_ms: i64) -> Result<u64, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query(PRUNE).bind(before_ms).execute(p).await?.rows_affected()),
+        )
+    }
+}

@@ -313,3 +313,25 @@ pub async fn scope_and_user(
         on_tx!(tx, c => sqlx::query_as::<_, (String, String)>(SCOPE_AND_USER).bind(member_id).fetch_optional(&mut **c).await?),
     )
 }
+
+const IMPORT_MEMBER: &str = "insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) \
+     values ($1, $2, $3, $4, $5, 0) on conflict (scope, platform_user_id) do nothing";
+
+impl Store {
+    /// Adds a member known from elsewhere (an import, the demo's long-gone member) with their
+    /// first and last activity; an existing member is left as is.
+    pub async fn import_member(
+        &self,
+        scope: &str,
+        user_id: &str,
+        name: &str,
+        first_seen_ms: i64,
+        last_active_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self.pool(), p => {
+            sqlx::query(IMPORT_MEMBER).bind(scope).bind(user_id).bind(name).bind(first_seen_ms)
+                .bind(last_active_ms).execute(p).await?;
+        });
+        Ok(())
+    }
+}

@@ -134,26 +134,6 @@ impl Store {
     }
 }
 
-const FAQ_TOP: &str =
-    "select question from faq_entries where enabled = true order by hit_count desc, id limit $1";
-const PRUNE_INBOX: &str = "delete from inbox where processed_at is not null and processed_at < $1";
-
-impl Store {
-    /// The most asked FAQ questions (for recall messages: "最近大家在聊…").
-    pub async fn faq_top_questions(&self, n: i64) -> Result<Vec<String>, StoreError> {
-        Ok(
-            on_pool!(self.pool(), p => sqlx::query_scalar::<_, String>(FAQ_TOP).bind(n).fetch_all(p).await?),
-        )
-    }
-
-    /// Deletes processed inbox rows older than `before_ms`; returns how many.
-    pub async fn prune_inbox(&self, before_ms: i64) -> Result<u64, StoreError> {
-        Ok(
-            on_pool!(self.pool(), p => sqlx::query(PRUNE_INBOX).bind(before_ms).execute(p).await?.rows_affected()),
-        )
-    }
-}
-
 const ACTIVE_DAYS: &str = "select d.member_id, m.last_active_at, cast(count(*) as bigint), min(d.day), max(d.day) \
      from member_daily_activity d join members m on m.id = d.member_id \
      where d.day >= $1 and d.message_count > 0 group by d.member_id, m.last_active_at having count(*) >= $2";

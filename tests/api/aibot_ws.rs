@@ -17,6 +17,7 @@ backend_tests!(
     messages_over_the_long_connection_are_answered_with_their_req_id,
     kicks_do_not_start_a_storm_and_dead_links_are_redialled,
     one_replica_holds_the_connection_and_the_other_takes_over,
+    a_killed_holder_is_replaced_once_its_lease_lapses,
 );
 
 const BOT: &str = "bot-ws-1";
@@ -265,4 +266,60 @@ async fn one_replica_holds_the_connection_and_the_other_takes_over(backend: Back
     )
     .await;
     drop(second);
+}
+
+/// A real `yunying serve` with a websocket-mode bot dialling the stand-in.
+fn serve_with_bot(db: &str, fake: &FakeWecom) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_yunying"))
+        .arg("serve")
+        .env("YUNYING_DATABASE__URL", db)
+        .env("YUNYING_SERVER__LISTEN", "127.0.0.1:0")
+        .env("YUNYING_CHANNELS__WSBOT__KIND", "wecom_aibot")
+        .env("YUNYING_CHANNELS__WSBOT__MODE", "websocket")
+        .env("YUNYING_CHANNELS__WSBOT__BOT_ID", BOT)
+        .env("YUNYING_CHANNELS__WSBOT__SECRET", "long-connection-secret")
+        .env("YUNYING_CHANNELS__WSBOT__WS_URL", fake.ws_url())
+        .env("YUNYING_AIBOT__LEASE_SECS", "3")
+        .env("YUNYING_AIBOT__HEARTBEAT_SECS", "1")
+        .env("YUNYING_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start yunying serve")
+}
+
+async fn a_killed_holder_is_replaced_once_its_lease_lapses(backend: Backend) {
+    let fake = FakeWecom::start("127.0.0.1:0").await.expect("stand-in");
+    let dir = tempfile::tempdir().expect("tmp");
+    let db = crate::helpers::fresh_database(backend, dir.path()).await;
+    let mut holder = serve_with_bot(&db, &fake);
+    until(
+        || fake.aibot_counts().0 == 1,
+        "the first process's subscribe",
+    )
+    .await;
+    let mut other = serve_with_bot(&db, &fake);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        fake.aibot_counts().0,
+        1,
+        "the second process stays off the line"
+    );
+
+    holder.kill().expect("SIGKILL"); // no shutdown, no lease release
+    holder.wait().ok();
+    let killed = std::time::Instant::now();
+    until(|| fake.aibot_counts().0 == 2, "the takeover").await;
+    let took = killed.elapsed();
+    other.kill().ok();
+    other.wait().ok();
+    eprintln!(
+        "long connection taken over {} ms after the holder was killed",
+        took.as_millis()
+    );
+    // Lease 3 s, looked at every second: the takeover waits for the lapse, and not much longer.
+    assert!(
+        took >= Duration::from_millis(500),
+        "took over before the lease lapsed: {took:?}"
+    );
+    assert!(took < Duration::from_secs(6), "took over after {took:?}");
 }

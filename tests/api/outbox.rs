@@ -119,6 +119,22 @@ fn app_text(i: usize, user: &str, now: i64) -> Envelope {
     }
 }
 
+fn robot_text(key: &str, text: &str, now: i64) -> Envelope {
+    Envelope {
+        idem_key: key.into(),
+        channel_id: "demo_robot".into(),
+        message: Outbound::Robot(RobotMessage::Text {
+            text: RobotText {
+                content: text.into(),
+                ..RobotText::default()
+            },
+        }),
+        priority: PRIORITY_NORMAL,
+        not_before_ms: now,
+        expires_at_ms: None,
+    }
+}
+
 fn contents(fake: &FakeWecom, api: &str) -> Vec<String> {
     fake.deliveries()
         .into_iter()
@@ -315,19 +331,11 @@ async fn robot_sends_stay_within_twenty_per_minute_and_45009_pauses(backend: Bac
     let clock = ManualClock::new(SystemClock.now_ms());
     let outbox = rig.outbox(clock.clone());
     for i in 0..50 {
-        let env = Envelope {
-            idem_key: format!("robot:{i}"),
-            channel_id: "demo_robot".into(),
-            message: Outbound::Robot(RobotMessage::Text {
-                text: RobotText {
-                    content: format!("群消息 {i}"),
-                    ..RobotText::default()
-                },
-            }),
-            priority: PRIORITY_NORMAL,
-            not_before_ms: clock.now_ms(),
-            expires_at_ms: None,
-        };
+        let env = robot_text(
+            &format!("robot:{i}"),
+            &format!("群消息 {i}"),
+            clock.now_ms(),
+        );
         outbox.enqueue(env).await.expect("enqueue");
     }
     // Ten minutes in 5-second steps, recording when (on the outbox's clock) each went out.
@@ -353,19 +361,7 @@ async fn robot_sends_stay_within_twenty_per_minute_and_45009_pauses(backend: Bac
         rate_limit_rate: 1.0,
         ..Faults::default()
     });
-    let env = Envelope {
-        idem_key: "robot:limited".into(),
-        channel_id: "demo_robot".into(),
-        message: Outbound::Robot(RobotMessage::Text {
-            text: RobotText {
-                content: "限流".into(),
-                ..RobotText::default()
-            },
-        }),
-        priority: PRIORITY_NORMAL,
-        not_before_ms: clock.now_ms(),
-        expires_at_ms: None,
-    };
+    let env = robot_text("robot:limited", "限流", clock.now_ms());
     outbox.enqueue(env).await.expect("enqueue");
     outbox.run_once().await.expect("round");
     rig.fake.set_faults(Faults::default());
