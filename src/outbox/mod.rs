@@ -119,7 +119,6 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
         channel: env.channel_id.clone(),
         key,
     };
-    let json = |v: &dyn erased::Json| v.to_json();
     let (kind, recipient, payload, sender) = match &env.message {
         Outbound::App { to, message } => {
             need(ChannelKind::WecomApp, "app messages")?;
@@ -255,14 +254,7 @@ pub async fn enqueue(
     Ok(rows::enqueue(tx, &row, now_ms).await?)
 }
 
-/// Serializing the different API bodies through one function.
-mod erased {
-    pub trait Json {
-        fn to_json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn to_json(&self) -> String {
-            serde_json::to_string(self).unwrap_or_default()
-        }
-    }
+/// An API body as stored in the row (these types always serialize).
+fn json<T: serde::Serialize + ?Sized>(body: &T) -> String {
+    serde_json::to_string(body).unwrap_or_default()
 }
