@@ -6,6 +6,7 @@ pub mod normalize;
 mod reply;
 pub mod writer;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -409,7 +410,7 @@ impl Ingress {
         // one-shot reply URL (the AI bot), the late reply goes there through the outbox.
         let late = Arc::new(std::sync::Mutex::new(Late::Pending));
         let late_in_task = Arc::clone(&late);
-        let task = tokio::spawn(async move {
+        let mut chain = Box::pin(async move {
             // On a handler error nothing is marked: the sweeper runs the event again later.
             let reply = this.dispatcher.dispatch(&this.bot, &event).await.ok()?;
             this.metrics
@@ -438,6 +439,13 @@ impl Ingress {
             }
             reply
         });
+        // Most chains never wait on anything (a chat line no handler wants): finished on the
+        // first poll, they need no task and no timer. The rest go on in a task of their own.
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(chain.as_mut().poll(cx)));
+        if let std::task::Poll::Ready(reply) = first.await {
+            return reply;
+        }
+        let task = tokio::spawn(chain);
         match tokio::time::timeout(self.options.handler_budget, task).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(join)) => {

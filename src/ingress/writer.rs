@@ -43,6 +43,8 @@ enum Op {
         Processed,
         Option<oneshot::Sender<Result<Accepted, WriteError>>>,
     ),
+    /// Wakes the writer for the processed marks waiting in [`InboxWriter::mark_processed`].
+    Flush,
     /// Closes the writer's connection pool (shutdown; tests simulate an outage with it).
     Close(oneshot::Sender<()>),
     /// Another write transaction (e.g. a redemption), run by the writer between batches so
@@ -100,7 +102,11 @@ type Job = Box<
 #[derive(Clone)]
 pub struct InboxWriter {
     tx: mpsc::Sender<Op>,
+    /// Reply-less processed marks waiting for the next batch: they cost no queue hop each.
+    marks: PendingMarks,
 }
+
+type PendingMarks = Arc<std::sync::Mutex<Vec<Processed>>>;
 
 /// Settings of the writer pool.
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +137,8 @@ impl InboxWriter {
         shutdown: CancellationToken,
     ) -> Result<(Self, WriterThread), StoreError> {
         let (tx, rx) = mpsc::channel(64 * 1024);
+        let marks = PendingMarks::default();
+        let marks_in_thread = Arc::clone(&marks);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let url = url.to_owned();
         let store_options = store_options.clone();
@@ -161,6 +169,7 @@ impl InboxWriter {
                             &store,
                             &url,
                             store_options.sqlite_full_sync,
+                            options.writers.max(1) == 1,
                         ) {
                             Ok(c) => committers.push(c),
                             Err(e) => {
@@ -171,6 +180,7 @@ impl InboxWriter {
                     }
                     let _ = ready_tx.send(Ok(()));
                     let rx = Arc::new(Mutex::new(rx));
+                    let marks = Arc::clone(&marks_in_thread);
                     let (rounds, rounds_task) = Rounds::start(&store, options.batch_max);
                     let tasks: Vec<_> = committers
                         .into_iter()
@@ -179,6 +189,7 @@ impl InboxWriter {
                                 store.clone(),
                                 committer,
                                 Arc::clone(&rx),
+                                Arc::clone(&marks),
                                 rounds.clone(),
                                 options,
                                 shutdown.clone(),
@@ -199,7 +210,7 @@ impl InboxWriter {
         ready_rx
             .recv()
             .map_err(|_| StoreError::Other("writer thread died".into()))??;
-        Ok((Self { tx }, WriterThread(thread)))
+        Ok((Self { tx, marks }, WriterThread(thread)))
     }
 
     /// Runs a write transaction on the writers' connection pool, queued with the group commits.
@@ -267,7 +278,16 @@ impl InboxWriter {
     /// Queues a processed mark; it rides along with the next batch. Losing it in a crash only
     /// means the sweeper re-runs an idempotent handler.
     pub fn mark_processed(&self, mark: Processed) {
-        if let Err(mpsc::error::TrySendError::Full(op)) = self.tx.try_send(Op::Mark(mark, None)) {
+        let first = {
+            let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
+            marks.push(mark);
+            marks.len() == 1
+        };
+        // The first mark since the last batch wakes the writer; later ones ride along.
+        if !first {
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(op)) = self.tx.try_send(Op::Flush) {
             let tx = self.tx.clone();
             tokio::spawn(async move {
                 let _ = tx.send(op).await;
@@ -292,6 +312,7 @@ async fn run_writer(
     store: Store,
     mut committer: BatchCommitter,
     rx: Arc<Mutex<mpsc::Receiver<Op>>>,
+    pending_marks: PendingMarks,
     rounds: Rounds,
     options: WriterOptions,
     shutdown: CancellationToken,
@@ -316,10 +337,12 @@ async fn run_writer(
                 }
             }
         }
+        let marks = std::mem::take(&mut *pending_marks.lock().unwrap_or_else(|p| p.into_inner()));
         write_batch(
             &store,
             &mut committer,
             &mut batch,
+            marks,
             &rounds,
             options.timezone,
         )
@@ -331,13 +354,13 @@ async fn write_batch(
     store: &Store,
     committer: &mut BatchCommitter,
     batch: &mut Vec<Op>,
+    mut marks: Vec<Processed>,
     rounds: &Rounds,
     tz: chrono_tz::Tz,
 ) {
     let mut rows = Vec::new();
     let mut events = Vec::new();
     let mut waiters = Vec::new();
-    let mut marks = Vec::new();
     let mut mark_waiters = Vec::new();
     let mut jobs = Vec::new();
     let mut batched = Vec::new();
@@ -350,6 +373,7 @@ async fn write_batch(
             }
             Op::Job(job) => jobs.push(job),
             Op::Batched(write) => batched.push(write),
+            Op::Flush => {}
             Op::Close(done) => {
                 committer.close();
                 store.close().await;

@@ -15,9 +15,18 @@ pub enum BatchCommitter {
 
 impl BatchCommitter {
     /// A committer for `store`'s database (`url` is the same database's URL).
-    pub fn for_store(store: &Store, url: &str, sqlite_full_sync: bool) -> Result<Self, StoreError> {
+    /// `sole_writer`: no other committer writes this database (SQLite's lone writer may then
+    /// remember what it wrote).
+    pub fn for_store(
+        store: &Store,
+        url: &str,
+        sqlite_full_sync: bool,
+        sole_writer: bool,
+    ) -> Result<Self, StoreError> {
         Ok(match store.backend() {
-            Backend::Sqlite => Self::Sqlite(SqliteCommitter::open(url, sqlite_full_sync)?),
+            Backend::Sqlite => {
+                Self::Sqlite(SqliteCommitter::open(url, sqlite_full_sync, sole_writer)?)
+            }
             Backend::Postgres => Self::Postgres(store.clone()),
         })
     }

@@ -3,7 +3,13 @@
 //! was parsed afresh; that was most of the cost of a durable callback on the embedded default.
 //! PostgreSQL keeps the sqlx path in [`super::batch`]. Same tables, same rules: a row is new
 //! exactly when its (channel, dedupe key) was not there; member changes only for new rows.
+//!
+//! A lone writer owns `chat_groups` and `group_members` on SQLite, so it remembers what it wrote
+//! there ([`Known`]) and skips the statements that would change nothing: a group touched less
+//! than a minute ago under the same name, a membership already active. Member ids come back from
+//! the member upsert, so membership and activity rows need no look-ups by name.
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -23,10 +29,15 @@ const UPSERT_MEMBER: &str = "insert into members \
      values (?1, ?2, ?3, ?4, ?5, ?6) on conflict (scope, platform_user_id) do update set \
      display_name = coalesce(excluded.display_name, members.display_name), \
      last_active_at = max(excluded.last_active_at, members.last_active_at), \
-     message_count = members.message_count + excluded.message_count";
+     message_count = members.message_count + excluded.message_count returning id";
 const INSERT_GROUP: &str = "insert into chat_groups \
      (scope, platform_group_id, name, first_seen_at, last_active_at) values (?1, ?2, ?3, ?4, ?4) \
-     on conflict (scope, platform_group_id) do nothing";
+     on conflict (scope, platform_group_id) do nothing returning id";
+const SELECT_GROUP: &str = "select id, name, last_active_at from chat_groups \
+     where scope = ?1 and platform_group_id = ?2";
+// Same effect as TOUCH_GROUP for a group whose row the writer knows needs it.
+const TOUCH_GROUP_BY_ID: &str = "update chat_groups set name = coalesce(?2, name), \
+     last_active_at = max(?3, last_active_at) where id = ?1 returning name, last_active_at";
 // As on PostgreSQL: touch a known group only when renamed or a minute has passed.
 const TOUCH_GROUP: &str = "update chat_groups set name = coalesce(?3, name), \
      last_active_at = max(?4, last_active_at) \
@@ -40,23 +51,79 @@ const UPSERT_MEMBERSHIP: &str =
      joined_at = case when group_members.left_at is not null and excluded.left_at is null \
          then excluded.joined_at else group_members.joined_at end \
      where group_members.left_at is not null or excluded.left_at is not null";
-const UPSERT_ACTIVITY: &str = "insert into member_daily_activity (day, member_id, message_count, event_count) \
-     select ?3, (select id from members where scope = ?1 and platform_user_id = ?2), ?4, ?5 where true \
+const UPSERT_MEMBERSHIP_BY_IDS: &str =
+    "insert into group_members (group_id, member_id, joined_at, left_at) values (?1, ?2, ?3, ?4) \
+     on conflict (group_id, member_id) do update set left_at = excluded.left_at, \
+     joined_at = case when group_members.left_at is not null and excluded.left_at is null \
+         then excluded.joined_at else group_members.joined_at end \
+     where group_members.left_at is not null or excluded.left_at is not null";
+const UPSERT_ACTIVITY_BY_ID: &str = "insert into member_daily_activity \
+     (day, member_id, message_count, event_count) values (?1, ?2, ?3, ?4) \
      on conflict (day, member_id) do update set \
      message_count = member_daily_activity.message_count + excluded.message_count, \
      event_count = member_daily_activity.event_count + excluded.event_count";
-const MARK_PLAIN: &str =
-    "update inbox set processed_at = ?1 where id = ?2 and processed_at is null";
+// All reply-less marks of a batch in one statement (ids as a JSON array).
+const MARK_PLAIN_MANY: &str = "update inbox set processed_at = ?1 \
+     where id in (select value from json_each(?2)) and processed_at is null";
 const MARK_WITH_REPLY: &str = "update inbox set processed_at = ?1, reply = ?2 where id = ?3";
+
+/// A group row as the writer last left it.
+#[derive(Debug, Clone)]
+struct GroupSeen {
+    id: i64,
+    name: Option<String>,
+    last_active_at: i64,
+}
+
+/// What a lone writer knows it wrote to `chat_groups` and `group_members`. Only what committed
+/// is remembered; a failed batch forgets its own changes. Bounded: past the limits it starts over.
+#[derive(Debug, Default)]
+struct Known {
+    groups: HashMap<(String, String), GroupSeen>,
+    /// (scope, group, member) memberships known to be active.
+    active: HashSet<(String, String, String)>,
+}
+
+const KNOWN_GROUPS_MAX: usize = 100_000;
+const KNOWN_MEMBERSHIPS_MAX: usize = 1_000_000;
+
+/// Changes to [`Known`] made by one batch, applied after its commit.
+#[derive(Default)]
+struct KnownDelta {
+    groups: Vec<((String, String), GroupSeen)>,
+    memberships: Vec<((String, String, String), bool)>,
+}
+
+impl Known {
+    fn apply(&mut self, delta: KnownDelta) {
+        if self.groups.len() + delta.groups.len() > KNOWN_GROUPS_MAX {
+            self.groups.clear();
+        }
+        if self.active.len() + delta.memberships.len() > KNOWN_MEMBERSHIPS_MAX {
+            self.active.clear();
+        }
+        self.groups.extend(delta.groups);
+        for (key, active) in delta.memberships {
+            if active {
+                self.active.insert(key);
+            } else {
+                self.active.remove(&key);
+            }
+        }
+    }
+}
 
 /// One writer's connection for group commits.
 pub struct SqliteCommitter {
     conn: Option<Connection>,
+    /// Present only when this is the database's one writer (otherwise another writer may change
+    /// the same rows behind its back).
+    known: Option<Known>,
 }
 
 impl SqliteCommitter {
     /// Opens the database file of a `sqlite:` URL with the same settings as the sqlx pool.
-    pub fn open(url: &str, full_sync: bool) -> Result<Self, StoreError> {
+    pub fn open(url: &str, full_sync: bool, sole_writer: bool) -> Result<Self, StoreError> {
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
         let conn = Connection::open(options.get_filename()).map_err(store_error)?;
         conn.busy_timeout(Duration::from_secs(5))
@@ -69,7 +136,10 @@ impl SqliteCommitter {
              pragma temp_store = memory; pragma cache_size = -32000;"
         })
         .map_err(store_error)?;
-        Ok(Self { conn: Some(conn) })
+        Ok(Self {
+            conn: Some(conn),
+            known: sole_writer.then(Known::default),
+        })
     }
 
     /// Closes the connection: later commits fail as unavailable (shutdown, outage tests).
@@ -93,9 +163,13 @@ impl SqliteCommitter {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(store_error)?;
         let outcomes = insert_rows(&tx, rows).map_err(store_error)?;
-        apply_changes(&tx, &changes_for(&outcomes)).map_err(store_error)?;
+        let delta = apply_changes(&tx, &changes_for(&outcomes), self.known.as_ref())
+            .map_err(store_error)?;
         mark(&tx, marks).map_err(store_error)?;
         tx.commit().map_err(store_error)?;
+        if let Some(known) = &mut self.known {
+            known.apply(delta);
+        }
         Ok(outcomes)
     }
 }
@@ -139,45 +213,164 @@ fn insert_rows(
     Ok(outcomes)
 }
 
-fn apply_changes(tx: &rusqlite::Transaction<'_>, changes: &MemberChanges) -> rusqlite::Result<()> {
+fn apply_changes(
+    tx: &rusqlite::Transaction<'_>,
+    changes: &MemberChanges,
+    known: Option<&Known>,
+) -> rusqlite::Result<KnownDelta> {
+    let mut delta = KnownDelta::default();
+    let mut member_ids: HashMap<(&str, &str), i64> = HashMap::with_capacity(changes.members.len());
     let mut member = tx.prepare_cached(UPSERT_MEMBER)?;
     for m in &changes.members {
-        member.execute(params![
-            m.scope,
-            m.user_id,
-            m.name,
-            m.first_seen_at,
-            m.last_active_at,
-            m.messages
-        ])?;
+        let id: i64 = member.query_row(
+            params![
+                m.scope,
+                m.user_id,
+                m.name,
+                m.first_seen_at,
+                m.last_active_at,
+                m.messages
+            ],
+            |row| row.get(0),
+        )?;
+        member_ids.insert((m.scope.as_str(), m.user_id.as_str()), id);
     }
-    let mut insert_group = tx.prepare_cached(INSERT_GROUP)?;
-    let mut touch_group = tx.prepare_cached(TOUCH_GROUP)?;
+    let mut group_ids: HashMap<(&str, &str), i64> = HashMap::with_capacity(changes.groups.len());
     for g in &changes.groups {
-        if insert_group.execute(params![g.scope, g.group_id, g.name, g.at])? == 0 {
-            touch_group.execute(params![g.scope, g.group_id, g.name, g.at])?;
-        }
+        let key = (g.scope.clone(), g.group_id.clone());
+        let seen = match known.and_then(|k| k.groups.get(&key)) {
+            Some(seen) => touch_known_group(tx, seen, g.name.as_ref(), g.at)?,
+            None => Some(write_group(
+                tx,
+                &g.scope,
+                &g.group_id,
+                g.name.as_ref(),
+                g.at,
+            )?),
+        };
+        let id = match seen {
+            Some(seen) => {
+                let id = seen.id;
+                delta.groups.push((key, seen));
+                id
+            }
+            None => known.and_then(|k| k.groups.get(&key)).map_or(0, |s| s.id),
+        };
+        group_ids.insert((g.scope.as_str(), g.group_id.as_str()), id);
     }
+    let mut membership_by_ids = tx.prepare_cached(UPSERT_MEMBERSHIP_BY_IDS)?;
     let mut membership = tx.prepare_cached(UPSERT_MEMBERSHIP)?;
     for r in &changes.memberships {
+        let key = (r.scope.clone(), r.group_id.clone(), r.user_id.clone());
+        if !r.left && known.is_some_and(|k| k.active.contains(&key)) {
+            continue;
+        }
         let left_at = r.left.then_some(r.at);
-        membership.execute(params![r.scope, r.group_id, r.user_id, r.at, left_at])?;
+        let group = group_ids.get(&(r.scope.as_str(), r.group_id.as_str()));
+        let member = member_ids.get(&(r.scope.as_str(), r.user_id.as_str()));
+        match (group, member) {
+            (Some(&group), Some(&member)) if group != 0 => {
+                membership_by_ids.execute(params![group, member, r.at, left_at])?;
+            }
+            _ => {
+                membership.execute(params![r.scope, r.group_id, r.user_id, r.at, left_at])?;
+            }
+        }
+        delta.memberships.push((key, !r.left));
     }
-    let mut activity = tx.prepare_cached(UPSERT_ACTIVITY)?;
+    let mut activity_by_id = tx.prepare_cached(UPSERT_ACTIVITY_BY_ID)?;
     for a in &changes.activity {
-        activity.execute(params![a.scope, a.user_id, a.day, a.messages, a.events])?;
+        let id = match member_ids.get(&(a.scope.as_str(), a.user_id.as_str())) {
+            Some(&id) => id,
+            None => tx.query_row(
+                "select id from members where scope = ?1 and platform_user_id = ?2",
+                params![a.scope, a.user_id],
+                |row| row.get(0),
+            )?,
+        };
+        activity_by_id.execute(params![a.day, id, a.messages, a.events])?;
     }
-    Ok(())
+    Ok(delta)
 }
 
+/// A group the writer has not seen: insert it, or touch it as the PostgreSQL path does, and
+/// read back what the row now holds.
+fn write_group(
+    tx: &rusqlite::Transaction<'_>,
+    scope: &str,
+    group_id: &str,
+    name: Option<&String>,
+    at: i64,
+) -> rusqlite::Result<GroupSeen> {
+    let mut insert = tx.prepare_cached(INSERT_GROUP)?;
+    let inserted: Option<i64> = insert
+        .query_row(params![scope, group_id, name, at], |row| row.get(0))
+        .optional()?;
+    if let Some(id) = inserted {
+        return Ok(GroupSeen {
+            id,
+            name: name.cloned(),
+            last_active_at: at,
+        });
+    }
+    tx.prepare_cached(TOUCH_GROUP)?
+        .execute(params![scope, group_id, name, at])?;
+    tx.prepare_cached(SELECT_GROUP)?
+        .query_row(params![scope, group_id], |row| {
+            Ok(GroupSeen {
+                id: row.get(0)?,
+                name: row.get(1)?,
+                last_active_at: row.get(2)?,
+            })
+        })
+}
+
+/// A group the writer knows: touched only when renamed or a minute has passed, as
+/// `TOUCH_GROUP` would. `None` when nothing needed writing.
+fn touch_known_group(
+    tx: &rusqlite::Transaction<'_>,
+    seen: &GroupSeen,
+    name: Option<&String>,
+    at: i64,
+) -> rusqlite::Result<Option<GroupSeen>> {
+    let renamed = name.is_some_and(|n| seen.name.as_ref() != Some(n));
+    if !renamed && at <= seen.last_active_at + GROUP_TOUCH_MS {
+        return Ok(None);
+    }
+    tx.prepare_cached(TOUCH_GROUP_BY_ID)?
+        .query_row(params![seen.id, name, at], |row| {
+            Ok(Some(GroupSeen {
+                id: seen.id,
+                name: row.get(0)?,
+                last_active_at: row.get(1)?,
+            }))
+        })
+}
+
+const GROUP_TOUCH_MS: i64 = 60_000;
+
 fn mark(tx: &rusqlite::Transaction<'_>, marks: &[Processed]) -> rusqlite::Result<()> {
-    let mut plain = tx.prepare_cached(MARK_PLAIN)?;
     let mut with_reply = tx.prepare_cached(MARK_WITH_REPLY)?;
+    let mut plain_ids = String::from("[");
+    let mut plain_at = 0;
     for m in marks {
         match &m.reply {
-            None => plain.execute(params![m.at, m.id])?,
-            Some(reply) => with_reply.execute(params![m.at, reply, m.id])?,
-        };
+            None => {
+                if plain_ids.len() > 1 {
+                    plain_ids.push(',');
+                }
+                plain_ids.push_str(&m.id.to_string());
+                plain_at = plain_at.max(m.at);
+            }
+            Some(reply) => {
+                with_reply.execute(params![m.at, reply, m.id])?;
+            }
+        }
+    }
+    if plain_ids.len() > 1 {
+        plain_ids.push(']');
+        tx.prepare_cached(MARK_PLAIN_MANY)?
+            .execute(params![plain_at, plain_ids])?;
     }
     Ok(())
 }
@@ -199,5 +392,141 @@ fn store_error(e: rusqlite::Error) -> StoreError {
             StoreError::Unavailable(e.to_string())
         }
         _ => StoreError::Other(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::members::{GroupUpsert, MemberUpsert, MembershipUpsert};
+    use crate::store::{Store, StoreOptions};
+
+    const MIN: i64 = 60_000;
+
+    fn member(user: &str) -> MemberUpsert {
+        MemberUpsert {
+            scope: "s".into(),
+            user_id: user.into(),
+            name: None,
+            first_seen_at: 0,
+            last_active_at: 0,
+            messages: 0,
+        }
+    }
+
+    fn change(user: &str, group_name: Option<&str>, at: i64, left: bool) -> MemberChanges {
+        MemberChanges {
+            members: vec![member(user)],
+            groups: vec![GroupUpsert {
+                scope: "s".into(),
+                group_id: "g".into(),
+                name: group_name.map(Into::into),
+                at,
+            }],
+            memberships: vec![MembershipUpsert {
+                scope: "s".into(),
+                group_id: "g".into(),
+                user_id: user.into(),
+                at,
+                left,
+            }],
+            activity: Vec::new(),
+        }
+    }
+
+    /// Each case runs on a writer that remembers and on one that does not: same rows after.
+    async fn committers() -> (tempfile::TempDir, Vec<SqliteCommitter>, Connection) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url, &StoreOptions::default())
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        store.close().await;
+        let remembering = SqliteCommitter::open(&url, false, true).expect("open");
+        let plain = SqliteCommitter::open(&url, false, false).expect("open");
+        let reader = Connection::open(dir.path().join("t.db")).expect("reader");
+        (dir, vec![remembering, plain], reader)
+    }
+
+    fn state(db: &Connection) -> (Option<String>, i64, Option<i64>) {
+        db.query_row(
+            "select g.name, g.last_active_at, gm.left_at from chat_groups g \
+             join group_members gm on gm.group_id = g.id",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("row")
+    }
+
+    #[tokio::test]
+    async fn remembered_rows_still_get_every_change_that_matters() {
+        let (_dir, committers, db) = committers().await;
+        for mut c in committers {
+            db.execute_batch("delete from group_members; delete from chat_groups;")
+                .expect("reset");
+            c.known = c.known.map(|_| Known::default());
+            let mut commit = |ch: MemberChanges| {
+                c.commit_batch(&[], &[], |_| ch).expect("commit");
+            };
+            commit(change("a", Some("群一"), 10 * MIN, false));
+            assert_eq!(state(&db), (Some("群一".into()), 10 * MIN, None));
+            // Within the minute and unnamed: nothing to write.
+            commit(change("a", None, 10 * MIN + 30_000, false));
+            assert_eq!(state(&db), (Some("群一".into()), 10 * MIN, None));
+            // A rename is written at once; a minute later the activity time moves.
+            commit(change("a", Some("群二"), 10 * MIN + 31_000, false));
+            assert_eq!(state(&db).0.as_deref(), Some("群二"));
+            commit(change("a", None, 12 * MIN, false));
+            assert_eq!(state(&db).1, 12 * MIN);
+            // A leave, then a message from the same member: active again.
+            commit(change("a", None, 12 * MIN + 1, true));
+            assert_eq!(state(&db).2, Some(12 * MIN + 1));
+            commit(change("a", None, 12 * MIN + 2, false));
+            assert_eq!(state(&db).2, None);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_is_not_remembered() {
+        let (_dir, mut committers, db) = committers().await;
+        let c = &mut committers[0];
+        let row = NewInbox {
+            channel_id: "c".into(),
+            dedupe_key: "k".into(),
+            kind: "message".into(),
+            sender: None,
+            group_id: None,
+            occurred_at: 0,
+            received_at: 0,
+            payload: "{}".into(),
+        };
+        let outcomes = c
+            .commit_batch(&[row], &[], |_| change("a", None, MIN, false))
+            .expect("commit");
+        let Accepted::New { id } = outcomes[0] else {
+            panic!("not new")
+        };
+        c.commit_batch(&[], &[], |_| change("a", None, MIN + 1, true))
+            .expect("commit");
+        // A return to the group in a batch that fails at its very end (the mark): had the
+        // writer remembered it, the next message would be skipped as "active, touched now".
+        db.execute_batch(
+            "create trigger no_bad before update on inbox when new.reply = 'bad' \
+             begin select raise(abort, 'bad mark'); end;",
+        )
+        .expect("trigger");
+        let bad = Processed {
+            id,
+            at: 0,
+            reply: Some("bad".into()),
+        };
+        assert!(c
+            .commit_batch(&[], &[bad], |_| change("a", None, 5 * MIN, false))
+            .is_err());
+        assert_eq!(state(&db), (None, MIN, Some(MIN + 1)));
+        c.commit_batch(&[], &[], |_| change("a", None, 5 * MIN + 1, false))
+            .expect("commit");
+        assert_eq!(state(&db), (None, 5 * MIN + 1, None));
     }
 }
