@@ -10,6 +10,7 @@
 //! the member upsert, so membership and activity rows need no look-ups by name.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ const UPSERT_MEMBER: &str = "insert into members \
 const INSERT_GROUP: &str = "insert into chat_groups \
      (scope, platform_group_id, name, first_seen_at, last_active_at) values (?1, ?2, ?3, ?4, ?4) \
      on conflict (scope, platform_group_id) do nothing returning id";
+const SELECT_MEMBER_ID: &str = "select id from members where scope = ?1 and platform_user_id = ?2";
 const SELECT_GROUP: &str = "select id, name, last_active_at from chat_groups \
      where scope = ?1 and platform_group_id = ?2";
 // Same effect as TOUCH_GROUP for a group whose row the writer knows needs it.
@@ -43,14 +45,6 @@ const TOUCH_GROUP: &str = "update chat_groups set name = coalesce(?3, name), \
      last_active_at = max(?4, last_active_at) \
      where scope = ?1 and platform_group_id = ?2 \
      and (?4 > last_active_at + 60000 or (?3 is not null and (name is null or name <> ?3)))";
-const UPSERT_MEMBERSHIP: &str =
-    "insert into group_members (group_id, member_id, joined_at, left_at) \
-     select (select id from chat_groups where scope = ?1 and platform_group_id = ?2), \
-     (select id from members where scope = ?1 and platform_user_id = ?3), ?4, ?5 where true \
-     on conflict (group_id, member_id) do update set left_at = excluded.left_at, \
-     joined_at = case when group_members.left_at is not null and excluded.left_at is null \
-         then excluded.joined_at else group_members.joined_at end \
-     where group_members.left_at is not null or excluded.left_at is not null";
 const UPSERT_MEMBERSHIP_BY_IDS: &str =
     "insert into group_members (group_id, member_id, joined_at, left_at) values (?1, ?2, ?3, ?4) \
      on conflict (group_id, member_id) do update set left_at = excluded.left_at, \
@@ -248,6 +242,7 @@ fn apply_changes(
                 g.at,
             )?),
         };
+        // `None` only for a group the writer knows and left untouched.
         let id = match seen {
             Some(seen) => {
                 let id = seen.id;
@@ -259,38 +254,43 @@ fn apply_changes(
         group_ids.insert((g.scope.as_str(), g.group_id.as_str()), id);
     }
     let mut membership_by_ids = tx.prepare_cached(UPSERT_MEMBERSHIP_BY_IDS)?;
-    let mut membership = tx.prepare_cached(UPSERT_MEMBERSHIP)?;
     for r in &changes.memberships {
         let key = (r.scope.clone(), r.group_id.clone(), r.user_id.clone());
         if !r.left && known.is_some_and(|k| k.active.contains(&key)) {
             continue;
         }
         let left_at = r.left.then_some(r.at);
-        let group = group_ids.get(&(r.scope.as_str(), r.group_id.as_str()));
-        let member = member_ids.get(&(r.scope.as_str(), r.user_id.as_str()));
-        match (group, member) {
-            (Some(&group), Some(&member)) if group != 0 => {
-                membership_by_ids.execute(params![group, member, r.at, left_at])?;
-            }
-            _ => {
-                membership.execute(params![r.scope, r.group_id, r.user_id, r.at, left_at])?;
-            }
-        }
+        // Every membership's group is in the same batch (`changes_for`).
+        let group = group_ids
+            .get(&(r.scope.as_str(), r.group_id.as_str()))
+            .copied()
+            .unwrap_or(0);
+        let member = member_id(tx, &member_ids, &r.scope, &r.user_id)?;
+        membership_by_ids.execute(params![group, member, r.at, left_at])?;
         delta.memberships.push((key, !r.left));
     }
     let mut activity_by_id = tx.prepare_cached(UPSERT_ACTIVITY_BY_ID)?;
     for a in &changes.activity {
-        let id = match member_ids.get(&(a.scope.as_str(), a.user_id.as_str())) {
-            Some(&id) => id,
-            None => tx.query_row(
-                "select id from members where scope = ?1 and platform_user_id = ?2",
-                params![a.scope, a.user_id],
-                |row| row.get(0),
-            )?,
-        };
+        let id = member_id(tx, &member_ids, &a.scope, &a.user_id)?;
         activity_by_id.execute(params![a.day, id, a.messages, a.events])?;
     }
     Ok(delta)
+}
+
+/// The id of a member upserted in this batch (every member an event names is; the look-up is a
+/// guard, not a path in use).
+fn member_id(
+    tx: &rusqlite::Transaction<'_>,
+    upserted: &HashMap<(&str, &str), i64>,
+    scope: &str,
+    user_id: &str,
+) -> rusqlite::Result<i64> {
+    match upserted.get(&(scope, user_id)) {
+        Some(&id) => Ok(id),
+        None => tx
+            .prepare_cached(SELECT_MEMBER_ID)?
+            .query_row(params![scope, user_id], |row| row.get(0)),
+    }
 }
 
 /// A group the writer has not seen: insert it, or touch it as the PostgreSQL path does, and
@@ -359,7 +359,7 @@ fn mark(tx: &rusqlite::Transaction<'_>, marks: &[Processed]) -> rusqlite::Result
                 if plain_ids.len() > 1 {
                     plain_ids.push(',');
                 }
-                plain_ids.push_str(&m.id.to_string());
+                let _ = write!(plain_ids, "{}", m.id);
                 plain_at = plain_at.max(m.at);
             }
             Some(reply) => {
