@@ -1,0 +1,140 @@
+"""Drives a running Yunying over HTTP with wechatpy, an independent WeChat/WeCom library: URL
+verification, an encrypted text message whose passive reply wechatpy must verify and decrypt,
+a retry of the same delivery, and a forged signature. Channels: the demo self-built app
+(WeCom, receive id = CorpID) and the demo Official Account (WeChat, receive id = AppID).
+
+usage: python wechatpy_client.py BASE_URL
+"""
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+import xmltodict
+from wechatpy.crypto import WeChatCrypto as MpCrypto
+from wechatpy.enterprise.crypto import WeChatCrypto as WorkCrypto
+from wechatpy.utils import WeChatSigner
+
+BASE = sys.argv[1].rstrip("/")
+
+# The demo channels of config.example.toml (the server runs without --config).
+APP = dict(id="demo_app", token="es4XR1BworijMUAZW8apOAhd",
+           key="mor588vaYbzUClebtqMHs4XSI7Rwv0F58Gcva26s1uV", receive_id="wwdemo0000000001")
+MP = dict(id="demo_mp", token="p20j1zitsIKj57jKoILhG4Bu",
+          key="woAKtdnGIIyOpMKz7wQFLi3gHMJ3g4n9cJOynym13AC", receive_id="wxdemo0000000001")
+
+failures = []
+
+
+def check(name, ok, detail=""):
+    print(("ok   " if ok else "FAIL ") + name + (f": {detail}" if detail and not ok else ""))
+    if not ok:
+        failures.append(name)
+
+
+def request(method, path, query, body=None):
+    url = f"{BASE}{path}?{urllib.parse.urlencode(query)}"
+    req = urllib.request.Request(url, data=body, method=method,
+                                 headers={"Content-Type": "application/xml"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def envelope(crypto, plaintext):
+    """A callback as the platform sends it: the query carries the signature, the body Encrypt."""
+    nonce = uuid.uuid4().hex[:10]
+    signed = xmltodict.parse(crypto.encrypt_message(plaintext, nonce, str(int(time.time()))))["xml"]
+    query = {"msg_signature": signed["MsgSignature"], "timestamp": signed["TimeStamp"],
+             "nonce": signed["Nonce"]}
+    return query, signed["Encrypt"]
+
+
+def mp_signature(token, timestamp, nonce):
+    """The Official Account's plain `signature` over token, timestamp and nonce."""
+    signer = WeChatSigner()
+    signer.add_data(token, timestamp, nonce)
+    return signer.signature
+
+
+def run(channel, crypto, message_xml, official_account=False):
+    name = channel["id"]
+    path = f"/callbacks/{name}"
+
+    echo_plain = str(uuid.uuid4().int % 10**19)
+    if official_account:
+        # MP: echostr is not encrypted; it comes back verbatim when `signature` checks out.
+        ts, nonce = str(int(time.time())), uuid.uuid4().hex[:10]
+        query = {"signature": mp_signature(channel["token"], ts, nonce), "timestamp": ts,
+                 "nonce": nonce, "echostr": echo_plain}
+        status, body = request("GET", path, query)
+        check(f"{name}: URL verification returns echostr verbatim",
+              status == 200 and body == echo_plain, f"{status} {body!r}")
+    else:
+        # WeCom: the echostr is an encrypted random number; the answer is its plaintext.
+        query, echostr = envelope(crypto, echo_plain)
+        status, body = request("GET", path, {**query, "echostr": echostr})
+        check(f"{name}: URL verification echoes the plaintext",
+              status == 200 and body == echo_plain, f"{status} {body!r}")
+
+    # A text message: the passive reply must carry a valid signature and decrypt with our key.
+    query, encrypt = envelope(crypto, message_xml)
+    if official_account:
+        # Safe mode: both signatures, the user's openid and encrypt_type=aes ride in the query.
+        query.update(signature=mp_signature(channel["token"], query["timestamp"], query["nonce"]),
+                     openid="o_interop_openid", encrypt_type="aes")
+    body_xml = f"<xml><ToUserName><![CDATA[{channel['receive_id']}]]></ToUserName>" \
+               f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+    status, reply = request("POST", path, query, body_xml.encode())
+    check(f"{name}: message accepted", status == 200 and reply.strip() != "", f"{status} {reply!r}")
+    answer = None
+    if status == 200 and reply.strip():
+        fields = xmltodict.parse(reply)["xml"]
+        try:
+            plain = crypto.decrypt_message(reply, fields["MsgSignature"], fields["TimeStamp"],
+                                           fields["Nonce"])
+            answer = xmltodict.parse(plain)["xml"]
+        except Exception as e:  # noqa: BLE001 - report any library rejection as a failure
+            check(f"{name}: reply verifies and decrypts", False, repr(e))
+    if answer is not None:
+        check(f"{name}: reply verifies and decrypts", True)
+        check(f"{name}: reply is a text message with pong",
+              answer.get("MsgType") == "text" and "pong" in (answer.get("Content") or ""),
+              repr(answer))
+
+    # The platform retries the same delivery: acknowledged again, with the same answer.
+    status, again = request("POST", path, query, body_xml.encode())
+    replayed = None
+    if status == 200 and again.strip():
+        fields = xmltodict.parse(again)["xml"]
+        replayed = xmltodict.parse(crypto.decrypt_message(
+            again, fields["MsgSignature"], fields["TimeStamp"], fields["Nonce"]))["xml"]
+    check(f"{name}: a retry is acknowledged with the same answer",
+          status == 200 and replayed is not None and answer is not None
+          and replayed.get("Content") == answer.get("Content"), f"{status} {again!r}")
+
+    # A forged signature is refused with a 4xx.
+    forged = {**query, "msg_signature": "0" * 40}
+    status, _ = request("POST", path, forged, body_xml.encode())
+    check(f"{name}: a forged signature is refused", 400 <= status < 500, str(status))
+
+
+now = int(time.time())
+msg_id = str(now * 1000 + 1)
+run(APP, WorkCrypto(APP["token"], APP["key"], APP["receive_id"]),
+    f"<xml><ToUserName><![CDATA[{APP['receive_id']}]]></ToUserName>"
+    f"<FromUserName><![CDATA[interop_zhangsan]]></FromUserName><CreateTime>{now}</CreateTime>"
+    f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ping]]></Content>"
+    f"<MsgId>{msg_id}</MsgId><AgentID>1000002</AgentID></xml>")
+run(MP, MpCrypto(MP["token"], MP["key"], MP["receive_id"]),
+    f"<xml><ToUserName><![CDATA[gh_interop]]></ToUserName>"
+    f"<FromUserName><![CDATA[o_interop_openid]]></FromUserName><CreateTime>{now}</CreateTime>"
+    f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ping]]></Content>"
+    f"<MsgId>{int(msg_id) + 1}</MsgId></xml>", official_account=True)
+
+print(f"wechatpy: {len(failures)} failure(s)")
+sys.exit(1 if failures else 0)
