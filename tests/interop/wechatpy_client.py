@@ -61,6 +61,34 @@ def mp_signature(token, timestamp, nonce):
     return signer.signature
 
 
+def rejections(channel, crypto, message_xml):
+    """Deliveries a library can produce that the server must refuse with a 4xx."""
+    name, path = channel["id"], f"/callbacks/{channel['id']}"
+
+    def body_of(encrypt):
+        return (f"<xml><ToUserName><![CDATA[{channel['receive_id']}]]></ToUserName>"
+                f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>").encode()
+
+    # Correctly signed, but an hour old: outside the replay window.
+    stale = str(int(time.time()) - 3600)
+    signed = xmltodict.parse(crypto.encrypt_message(message_xml, "stale1", stale))["xml"]
+    query = {"msg_signature": signed["MsgSignature"], "timestamp": stale, "nonce": "stale1"}
+    status, _ = request("POST", path, query, body_of(signed["Encrypt"]))
+    check(f"{name}: a stale timestamp is refused", 400 <= status < 500, str(status))
+
+    # Signed with our token and key, but encrypted for another corp.
+    other = WorkCrypto(channel["token"], channel["key"], "wwsomeoneelse0001")
+    query, encrypt = envelope(other, message_xml)
+    status, _ = request("POST", path, query, body_of(encrypt))
+    check(f"{name}: another corp's receive id is refused", 400 <= status < 500, str(status))
+
+    # A DOCTYPE in the envelope is refused before anything is parsed further.
+    query, encrypt = envelope(crypto, message_xml)
+    doctype = b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x "y">]>' + body_of(encrypt)
+    status, _ = request("POST", path, query, doctype)
+    check(f"{name}: a DOCTYPE is refused", 400 <= status < 500, str(status))
+
+
 def run(channel, crypto, message_xml, official_account=False):
     name = channel["id"]
     path = f"/callbacks/{name}"
@@ -125,7 +153,13 @@ def run(channel, crypto, message_xml, official_account=False):
 
 now = int(time.time())
 msg_id = str(now * 1000 + 1)
-run(APP, WorkCrypto(APP["token"], APP["key"], APP["receive_id"]),
+app_crypto = WorkCrypto(APP["token"], APP["key"], APP["receive_id"])
+rejections(APP, app_crypto,
+           f"<xml><ToUserName><![CDATA[{APP['receive_id']}]]></ToUserName>"
+           f"<FromUserName><![CDATA[interop_zhaoliu]]></FromUserName><CreateTime>{now}</CreateTime>"
+           f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ping]]></Content>"
+           f"<MsgId>{int(msg_id) + 2}</MsgId><AgentID>1000002</AgentID></xml>")
+run(APP, app_crypto,
     f"<xml><ToUserName><![CDATA[{APP['receive_id']}]]></ToUserName>"
     f"<FromUserName><![CDATA[interop_zhangsan]]></FromUserName><CreateTime>{now}</CreateTime>"
     f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ping]]></Content>"
