@@ -1,10 +1,14 @@
 """Drives a running Yunying over HTTP with wechatpy, an independent WeChat/WeCom library: URL
 verification, an encrypted text message whose passive reply wechatpy must verify and decrypt,
 a retry of the same delivery, and a forged signature. Channels: the demo self-built app
-(WeCom, receive id = CorpID) and the demo Official Account (WeChat, receive id = AppID).
+(WeCom, receive id = CorpID) and the demo Official Account (WeChat, receive id = AppID); then the
+signed-JSON gateway, signed with the standard library's HMAC.
 
 usage: python wechatpy_client.py BASE_URL
 """
+import hashlib
+import hmac
+import json
 import sys
 import time
 import urllib.error
@@ -170,5 +174,42 @@ run(MP, MpCrypto(MP["token"], MP["key"], MP["receive_id"]),
     f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ping]]></Content>"
     f"<MsgId>{int(msg_id) + 1}</MsgId></xml>", official_account=True)
 
+
+
+def gateway():
+    """The signed-JSON gateway, with the standard library's HMAC-SHA256 as the independent signer."""
+    path = "/callbacks/demo_gateway"
+    secret = b"ANGVhb3kIEGzzVDgrneoSvhv"
+
+    def post(body, timestamp, secret_used=secret):
+        mac = hmac.new(secret_used, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        req = urllib.request.Request(f"{BASE}{path}", data=body, method="POST", headers={
+            "Content-Type": "application/json", "X-Yunying-Timestamp": str(timestamp),
+            "X-Yunying-Signature": f"sha256={mac}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    body = json.dumps({"type": "message", "msg_id": f"interop-gw-{uuid.uuid4().hex}",
+                       "sender": {"id": "wxid_interop", "name": "孙七"},
+                       "group": {"id": "interop@chatroom", "name": "互通测试群"},
+                       "text": "ping", "mentions_bot": True, "time": int(time.time())},
+                      ensure_ascii=False).encode()
+    now = int(time.time())
+    status, reply = post(body, now)
+    text = (json.loads(reply).get("reply") or {}).get("text", "") if status == 200 else ""
+    check("demo_gateway: signed ping answered with pong", "pong" in text, f"{status} {reply!r}")
+    status, again = post(body, now)
+    check("demo_gateway: a retry gets the same answer", status == 200 and again == reply,
+          f"{status} {again!r}")
+    status, _ = post(body, now, b"not-the-channel-secret!!")
+    check("demo_gateway: a wrong secret is refused", 400 <= status < 500, str(status))
+    status, _ = post(body, now - 3600)
+    check("demo_gateway: a stale timestamp is refused", 400 <= status < 500, str(status))
+
+
+gateway()
 print(f"wechatpy: {len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
