@@ -155,25 +155,44 @@ def run(channel, crypto, message_xml, official_account=False):
     check(f"{name}: a forged signature is refused", 400 <= status < 500, str(status))
 
 
-now = int(time.time())
-msg_id = str(now * 1000 + 1)
-app_crypto = WorkCrypto(APP["token"], APP["key"], APP["receive_id"])
-rejections(APP, app_crypto,
-           f"<xml><ToUserName><![CDATA[{APP['receive_id']}]]></ToUserName>"
-           f"<FromUserName><![CDATA[interop_zhaoliu]]></FromUserName><CreateTime>{now}</CreateTime>"
-           f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ping]]></Content>"
-           f"<MsgId>{int(msg_id) + 2}</MsgId><AgentID>1000002</AgentID></xml>")
-run(APP, app_crypto,
-    f"<xml><ToUserName><![CDATA[{APP['receive_id']}]]></ToUserName>"
-    f"<FromUserName><![CDATA[interop_zhangsan]]></FromUserName><CreateTime>{now}</CreateTime>"
-    f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ping]]></Content>"
-    f"<MsgId>{msg_id}</MsgId><AgentID>1000002</AgentID></xml>")
-run(MP, MpCrypto(MP["token"], MP["key"], MP["receive_id"]),
-    f"<xml><ToUserName><![CDATA[gh_interop]]></ToUserName>"
-    f"<FromUserName><![CDATA[o_interop_openid]]></FromUserName><CreateTime>{now}</CreateTime>"
-    f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ping]]></Content>"
-    f"<MsgId>{int(msg_id) + 1}</MsgId></xml>", official_account=True)
+def counter(channel_id, outcome):
+    with urllib.request.urlopen(f"{BASE}/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(f'yunying_callbacks_total{{channel="{channel_id}",outcome="{outcome}"}}'):
+                return int(float(line.split()[-1]))
+    return 0
 
+
+def contact_events(channel, crypto):
+    """Two customers added in the same second are two events; a retry of one is a duplicate."""
+    name, path = channel["id"], f"/callbacks/{channel['id']}"
+    created = int(time.time())
+
+    def added(external_id, closing="</xml>"):
+        return (f"<xml><ToUserName><![CDATA[{channel['receive_id']}]]></ToUserName>"
+                f"<FromUserName><![CDATA[sys]]></FromUserName><CreateTime>{created}</CreateTime>"
+                f"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_external_contact]]></Event>"
+                f"<ChangeType><![CDATA[add_external_contact]]></ChangeType>"
+                f"<UserID><![CDATA[interop_staff]]></UserID>"
+                f"<ExternalUserID><![CDATA[{external_id}]]></ExternalUserID>"
+                f"<State><![CDATA[interop]]></State>{closing}")
+
+    def deliver(plain):
+        query, encrypt = envelope(crypto, plain)
+        body = (f"<xml><ToUserName><![CDATA[{channel['receive_id']}]]></ToUserName>"
+                f"<Encrypt><![CDATA[{encrypt}]]></Encrypt><AgentID>1000002</AgentID></xml>").encode()
+        return request("POST", path, query, body)[0]
+
+    accepted, duplicate = counter(name, "accepted"), counter(name, "duplicate")
+    first = added(f"wm_interop_{uuid.uuid4().hex[:12]}")
+    # The second one ends like the WxJava fixture, with `</xml >`: valid XML.
+    statuses = [deliver(first), deliver(added(f"wm_interop_{uuid.uuid4().hex[:12]}", "</xml >")),
+                deliver(first)]
+    check(f"{name}: contact events answered 200", statuses == [200, 200, 200], str(statuses))
+    check(f"{name}: two contacts added in the same second are two events",
+          counter(name, "accepted") - accepted == 2, str(counter(name, "accepted") - accepted))
+    check(f"{name}: a retried event is a duplicate",
+          counter(name, "duplicate") - duplicate == 1, str(counter(name, "duplicate") - duplicate))
 
 
 def gateway():
@@ -210,6 +229,25 @@ def gateway():
     check("demo_gateway: a stale timestamp is refused", 400 <= status < 500, str(status))
 
 
+now = int(time.time())
+msg_id = str(now * 1000 + 1)
+app_crypto = WorkCrypto(APP["token"], APP["key"], APP["receive_id"])
+rejections(APP, app_crypto,
+           f"<xml><ToUserName><![CDATA[{APP['receive_id']}]]></ToUserName>"
+           f"<FromUserName><![CDATA[interop_zhaoliu]]></FromUserName><CreateTime>{now}</CreateTime>"
+           f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ping]]></Content>"
+           f"<MsgId>{int(msg_id) + 2}</MsgId><AgentID>1000002</AgentID></xml>")
+contact_events(APP, app_crypto)
+run(APP, app_crypto,
+    f"<xml><ToUserName><![CDATA[{APP['receive_id']}]]></ToUserName>"
+    f"<FromUserName><![CDATA[interop_zhangsan]]></FromUserName><CreateTime>{now}</CreateTime>"
+    f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ping]]></Content>"
+    f"<MsgId>{msg_id}</MsgId><AgentID>1000002</AgentID></xml>")
+run(MP, MpCrypto(MP["token"], MP["key"], MP["receive_id"]),
+    f"<xml><ToUserName><![CDATA[gh_interop]]></ToUserName>"
+    f"<FromUserName><![CDATA[o_interop_openid]]></FromUserName><CreateTime>{now}</CreateTime>"
+    f"<MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ping]]></Content>"
+    f"<MsgId>{int(msg_id) + 1}</MsgId></xml>", official_account=True)
 gateway()
 print(f"wechatpy: {len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
