@@ -6,8 +6,12 @@
 //!
 //! A lone writer owns `chat_groups` and `group_members` on SQLite, so it remembers what it wrote
 //! there ([`Known`]) and skips the statements that would change nothing: a group touched less
-//! than a minute ago under the same name, a membership already active. Member ids come back from
-//! the member upsert, so membership and activity rows need no look-ups by name.
+//! than a minute ago under the same name, a membership already active.
+//!
+//! The per-callback statements carry no RETURNING clause: SQLite collects RETURNING rows in a
+//! temporary table, and opening and dropping one per statement showed in the writer's profile
+//! (locks, allocations, page-cache set-up). New inbox ids come from `last_insert_rowid`, member
+//! ids from a look-up by the unique key.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -22,7 +26,7 @@ use super::StoreError;
 
 const INSERT_INBOX: &str = "insert into inbox \
      (channel_id, dedupe_key, kind, sender, group_id, occurred_at, received_at, payload) \
-     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) on conflict (channel_id, dedupe_key) do nothing returning id";
+     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) on conflict (channel_id, dedupe_key) do nothing";
 const SELECT_BY_KEY: &str =
     "select id, processed_at, reply from inbox where channel_id = ?1 and dedupe_key = ?2";
 const UPSERT_MEMBER: &str = "insert into members \
@@ -30,7 +34,7 @@ const UPSERT_MEMBER: &str = "insert into members \
      values (?1, ?2, ?3, ?4, ?5, ?6) on conflict (scope, platform_user_id) do update set \
      display_name = coalesce(excluded.display_name, members.display_name), \
      last_active_at = max(excluded.last_active_at, members.last_active_at), \
-     message_count = members.message_count + excluded.message_count returning id";
+     message_count = members.message_count + excluded.message_count";
 const INSERT_GROUP: &str = "insert into chat_groups \
      (scope, platform_group_id, name, first_seen_at, last_active_at) values (?1, ?2, ?3, ?4, ?4) \
      on conflict (scope, platform_group_id) do nothing returning id";
@@ -176,25 +180,23 @@ fn insert_rows(
     let mut existing = tx.prepare_cached(SELECT_BY_KEY)?;
     let mut outcomes = Vec::with_capacity(rows.len());
     for r in rows {
-        let id: Option<i64> = insert
-            .query_row(
-                params![
-                    r.channel_id,
-                    r.dedupe_key,
-                    r.kind,
-                    r.sender,
-                    r.group_id,
-                    r.occurred_at,
-                    r.received_at,
-                    r.payload
-                ],
-                |row| row.get(0),
-            )
-            .optional()?;
-        let outcome = match id {
-            Some(id) => Accepted::New { id },
+        let inserted = insert.execute(params![
+            r.channel_id,
+            r.dedupe_key,
+            r.kind,
+            r.sender,
+            r.group_id,
+            r.occurred_at,
+            r.received_at,
+            r.payload
+        ])?;
+        let outcome = match inserted {
+            // `on conflict do nothing` changed one row: it is the row just inserted.
+            1 => Accepted::New {
+                id: tx.last_insert_rowid(),
+            },
             // A retry (or a second copy in this very batch): report the stored row.
-            None => existing.query_row(params![r.channel_id, r.dedupe_key], |row| {
+            _ => existing.query_row(params![r.channel_id, r.dedupe_key], |row| {
                 Ok(Accepted::Duplicate {
                     id: row.get(0)?,
                     processed: row.get::<_, Option<i64>>(1)?.is_some(),
@@ -215,18 +217,17 @@ fn apply_changes(
     let mut delta = KnownDelta::default();
     let mut member_ids: HashMap<(&str, &str), i64> = HashMap::with_capacity(changes.members.len());
     let mut member = tx.prepare_cached(UPSERT_MEMBER)?;
+    let mut member_id_of = tx.prepare_cached(SELECT_MEMBER_ID)?;
     for m in &changes.members {
-        let id: i64 = member.query_row(
-            params![
-                m.scope,
-                m.user_id,
-                m.name,
-                m.first_seen_at,
-                m.last_active_at,
-                m.messages
-            ],
-            |row| row.get(0),
-        )?;
+        member.execute(params![
+            m.scope,
+            m.user_id,
+            m.name,
+            m.first_seen_at,
+            m.last_active_at,
+            m.messages
+        ])?;
+        let id: i64 = member_id_of.query_row(params![m.scope, m.user_id], |row| row.get(0))?;
         member_ids.insert((m.scope.as_str(), m.user_id.as_str()), id);
     }
     let mut group_ids: HashMap<(&str, &str), i64> = HashMap::with_capacity(changes.groups.len());
