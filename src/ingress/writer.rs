@@ -39,10 +39,8 @@ enum Op {
         event: Arc<Event>,
         done: oneshot::Sender<Result<Accepted, WriteError>>,
     },
-    Mark(
-        Processed,
-        Option<oneshot::Sender<Result<Accepted, WriteError>>>,
-    ),
+    /// A mark whose caller waits for its commit (the reply-less ones go through the pending marks).
+    Mark(Processed, oneshot::Sender<Result<Accepted, WriteError>>),
     /// Wakes the writer for the processed marks waiting in [`InboxWriter::mark_processed`].
     Flush,
     /// Closes the writer's connection pool (shutdown; tests simulate an outage with it).
@@ -169,7 +167,6 @@ impl InboxWriter {
                             &store,
                             &url,
                             store_options.sqlite_full_sync,
-                            options.writers.max(1) == 1,
                         ) {
                             Ok(c) => committers.push(c),
                             Err(e) => {
@@ -299,7 +296,7 @@ impl InboxWriter {
     pub async fn mark_processed_durably(&self, mark: Processed) -> Result<(), WriteError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Op::Mark(mark, Some(done)))
+            .send(Op::Mark(mark, done))
             .await
             .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
         wait.await
@@ -380,9 +377,7 @@ async fn write_batch(
                 let _ = done.send(());
             }
             Op::Mark(mark, done) => {
-                if let Some(done) = done {
-                    mark_waiters.push((mark.id, done));
-                }
+                mark_waiters.push((mark.id, done));
                 marks.push(mark);
             }
         }

@@ -15,18 +15,9 @@ pub enum BatchCommitter {
 
 impl BatchCommitter {
     /// A committer for `store`'s database (`url` is the same database's URL).
-    /// `sole_writer`: no other committer writes this database (SQLite's lone writer may then
-    /// remember what it wrote).
-    pub fn for_store(
-        store: &Store,
-        url: &str,
-        sqlite_full_sync: bool,
-        sole_writer: bool,
-    ) -> Result<Self, StoreError> {
+    pub fn for_store(store: &Store, url: &str, sqlite_full_sync: bool) -> Result<Self, StoreError> {
         Ok(match store.backend() {
-            Backend::Sqlite => {
-                Self::Sqlite(SqliteCommitter::open(url, sqlite_full_sync, sole_writer)?)
-            }
+            Backend::Sqlite => Self::Sqlite(SqliteCommitter::open(url, sqlite_full_sync)?),
             Backend::Postgres => Self::Postgres(store.clone()),
         })
     }

@@ -47,9 +47,7 @@ pub struct ActivityUpsert {
     pub events: i64,
 }
 
-/// Everything one batch changes about members. On SQLite only the group-commit writer
-/// (`sqlite_commit`) writes `chat_groups` and `group_members`, and it remembers what it wrote
-/// there: any other writer of those tables on SQLite must go through it.
+/// Everything one batch changes about members.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberChanges {
     pub members: Vec<MemberUpsert>,

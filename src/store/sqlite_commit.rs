@@ -4,9 +4,11 @@
 //! PostgreSQL keeps the sqlx path in [`super::batch`]. Same tables, same rules: a row is new
 //! exactly when its (channel, dedupe key) was not there; member changes only for new rows.
 //!
-//! A lone writer owns `chat_groups` and `group_members` on SQLite, so it remembers what it wrote
-//! there ([`Known`]) and skips the statements that would change nothing: a group touched less
-//! than a minute ago under the same name, a membership already active.
+//! The writer remembers what it wrote to `chat_groups` and `group_members` ([`Known`]) and skips
+//! the statements that would change nothing: a group touched less than a minute ago under the same
+//! name, a membership already active. The memory holds only while nobody else writes the file:
+//! each batch reads SQLite's `data_version` under its write lock, and any commit by another
+//! connection (a second `serve` process, another writer, the sqlx pool) makes it start over.
 //!
 //! The per-callback statements carry no RETURNING clause: SQLite collects RETURNING rows in a
 //! temporary table, and opening and dropping one per statement showed in the writer's profile
@@ -73,13 +75,16 @@ struct GroupSeen {
     last_active_at: i64,
 }
 
-/// What a lone writer knows it wrote to `chat_groups` and `group_members`. Only what committed
-/// is remembered; a failed batch forgets its own changes. Bounded: past the limits it starts over.
+/// What the writer knows it wrote to `chat_groups` and `group_members`. Only what committed is
+/// remembered; a failed batch forgets its own changes. Bounded: past the limits it starts over.
 #[derive(Debug, Default)]
 struct Known {
     groups: HashMap<(String, String), GroupSeen>,
     /// (scope, group, member) memberships known to be active.
     active: HashSet<(String, String, String)>,
+    /// `pragma data_version` when the memory was last known good: it changes with every commit
+    /// by another connection, never with this connection's own.
+    data_version: Option<i64>,
 }
 
 const KNOWN_GROUPS_MAX: usize = 100_000;
@@ -93,6 +98,15 @@ struct KnownDelta {
 }
 
 impl Known {
+    /// Forgets everything if another connection committed since this one last looked.
+    fn check(&mut self, data_version: i64) {
+        if self.data_version != Some(data_version) {
+            self.groups.clear();
+            self.active.clear();
+            self.data_version = Some(data_version);
+        }
+    }
+
     fn apply(&mut self, delta: KnownDelta) {
         if self.groups.len() + delta.groups.len() > KNOWN_GROUPS_MAX {
             self.groups.clear();
@@ -114,14 +128,13 @@ impl Known {
 /// One writer's connection for group commits.
 pub struct SqliteCommitter {
     conn: Option<Connection>,
-    /// Present only when this is the database's one writer (otherwise another writer may change
-    /// the same rows behind its back).
+    /// `None` only in tests that compare against a writer without memory.
     known: Option<Known>,
 }
 
 impl SqliteCommitter {
     /// Opens the database file of a `sqlite:` URL with the same settings as the sqlx pool.
-    pub fn open(url: &str, full_sync: bool, sole_writer: bool) -> Result<Self, StoreError> {
+    pub fn open(url: &str, full_sync: bool) -> Result<Self, StoreError> {
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
         let conn = Connection::open(options.get_filename()).map_err(store_error)?;
         conn.busy_timeout(Duration::from_secs(5))
@@ -136,7 +149,7 @@ impl SqliteCommitter {
         .map_err(store_error)?;
         Ok(Self {
             conn: Some(conn),
-            known: sole_writer.then(Known::default),
+            known: Some(Known::default()),
         })
     }
 
@@ -160,6 +173,13 @@ impl SqliteCommitter {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(store_error)?;
+        if let Some(known) = &mut self.known {
+            // Read under the write lock: nobody else can commit between here and our commit.
+            let version = tx
+                .query_row("pragma data_version", [], |row| row.get(0))
+                .map_err(store_error)?;
+            known.check(version);
+        }
         let outcomes = insert_rows(&tx, rows).map_err(store_error)?;
         let delta = apply_changes(&tx, &changes_for(&outcomes), self.known.as_ref())
             .map_err(store_error)?;
@@ -444,8 +464,9 @@ mod tests {
             .expect("connect");
         store.migrate().await.expect("migrate");
         store.close().await;
-        let remembering = SqliteCommitter::open(&url, false, true).expect("open");
-        let plain = SqliteCommitter::open(&url, false, false).expect("open");
+        let remembering = SqliteCommitter::open(&url, false).expect("open");
+        let mut plain = SqliteCommitter::open(&url, false).expect("open");
+        plain.known = None;
         let reader = Connection::open(dir.path().join("t.db")).expect("reader");
         (dir, vec![remembering, plain], reader)
     }
@@ -464,9 +485,9 @@ mod tests {
     async fn remembered_rows_still_get_every_change_that_matters() {
         let (_dir, committers, db) = committers().await;
         for mut c in committers {
+            // Another connection's commit: the remembering writer starts over by itself.
             db.execute_batch("delete from group_members; delete from chat_groups;")
                 .expect("reset");
-            c.known = c.known.map(|_| Known::default());
             let mut commit = |ch: MemberChanges| {
                 c.commit_batch(&[], &[], |_| ch).expect("commit");
             };
@@ -486,6 +507,24 @@ mod tests {
             commit(change("a", None, 12 * MIN + 2, false));
             assert_eq!(state(&db).2, None);
         }
+    }
+
+    #[tokio::test]
+    async fn another_connections_writes_are_not_hidden_by_the_memory() {
+        let (_dir, mut committers, db) = committers().await;
+        let c = &mut committers[0];
+        c.commit_batch(&[], &[], |_| change("a", Some("群一"), MIN, false))
+            .expect("commit");
+        // A second `serve` process on the same file records a leave and a rename.
+        db.execute_batch(
+            "update group_members set left_at = 60001; update chat_groups set name = '群二';",
+        )
+        .expect("other writer");
+        // This writer remembered the membership as active and the group as 群一 touched within the
+        // minute: from memory it would write nothing and leave both changes standing.
+        c.commit_batch(&[], &[], |_| change("a", Some("群一"), MIN + 30_000, false))
+            .expect("commit");
+        assert_eq!(state(&db), (Some("群一".into()), MIN + 30_000, None));
     }
 
     #[tokio::test]
