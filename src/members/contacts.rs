@@ -57,18 +57,20 @@ impl Handler for Follows {
 /// covers the rest); joins, leaves and contact changes always are.
 const MESSAGE_RECHECK_MS: i64 = 10 * 60 * 1000;
 
+/// Members remembered per generation of [`RecentChecks`].
+const RECENT_CHECKS_PER_GENERATION: usize = 100_000;
+
 /// After the handlers: the stage of every member the event is about.
 pub struct StageOnEvent {
     config: LifecycleConfig,
-    /// (scope, user) → when a message of theirs last triggered a recompute.
-    recent: Mutex<HashMap<(String, String), i64>>,
+    recent: Mutex<RecentChecks>,
 }
 
 impl StageOnEvent {
     pub fn new(config: LifecycleConfig) -> Self {
         Self {
             config,
-            recent: Mutex::new(HashMap::new()),
+            recent: Mutex::new(RecentChecks::new(RECENT_CHECKS_PER_GENERATION)),
         }
     }
 
@@ -76,17 +78,53 @@ impl StageOnEvent {
     /// per ten minutes, not one per message).
     fn due(&self, scope: &str, user: &str, now: i64) -> bool {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        if recent.len() > 200_000 {
-            recent.retain(|_, at| now - *at < MESSAGE_RECHECK_MS);
+        recent.due(RecentChecks::key(scope, user), now)
+    }
+}
+
+/// When each member's messages last triggered a stage recompute, in two generations: when the
+/// newer one is full it becomes the older one and the old older one is dropped. A look-up costs
+/// the same with a million chatters as with ten, and memory stays under two generations. (An
+/// earlier single map swept itself whenever it held more than its limit; once more members than
+/// that chatted within ten minutes, every message swept the whole map.) Members are kept by a
+/// 64-bit hash: a collision only skips one early recompute, which the periodic job makes up.
+struct RecentChecks {
+    newer: HashMap<u64, i64>,
+    older: HashMap<u64, i64>,
+    per_generation: usize,
+}
+
+impl RecentChecks {
+    fn new(per_generation: usize) -> Self {
+        Self {
+            newer: HashMap::new(),
+            older: HashMap::new(),
+            per_generation,
         }
-        let key = (scope.to_owned(), user.to_owned());
-        match recent.get(&key) {
-            Some(&at) if now - at < MESSAGE_RECHECK_MS => false,
-            _ => {
-                recent.insert(key, now);
-                true
-            }
+    }
+
+    fn key(scope: &str, user: &str) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        (scope, user).hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn due(&mut self, key: u64, now: i64) -> bool {
+        let last = self.newer.get(&key).or_else(|| self.older.get(&key));
+        if last.is_some_and(|&at| now - at < MESSAGE_RECHECK_MS) {
+            return false;
         }
+        if self.newer.len() >= self.per_generation {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(key, now);
+        true
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.newer.len() + self.older.len()
     }
 }
 
@@ -141,5 +179,36 @@ impl Handler for StageOnEvent {
                 .await??;
             Ok(Outcome::Continue)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_is_rechecked_once_per_window() {
+        let mut recent = RecentChecks::new(100);
+        let key = RecentChecks::key("corp", "zhangsan");
+        assert!(recent.due(key, 0));
+        assert!(!recent.due(key, 1_000));
+        assert!(!recent.due(key, MESSAGE_RECHECK_MS - 1));
+        assert!(recent.due(key, MESSAGE_RECHECK_MS));
+        assert!(!recent.due(key, MESSAGE_RECHECK_MS + 1));
+        assert!(recent.due(RecentChecks::key("corp", "lisi"), 1_000));
+        assert!(recent.due(RecentChecks::key("other-corp", "zhangsan"), 1_000));
+    }
+
+    #[test]
+    fn many_chatters_stay_bounded_and_recent_ones_are_still_remembered() {
+        let mut recent = RecentChecks::new(100);
+        for i in 0..10_000 {
+            assert!(recent.due(RecentChecks::key("corp", &format!("m{i}")), 5));
+            assert!(recent.len() <= 200, "{} entries after {i}", recent.len());
+        }
+        // The last generation's members are still known; the earliest have been let go.
+        assert!(!recent.due(RecentChecks::key("corp", "m9999"), 6));
+        assert!(!recent.due(RecentChecks::key("corp", "m9950"), 6));
+        assert!(recent.due(RecentChecks::key("corp", "m0"), 6));
     }
 }
