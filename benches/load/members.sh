@@ -23,7 +23,7 @@ cargo bench --quiet --bench loadgen -- "$work/load.txt" "$N" "$N" "$CHANNEL" "$T
 YUNYING_DATABASE__URL="sqlite://$work/members.db" YUNYING_SERVER__LISTEN="127.0.0.1:$PORT" YUNYING_LOG=warn \
   ./target/release/yunying serve > "$work/server.log" 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; [ -z "${KEEP_LOG:-}" ] || cp "$work/server.log" "$KEEP_LOG"; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
 echo "idle: $(grep VmRSS /proc/$server/status)"
 
@@ -47,4 +47,6 @@ while kill -0 "$client" 2>/dev/null; do
   before=$now; last=$count
 done
 echo "peak: $(grep VmHWM /proc/$server/status)"
+grep -E "Latency|requests in|Non-2xx" "$work/wrk.txt" || true
+grep -E "recomputed|applied|layers|warn" "$work/server.log" | tail -5 || true
 grep -iE "error|panic" "$work/server.log" | head -5 || true

@@ -31,7 +31,13 @@ impl BatchCommitter {
         changes_for: impl FnOnce(&[Accepted]) -> MemberChanges,
     ) -> Result<Vec<Accepted>, StoreError> {
         match self {
-            Self::Sqlite(committer) => committer.commit_batch(rows, marks, changes_for),
+            Self::Sqlite(committer) => {
+                let _turn = match committer.turn() {
+                    Some(turn) => Some(turn.take().await?),
+                    None => None,
+                };
+                committer.commit_batch(rows, marks, changes_for)
+            }
             Self::Postgres(store) => {
                 let mut tx = store.begin_write().await?;
                 let outcomes = if rows.is_empty() {

@@ -21,6 +21,7 @@ pub mod schedule;
 pub mod segments;
 pub mod sqlite_commit;
 pub mod tags;
+pub mod turn;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -50,8 +51,39 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 
 /// An open write transaction of either backend.
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(SqliteTx),
     Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// A SQLite write transaction and the process's write turn on its file ([`turn`]), held until
+/// commit or rollback. Derefs to the connection, as sqlx's own transaction does.
+pub struct SqliteTx {
+    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    _turn: Option<turn::Turn>,
+}
+
+impl SqliteTx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl std::ops::Deref for SqliteTx {
+    type Target = sqlx::SqliteConnection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for SqliteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 /// Runs one expression against whichever pool is active: `on_pool!(pool, p => query.fetch_one(p))`.
@@ -99,6 +131,8 @@ impl Default for StoreOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
+    /// SQLite: this process's write turn on the file (none for in-memory databases).
+    turn: Option<turn::WriteTurn>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -127,6 +161,7 @@ impl Store {
                     })?;
                 }
             }
+            let turn = turn::WriteTurn::for_file(connect.get_filename());
             // A local file needs no liveness ping before every use; it cost a round trip per batch.
             let pool = SqlitePoolOptions::new()
                 .test_before_acquire(false)
@@ -136,6 +171,7 @@ impl Store {
                 .await?;
             Ok(Self {
                 pool: Pool::Sqlite(pool),
+                turn,
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let connect = PgConnectOptions::from_str(url)?;
@@ -146,6 +182,7 @@ impl Store {
                 .await?;
             Ok(Self {
                 pool: Pool::Postgres(pool),
+                turn: None,
             })
         } else {
             Err(StoreError::Config(
@@ -178,7 +215,17 @@ impl Store {
     /// instead of failing to upgrade a read lock).
     pub async fn begin_write(&self) -> Result<Tx, StoreError> {
         Ok(match &self.pool {
-            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("begin immediate").await?),
+            Pool::Sqlite(p) => {
+                // The turn first: waiting in line, not in SQLite's sleeping busy handler.
+                let turn = match &self.turn {
+                    Some(t) => Some(t.take().await?),
+                    None => None,
+                };
+                Tx::Sqlite(SqliteTx {
+                    tx: p.begin_with("begin immediate").await?,
+                    _turn: turn,
+                })
+            }
             Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
         })
     }

@@ -214,10 +214,13 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let sql = claim_sql(self.backend());
-        Ok(
-            on_pool!(self.pool(), p => sqlx::query_as::<_, OutboxRow>(&sql)
-            .bind(worker).bind(now_ms + lease_ms).bind(now_ms).bind(limit).fetch_all(p).await?),
-        )
+        // A write transaction, so that on SQLite the claim queues for the process's write turn
+        // like every other writer instead of starving in the busy handler behind them.
+        let mut tx = self.begin_write().await?;
+        let rows = on_tx!(&mut tx, c => sqlx::query_as::<_, OutboxRow>(&sql)
+            .bind(worker).bind(now_ms + lease_ms).bind(now_ms).bind(limit).fetch_all(&mut **c).await?);
+        tx.commit().await?;
+        Ok(rows)
     }
 
     /// Claims mass-send tasks due for a result poll; the next poll is scheduled at `next_poll_ms`.
@@ -229,10 +232,13 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let sql = claim_tasks_sql(self.backend());
-        Ok(
-            on_pool!(self.pool(), p => sqlx::query_as::<_, OutboxRow>(&sql)
-            .bind(worker).bind(next_poll_ms).bind(now_ms).bind(limit).fetch_all(p).await?),
-        )
+        // A write transaction, so that on SQLite the claim queues for the process's write turn
+        // like every other writer instead of starving in the busy handler behind them.
+        let mut tx = self.begin_write().await?;
+        let rows = on_tx!(&mut tx, c => sqlx::query_as::<_, OutboxRow>(&sql)
+            .bind(worker).bind(next_poll_ms).bind(now_ms).bind(limit).fetch_all(&mut **c).await?);
+        tx.commit().await?;
+        Ok(rows)
     }
 
     pub async fn outbox_rows(

@@ -128,6 +128,8 @@ impl Known {
 /// One writer's connection for group commits.
 pub struct SqliteCommitter {
     conn: Option<Connection>,
+    /// The process's write turn on this file, shared with the sqlx pool's write transactions.
+    turn: Option<super::turn::WriteTurn>,
     /// `None` only in tests that compare against a writer without memory.
     known: Option<Known>,
 }
@@ -149,8 +151,14 @@ impl SqliteCommitter {
         .map_err(store_error)?;
         Ok(Self {
             conn: Some(conn),
+            turn: super::turn::WriteTurn::for_file(options.get_filename()),
             known: Some(Known::default()),
         })
+    }
+
+    /// The write turn to take before [`Self::commit_batch`].
+    pub fn turn(&self) -> Option<&super::turn::WriteTurn> {
+        self.turn.as_ref()
     }
 
     /// Closes the connection: later commits fail as unavailable (shutdown, outage tests).
