@@ -207,6 +207,11 @@ impl Store {
         }
     }
 
+    /// SQLite: this process's write turn on the database file.
+    pub fn write_turn(&self) -> Option<&turn::WriteTurn> {
+        self.turn.as_ref()
+    }
+
     pub fn pool(&self) -> &Pool {
         &self.pool
     }

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -20,8 +21,11 @@ use super::StoreError;
 pub const TURN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The turn of one database file.
-#[derive(Debug, Clone)]
-pub struct WriteTurn(Arc<tokio::sync::Mutex<()>>);
+#[derive(Debug, Clone, Default)]
+pub struct WriteTurn {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    waiting: Arc<AtomicUsize>,
+}
 
 /// Held while writing; the next writer in line goes when it is dropped.
 pub type Turn = OwnedMutexGuard<()>;
@@ -37,12 +41,7 @@ impl WriteTurn {
             return None;
         }
         let mut turns = TURNS.lock().unwrap_or_else(|p| p.into_inner());
-        Some(
-            turns
-                .entry(key.into_owned())
-                .or_insert_with(|| Self(Arc::default()))
-                .clone(),
-        )
+        Some(turns.entry(key.into_owned()).or_default().clone())
     }
 
     /// Waits for the turn, at most [`TURN_TIMEOUT`].
@@ -51,11 +50,17 @@ impl WriteTurn {
     }
 
     async fn take_within(&self, limit: Duration) -> Result<Turn, StoreError> {
-        tokio::time::timeout(limit, Arc::clone(&self.0).lock_owned())
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable("database is locked: no write turn within 5 s".into())
-            })
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let turn = tokio::time::timeout(limit, Arc::clone(&self.lock).lock_owned()).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        turn.map_err(|_| {
+            StoreError::Unavailable("database is locked: no write turn within 5 s".into())
+        })
+    }
+
+    /// Writers now waiting for the turn.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
     }
 }
 

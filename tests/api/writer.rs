@@ -11,6 +11,68 @@ use crate::helpers::{Backend, TestApp};
 
 backend_tests!(one_failing_write_leaves_the_others_committed_once);
 
+/// A job that writes chunk after chunk (the periodic stage and layer jobs over a large community)
+/// must not starve the callbacks' group commit. On SQLite a writer that found the file locked
+/// slept in the busy handler while the next chunk took the lock again, until its 5 s timeout
+/// answered 503. Now writers queue for the process's write turn in arrival order: a callback that
+/// arrives while one chunk writes is committed before the next chunk starts.
+#[tokio::test]
+async fn a_callback_waiting_behind_a_chunk_goes_before_the_next_chunk() {
+    // Nothing else in the process writes: the only writers are the ones this test starts.
+    let app = Arc::new(
+        TestApp::spawn_with(Backend::Sqlite, |c| {
+            c.outbox.enabled = false;
+            c.scheduler.enabled = false;
+        })
+        .await,
+    );
+    let turn = app
+        .store
+        .write_turn()
+        .expect("a SQLite file has a write turn")
+        .clone();
+    let until_waiting = |n: usize| {
+        let turn = turn.clone();
+        async move {
+            for _ in 0..5_000 {
+                if turn.waiting() >= n {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            panic!("fewer than {n} writers ever waited for the turn");
+        }
+    };
+    let first_chunk = app.store.begin_write().await.expect("first chunk");
+    let callback = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            app.send_text("demo_app", "zhangsan", None, "hello", "behind-a-chunk")
+                .await
+        })
+    };
+    until_waiting(1).await;
+    let next_chunk = {
+        let store = app.store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin_write().await.expect("next chunk");
+            let seen: i64 = yunying::on_tx!(&mut tx, c => sqlx::query_scalar("select count(*) from inbox")
+                .fetch_one(&mut **c).await.expect("count"));
+            tx.commit().await.expect("commit");
+            seen
+        })
+    };
+    until_waiting(2).await;
+    first_chunk.commit().await.expect("commit");
+    let (status, _) = callback.await.expect("callback task");
+    assert_eq!(status, 200);
+    assert_eq!(
+        next_chunk.await.expect("chunk task"),
+        1,
+        "the callback waiting first must commit before the next chunk"
+    );
+}
+
 async fn insert_count(tx: &mut Tx, day: i32) -> Result<i32, StoreError> {
     if day == 13 {
         // A statement the database refuses: aborts the shared round.
