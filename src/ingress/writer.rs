@@ -139,7 +139,12 @@ impl InboxWriter {
         let marks_in_thread = Arc::clone(&marks);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let url = url.to_owned();
-        let store_options = store_options.clone();
+        let mut store_options = store_options.clone();
+        if url.starts_with("sqlite:") {
+            // One writer, one transaction at a time: two connections are plenty (each holds a
+            // page cache of its own).
+            store_options.max_connections = store_options.max_connections.min(2);
+        }
         let thread = std::thread::Builder::new()
             .name("yunying-writer".into())
             .spawn(move || {

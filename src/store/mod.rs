@@ -108,6 +108,9 @@ macro_rules! on_tx {
     };
 }
 
+/// SQLite page cache of each pool connection (negative: KiB).
+const POOL_CACHE_SIZE: &str = "-8000";
+
 /// Pool settings taken from the configuration.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -153,7 +156,10 @@ impl Store {
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true)
                 .pragma("temp_store", "memory")
-                .pragma("cache_size", "-32000");
+                // Per connection, and a pool has several: with 32 MiB each, reading a million
+                // members filled 8 × 32 MiB in the app pool alone. The OS keeps the file cached
+                // anyway; the writer's own connection keeps a larger cache for the hot pages.
+                .pragma("cache_size", POOL_CACHE_SIZE);
             if let Some(parent) = connect.get_filename().parent() {
                 if !parent.as_os_str().is_empty() {
                     std::fs::create_dir_all(parent).map_err(|e| {
