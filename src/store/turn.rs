@@ -50,9 +50,16 @@ impl WriteTurn {
     }
 
     async fn take_within(&self, limit: Duration) -> Result<Turn, StoreError> {
+        // Counted down on drop, so a waiter whose task is cancelled is not counted forever.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.waiting);
         let turn = tokio::time::timeout(limit, Arc::clone(&self.lock).lock_owned()).await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
         turn.map_err(|_| {
             StoreError::Unavailable("database is locked: no write turn within 5 s".into())
         })
@@ -104,6 +111,7 @@ mod tests {
             .take_within(Duration::from_millis(20))
             .await
             .expect_err("second must time out");
+        assert_eq!(turn.waiting(), 0, "a writer that gave up no longer waits");
         assert!(err.is_unavailable(), "{err}");
     }
 }
