@@ -265,26 +265,32 @@ async fn tag_mirror(state: AppState, shutdown: CancellationToken) {
 /// Periodic maintenance (on the scheduler's `lifecycle_cron`): lifecycle stages, value layers and
 /// the state tag rules of every member.
 pub async fn maintenance(state: &AppState, now: i64) -> anyhow::Result<()> {
-    let changed =
-        crate::members::lifecycle::recompute(&state.store, &state.config.lifecycle, now).await?;
-    if changed > 0 {
-        tracing::info!(changed, "lifecycle stages recomputed");
-    }
-    let tz = state.config.timezone();
-    let (today, month_ago) = (
-        crate::members::local_day(tz, now / 1000),
+    maintenance_in_windows(state, now, crate::store::windows::MEMBER_WINDOW).await
+}
+
+/// [`maintenance`], reading `window` members at a time.
+pub async fn maintenance_in_windows(state: &AppState, now: i64, window: i64) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let config = &state.config;
+    let stages =
+        crate::members::lifecycle::recompute(&state.store, &config.lifecycle, now, window).await?;
+    let tz = config.timezone();
+    let days = (
         crate::members::local_day(tz, now / 1000 - 29 * 86_400),
+        crate::members::local_day(tz, now / 1000),
     );
-    let layers = &state.config.value_layers;
-    crate::members::layers::recompute(&state.store, layers, now, today, month_ago).await?;
-    let warned = crate::recall::risk::recompute(&state.store, &state.config, now).await?;
-    if warned > 0 {
-        tracing::info!(changed = warned, "churn-risk warnings updated");
-    }
-    let tagged = apply_state_rules(state, now).await?;
-    if tagged > 0 {
-        tracing::info!(changed = tagged, "state tag rules applied");
-    }
+    let layers = &config.value_layers;
+    let layers = crate::members::layers::recompute(&state.store, layers, now, days, window).await?;
+    let risk_tags = crate::recall::risk::recompute(&state.store, config, now, window).await?;
+    let rule_tags = apply_state_rules(state, now).await?;
+    tracing::info!(
+        stages,
+        layers,
+        risk_tags,
+        rule_tags,
+        elapsed_ms = started.elapsed().as_millis(),
+        "maintenance done (changes)"
+    );
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use crate::config::{Config, Secret};
 use crate::fake_wecom::FakeWecom;
 use crate::send::{self, Simulated};
 use crate::store::faq::NewFaqEntry;
+use crate::store::windows::MEMBER_WINDOW;
 
 const GROUP: &str = "wrdemo-group";
 const CUSTOMER: &str = "wmdemo-lisi";
@@ -167,7 +168,7 @@ async fn seed_lapsed_member(store: &crate::store::Store, now_ms: i64) -> anyhow:
         .import_member("wwdemo0000000001", "wangwu", "王五", last, last)
         .await?;
     let lifecycle = Config::example()?.lifecycle;
-    crate::members::lifecycle::recompute(store, &lifecycle, now_ms).await?;
+    crate::members::lifecycle::recompute(store, &lifecycle, now_ms, MEMBER_WINDOW).await?;
     Ok(())
 }
 

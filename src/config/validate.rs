@@ -54,8 +54,9 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
             "must start with sqlite:, postgres:// or postgresql://".into(),
         );
     }
-    if config.database.max_connections == 0 {
-        bad("database.max_connections", "must be at least 1".into());
+    if config.database.max_connections < 2 {
+        // The periodic jobs read on one connection while they write on another.
+        bad("database.max_connections", "must be at least 2".into());
     }
     if !(1..=4096).contains(&config.database.batch_max) {
         bad("database.batch_max", "must be between 1 and 4096".into());

@@ -2,6 +2,8 @@
 //! last 30 days, points earned — each scored 1–5, summed (3–15) and mapped to configured layers.
 
 use crate::config::ValueLayersConfig;
+use crate::store::layers::LayerRow;
+use crate::store::windows::MemberWindows;
 use crate::store::{Store, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
@@ -52,36 +54,45 @@ pub fn layer_of(config: &ValueLayersConfig, score: i64) -> String {
         .map_or_else(String::new, |l| l.name.clone())
 }
 
-/// Recomputes every member's layer; returns how many members were scored.
+/// Recomputes every member's layer, `window` members at a time, and stores those that changed
+/// (`computed_at` is when the stored scores were set); returns how many changed.
 pub async fn recompute(
     store: &Store,
     config: &ValueLayersConfig,
     now_ms: i64,
-    today: i32,
-    month_ago: i32,
+    days: (i32, i32),
+    window: i64,
 ) -> Result<usize, StoreError> {
-    let inputs = store.rfm_inputs(month_ago, today).await?;
-    let rows: Vec<crate::store::layers::LayerRow> = inputs
-        .into_iter()
-        .map(|(member_id, facts)| {
-            let (r, f, m) = scores(&facts, now_ms);
-            crate::store::layers::LayerRow {
-                member_id,
-                recency: r,
-                frequency: f,
-                monetary: m,
-                layer: layer_of(config, r + f + m),
+    let (month_ago, today) = days;
+    let mut windows = MemberWindows::new(window);
+    let mut changed = 0;
+    while let Some(ids) = windows.next(store).await? {
+        let rows: Vec<LayerRow> = store
+            .rfm_inputs(month_ago, today, ids)
+            .await?
+            .into_iter()
+            .filter_map(|input| {
+                let (r, f, m) = scores(&input.facts, now_ms);
+                let row = LayerRow {
+                    member_id: input.member_id,
+                    recency: r,
+                    frequency: f,
+                    monetary: m,
+                    layer: layer_of(config, r + f + m),
+                };
+                (input.stored.as_ref() != Some(&row)).then_some(row)
+            })
+            .collect();
+        for chunk in rows.chunks(500) {
+            let mut tx = store.begin_write().await?;
+            for row in chunk {
+                crate::store::layers::upsert(&mut tx, row, now_ms).await?;
             }
-        })
-        .collect();
-    for chunk in rows.chunks(500) {
-        let mut tx = store.begin_write().await?;
-        for row in chunk {
-            crate::store::layers::upsert(&mut tx, row, now_ms).await?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
+        changed += rows.len();
     }
-    Ok(rows.len())
+    Ok(changed)
 }
 
 #[cfg(test)]

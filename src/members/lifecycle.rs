@@ -4,6 +4,7 @@
 
 use crate::config::LifecycleConfig;
 use crate::store::lifecycle::{self as db, StageChange};
+use crate::store::windows::MemberWindows;
 use crate::store::{Store, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
@@ -89,14 +90,20 @@ pub fn stage_at(facts: &StageFacts, now_ms: i64, t: &LifecycleConfig) -> Stage {
     }
 }
 
-/// Recomputes every member's stage; returns how many changed.
+/// Recomputes every member's stage, `window` members at a time; returns how many changed.
 pub async fn recompute(
     store: &Store,
     config: &LifecycleConfig,
     now_ms: i64,
+    window: i64,
 ) -> Result<usize, StoreError> {
-    let inputs = store.stage_inputs().await?;
-    apply_stages(store, inputs, config, now_ms).await
+    let mut windows = MemberWindows::new(window);
+    let mut changed = 0;
+    while let Some(ids) = windows.next(store).await? {
+        let inputs = store.stage_inputs(ids).await?;
+        changed += apply_stages(store, inputs, config, now_ms).await?;
+    }
+    Ok(changed)
 }
 
 /// The stage change of one member, if any (after an event of theirs); the caller writes it.

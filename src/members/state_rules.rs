@@ -3,13 +3,21 @@
 //! written and logged (`rule:<id>`), so running it again — every event, every ten minutes —
 //! changes nothing.
 
+use futures_util::stream::BoxStream;
+use futures_util::TryStreamExt as _;
+
 use super::rule_spec::{Rule, Trigger};
 use crate::config::LevelConfig;
 use crate::members::local_day;
 use crate::members::segment::{to_sql, SegmentContext};
-use crate::store::rules::RuleCondition;
+use crate::store::rules::{Candidates, RuleCondition};
 use crate::store::tags::{self, TagChange};
 use crate::store::{Store, StoreError};
+
+/// Tag changes written per transaction.
+const BATCH: usize = 500;
+
+type UserStream<'q> = BoxStream<'q, Result<String, StoreError>>;
 
 pub struct StateContext<'a> {
     pub levels: &'a [LevelConfig],
@@ -58,12 +66,22 @@ pub async fn apply<'r>(
             .map(|t| (t, true))
             .chain(rule.remove.iter().map(|t| (t, false)));
         for (tag, add) in wanted {
-            let users = store
-                .rule_candidates(scope, &condition, tag, !add, user)
-                .await?;
-            for chunk in users.chunks(500) {
+            let query = Candidates {
+                scope,
+                condition,
+                tag,
+                has_tag: !add,
+                user,
+            };
+            let query = store.candidate_query(&query);
+            let mut users = Some(store.rule_candidates(&query));
+            while users.is_some() {
+                let batch = next_batch(&mut users).await?;
+                if batch.is_empty() {
+                    continue;
+                }
                 let mut tx = store.begin_write().await?;
-                for user_id in chunk {
+                for user_id in &batch {
                     let change = TagChange {
                         scope,
                         user_id,
@@ -84,4 +102,20 @@ pub async fn apply<'r>(
         }
     }
     Ok(changed)
+}
+
+/// Up to [`BATCH`] user ids from the stream; the stream is dropped (and its connection given
+/// back) as soon as it ends, before the batch is written.
+async fn next_batch(users: &mut Option<UserStream<'_>>) -> Result<Vec<String>, StoreError> {
+    let mut batch = Vec::new();
+    while let Some(stream) = users.as_mut() {
+        match stream.try_next().await? {
+            Some(user) => batch.push(user),
+            None => *users = None,
+        }
+        if batch.len() == BATCH {
+            break;
+        }
+    }
+    Ok(batch)
 }

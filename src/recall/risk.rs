@@ -6,8 +6,9 @@ use chrono::NaiveDate;
 
 use crate::config::Config;
 use crate::members::local_day;
-use crate::store::recall::put_risk;
+use crate::store::recall::{put_risk, ActiveSpan};
 use crate::store::tags::{self, TagChange};
+use crate::store::windows::MemberWindows;
 use crate::store::{Store, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
@@ -30,57 +31,144 @@ pub fn usual_gap(active_days: i64, first_day: i32, last_day: i32) -> Option<f64>
     (active_days >= 2 && span > 0).then(|| span as f64 / (active_days - 1) as f64)
 }
 
-/// Recomputes every member's risk and the warning tag; returns how many tags changed.
-pub async fn recompute(store: &Store, config: &Config, now_ms: i64) -> Result<usize, StoreError> {
-    let r = &config.recall;
-    let tz = config.timezone();
-    let since = local_day(tz, now_ms / 1000 - r.risk_lookback_days * 86_400);
-    let spans = store.active_spans(since, r.risk_min_active_days).await?;
-    let mut changed = 0;
-    for chunk in spans.chunks(1000) {
-        let mut tx = store.begin_write().await?;
-        for &(member_id, last_active_at, days, first, last) in chunk {
-            let Some(gap) = usual_gap(days, first, last) else {
-                continue;
-            };
-            let idle_days = (now_ms - last_active_at) as f64 / DAY_MS as f64;
-            let risk = idle_days / gap.max(1.0);
-            put_risk(&mut tx, member_id, risk, gap, now_ms).await?;
-            let Some((scope, user)) = store_member(&mut tx, member_id).await? else {
-                continue;
-            };
-            let change = TagChange {
-                scope: &scope,
-                user_id: &user,
-                tag: &r.risk_tag,
-                source: "rule",
-                by: "rule:churn_risk",
-                now_ms,
-            };
-            let did = if risk >= r.risk_threshold {
-                tags::add(&mut tx, &change).await?
-            } else if risk < 1.0 {
-                tags::remove(&mut tx, &change).await?
-            } else {
-                false
-            };
-            changed += usize::from(did);
-        }
-        tx.commit().await?;
-    }
-    Ok(changed)
+/// `x` kept to `places` decimals. The risk is kept to one (it grows by at most one a day), so
+/// a run every few minutes stores it again only every few hours.
+fn rounded(x: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (x * scale).round() / scale
 }
 
-async fn store_member(
-    tx: &mut crate::store::Tx,
-    member_id: i64,
-) -> Result<Option<(String, String)>, StoreError> {
-    crate::store::members::scope_and_user(tx, member_id).await
+/// What one member needs written: the new (risk, gap) if it moved, and the tag change.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RiskUpdate {
+    pub store: Option<(f64, f64)>,
+    pub tag: Option<bool>,
+}
+
+/// The update for one member at `now_ms`, `None` when nothing changes: the risk is stored when it
+/// moved, the tag added at or above `threshold` and removed below 1.
+pub fn update_of(span: &ActiveSpan, now_ms: i64, threshold: f64) -> Option<RiskUpdate> {
+    let gap = rounded(usual_gap(span.days, span.first_day, span.last_day)?, 2);
+    let idle_days = (now_ms - span.last_active_at) as f64 / DAY_MS as f64;
+    let risk = rounded(idle_days / gap.max(1.0), 1);
+    let store =
+        (span.risk != Some(risk) || span.usual_gap_days != Some(gap)).then_some((risk, gap));
+    let tagged = span.tagged != 0;
+    let tag = if risk >= threshold && !tagged {
+        Some(true)
+    } else if risk < 1.0 && tagged {
+        Some(false)
+    } else {
+        None
+    };
+    (store.is_some() || tag.is_some()).then_some(RiskUpdate { store, tag })
+}
+
+/// Recomputes every member's risk and the warning tag, `window` members at a time, writing only
+/// what changed; returns how many tags changed.
+pub async fn recompute(
+    store: &Store,
+    config: &Config,
+    now_ms: i64,
+    window: i64,
+) -> Result<usize, StoreError> {
+    let tz = config.timezone();
+    let r = &config.recall;
+    let since = local_day(tz, now_ms / 1000 - r.risk_lookback_days * 86_400);
+    let mut windows = MemberWindows::new(window);
+    let mut changed = 0;
+    while let Some(ids) = windows.next(store).await? {
+        let updates: Vec<(ActiveSpan, RiskUpdate)> = store
+            .active_spans(since, r.risk_min_active_days, ids, &r.risk_tag)
+            .await?
+            .into_iter()
+            .filter_map(|span| update_of(&span, now_ms, r.risk_threshold).map(|u| (span, u)))
+            .collect();
+        for chunk in updates.chunks(1000) {
+            let mut tx = store.begin_write().await?;
+            for (span, update) in chunk {
+                if let Some((risk, gap)) = update.store {
+                    put_risk(&mut tx, span.member_id, risk, gap, now_ms).await?;
+                }
+                let Some(add) = update.tag else { continue };
+                let change = TagChange {
+                    scope: &span.scope,
+                    user_id: &span.platform_user_id,
+                    tag: &r.risk_tag,
+                    source: "rule",
+                    by: "rule:churn_risk",
+                    now_ms,
+                };
+                let did = if add {
+                    tags::add(&mut tx, &change).await?
+                } else {
+                    tags::remove(&mut tx, &change).await?
+                };
+                changed += usize::from(did);
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(changed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn span(risk: Option<f64>, tagged: bool) -> ActiveSpan {
+        // Active on Nov 1, 4, 7 and 10 (every 3 days), last seen Nov 10 at 00:00 UTC.
+        ActiveSpan {
+            member_id: 1,
+            scope: "s".into(),
+            platform_user_id: "u".into(),
+            last_active_at: 1_762_732_800_000,
+            days: 4,
+            first_day: 20261101,
+            last_day: 20261110,
+            risk,
+            usual_gap_days: risk.map(|_| 3.0),
+            tagged: i64::from(tagged),
+        }
+    }
+
+    #[test]
+    fn only_changes_are_written() {
+        let nov_10 = 1_762_732_800_000;
+        // Nine days away over a gap of three: risk 3, the tag is due.
+        let at = nov_10 + 9 * DAY_MS;
+        let first = update_of(&span(None, false), at, 3.0);
+        assert_eq!(
+            first,
+            Some(RiskUpdate {
+                store: Some((3.0, 3.0)),
+                tag: Some(true)
+            })
+        );
+        assert_eq!(
+            update_of(&span(Some(3.0), true), at, 3.0),
+            None,
+            "nothing moved"
+        );
+        // An hour later the risk moved by less than a tenth: still nothing to write.
+        assert_eq!(update_of(&span(Some(3.0), true), at + 3_600_000, 3.0), None);
+        // Back the next day (risk 0): the tag goes, the new risk is stored.
+        let back = ActiveSpan {
+            last_active_at: at,
+            ..span(Some(3.0), true)
+        };
+        assert_eq!(
+            update_of(&back, at, 3.0),
+            Some(RiskUpdate {
+                store: Some((0.0, 3.0)),
+                tag: Some(false)
+            })
+        );
+        // Between 1 and the threshold the tag is left as it is.
+        let between = nov_10 + 6 * DAY_MS;
+        assert_eq!(update_of(&span(Some(2.0), true), between, 3.0), None);
+        assert_eq!(update_of(&span(Some(2.0), false), between, 3.0), None);
+    }
 
     #[test]
     fn the_usual_gap_is_the_span_over_its_gaps() {

@@ -7,8 +7,10 @@ use crate::{on_pool, on_tx};
 const INPUTS: &str = "select m.id, m.last_active_at, \
      cast(coalesce((select sum(d.message_count) from member_daily_activity d \
        where d.member_id = m.id and d.day >= $1 and d.day <= $2), 0) as bigint), \
-     coalesce(a.total_earned, 0) \
-     from members m left join points_accounts a on a.member_id = m.id";
+     coalesce(a.total_earned, 0), cast(l.recency as bigint), cast(l.frequency as bigint), \
+     cast(l.monetary as bigint), l.layer \
+     from members m left join points_accounts a on a.member_id = m.id \
+     left join member_layers l on l.member_id = m.id where m.id > $3 and m.id <= $4";
 const UPSERT: &str = "insert into member_layers (member_id, recency, frequency, monetary, score, layer, computed_at) \
      values ($1, $2, $3, $4, $5, $6, $7) on conflict (member_id) do update set recency = excluded.recency, \
      frequency = excluded.frequency, monetary = excluded.monetary, score = excluded.score, layer = excluded.layer, \
@@ -26,22 +28,63 @@ pub struct LayerRow {
     pub layer: String,
 }
 
+/// A member's RFM inputs and the layer stored last time, if any.
+#[derive(Debug, Clone)]
+pub struct LayerInput {
+    pub member_id: i64,
+    pub facts: RfmFacts,
+    pub stored: Option<LayerRow>,
+}
+
+type InputRow = (
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
 impl Store {
-    /// Every member with what the RFM score needs (messages over local days `from..=to`).
-    pub async fn rfm_inputs(&self, from: i32, to: i32) -> Result<Vec<(i64, RfmFacts)>, StoreError> {
-        let rows: Vec<(i64, i64, i64, i64)> = on_pool!(self.pool(), p => sqlx::query_as(INPUTS).bind(from).bind(to).fetch_all(p).await?);
+    /// The members with ids in `(after, last]` with what the RFM score needs (messages over
+    /// local days `from..=to`) and their stored layer.
+    pub async fn rfm_inputs(
+        &self,
+        from: i32,
+        to: i32,
+        (after, last): (i64, i64),
+    ) -> Result<Vec<LayerInput>, StoreError> {
+        let rows: Vec<InputRow> = on_pool!(self.pool(), p => sqlx::query_as(INPUTS)
+            .bind(from).bind(to).bind(after).bind(last).fetch_all(p).await?);
         Ok(rows
             .into_iter()
-            .map(|(id, last, messages, earned)| {
-                (
-                    id,
-                    RfmFacts {
-                        last_active_at: last,
-                        recent_messages: messages,
-                        earned,
-                    },
-                )
-            })
+            .map(
+                |(member_id, last_active_at, recent_messages, earned, r, f, m, layer)| {
+                    let stored = match (r, f, m, layer) {
+                        (Some(recency), Some(frequency), Some(monetary), Some(layer)) => {
+                            Some(LayerRow {
+                                member_id,
+                                recency,
+                                frequency,
+                                monetary,
+                                layer,
+                            })
+                        }
+                        _ => None,
+                    };
+                    LayerInput {
+                        member_id,
+                        facts: RfmFacts {
+                            last_active_at,
+                            recent_messages,
+                            earned,
+                        },
+                        stored,
+                    }
+                },
+            )
             .collect())
     }
 

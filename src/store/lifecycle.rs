@@ -41,10 +41,14 @@ pub struct StageChange {
 }
 
 impl Store {
-    /// Every member with what the stage rules need.
-    pub async fn stage_inputs(&self) -> Result<Vec<(i64, StageFacts)>, StoreError> {
-        let rows: Vec<InputRow> =
-            on_pool!(self.pool(), p => sqlx::query_as::<_, InputRow>(INPUTS).fetch_all(p).await?);
+    /// The members with ids in `(after, last]` with what the stage rules need.
+    pub async fn stage_inputs(
+        &self,
+        (after, last): (i64, i64),
+    ) -> Result<Vec<(i64, StageFacts)>, StoreError> {
+        let sql = format!("{INPUTS} where m.id > $1 and m.id <= $2");
+        let rows: Vec<InputRow> = on_pool!(self.pool(), p => sqlx::query_as::<_, InputRow>(&sql)
+            .bind(after).bind(last).fetch_all(p).await?);
         Ok(facts_of(rows))
     }
 

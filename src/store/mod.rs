@@ -22,6 +22,7 @@ pub mod segments;
 pub mod sqlite_commit;
 pub mod tags;
 pub mod turn;
+pub mod windows;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -107,6 +108,21 @@ macro_rules! on_tx {
         }
     };
 }
+
+/// Binds segment values ([`crate::members::segment::Bind`]) in order onto a query.
+macro_rules! bind_all {
+    ($q:expr, $binds:expr) => {{
+        let mut q = $q;
+        for b in $binds {
+            q = match b {
+                $crate::members::segment::Bind::Text(s) => q.bind(s.clone()),
+                $crate::members::segment::Bind::Int(i) => q.bind(*i),
+            };
+        }
+        q
+    }};
+}
+pub(crate) use bind_all;
 
 /// SQLite page cache of each pool connection (negative: KiB).
 const POOL_CACHE_SIZE: &str = "-8000";

@@ -1,8 +1,8 @@
 //! Recall storage: candidates of a plan (with their touches in the current absence), touches
 //! recorded once per (plan, member, cycle, touch), results per touch, and bonus settlement.
 
-use super::{Store, StoreError, Tx};
-use crate::members::segment::{Bind, Compiled};
+use super::{bind_all, Store, StoreError, Tx};
+use crate::members::segment::Compiled;
 use crate::{on_pool, on_tx};
 
 /// A member a plan may touch, with what the templates and the rules need.
@@ -93,14 +93,8 @@ impl Store {
             n + 2
         );
         Ok(on_pool!(self.pool(), p => {
-            let mut q = sqlx::query_as::<_, Candidate>(&sql).bind(scope);
-            for b in &segment.binds {
-                q = match b {
-                    Bind::Text(s) => q.bind(s.clone()),
-                    Bind::Int(i) => q.bind(*i),
-                };
-            }
-            q.bind(plan).bind(plan).bind(idle_before_ms).fetch_all(p).await?
+            let q = sqlx::query_as::<_, Candidate>(&sql).bind(scope);
+            bind_all!(q, &segment.binds).bind(plan).bind(plan).bind(idle_before_ms).fetch_all(p).await?
         }))
     }
 
@@ -134,17 +128,35 @@ impl Store {
     }
 }
 
-const ACTIVE_DAYS: &str = "select d.member_id, m.last_active_at, cast(count(*) as bigint), min(d.day), max(d.day) \
-     from member_daily_activity d join members m on m.id = d.member_id \
-     where d.day >= $1 and d.message_count > 0 group by d.member_id, m.last_active_at having count(*) >= $2";
+const ACTIVE_DAYS: &str = "select g.member_id, m.scope, m.platform_user_id, m.last_active_at, g.days, \
+     g.first_day, g.last_day, r.risk, r.usual_gap_days, cast(case when exists (select 1 from member_tags mt \
+       join tags t on t.id = mt.tag_id where mt.member_id = m.id and t.scope = m.scope and t.name = $5) \
+       then 1 else 0 end as bigint) as tagged \
+     from (select d.member_id, cast(count(*) as bigint) as days, min(d.day) as first_day, max(d.day) as last_day \
+       from member_daily_activity d where d.member_id > $3 and d.member_id <= $4 and d.day >= $1 \
+       and d.message_count > 0 group by d.member_id having count(*) >= $2) g \
+     join members m on m.id = g.member_id left join member_risk r on r.member_id = g.member_id";
 const PUT_RISK: &str = "insert into member_risk (member_id, risk, usual_gap_days, computed_at) values ($1, $2, $3, $4) \
      on conflict (member_id) do update set risk = excluded.risk, usual_gap_days = excluded.usual_gap_days, \
      computed_at = excluded.computed_at";
 const AT_RISK: &str = "select m.platform_user_id, m.display_name, r.risk, m.last_active_at from member_risk r \
      join members m on m.id = r.member_id where m.scope = $1 and r.risk >= $2 order by r.risk desc, m.id limit $3";
 
-/// A member's active days in the look-back window: (member id, last active ms, days, first day, last day).
-pub type ActiveSpan = (i64, i64, i64, i32, i32);
+/// A member's active days in the look-back window, with the risk stored last time and whether
+/// the member has the warning tag now.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ActiveSpan {
+    pub member_id: i64,
+    pub scope: String,
+    pub platform_user_id: String,
+    pub last_active_at: i64,
+    pub days: i64,
+    pub first_day: i32,
+    pub last_day: i32,
+    pub risk: Option<f64>,
+    pub usual_gap_days: Option<f64>,
+    pub tagged: i64,
+}
 
 pub async fn put_risk(
     tx: &mut Tx,
@@ -158,14 +170,18 @@ pub async fn put_risk(
 }
 
 impl Store {
-    /// Members with at least `min_days` active days since local day `since_day`.
+    /// Members with ids in `(after, last]` and at least `min_days` active days since local day
+    /// `since_day`; `tagged` tells whether each has `risk_tag`.
     pub async fn active_spans(
         &self,
         since_day: i32,
         min_days: i64,
+        (after, last): (i64, i64),
+        risk_tag: &str,
     ) -> Result<Vec<ActiveSpan>, StoreError> {
         Ok(
-            on_pool!(self.pool(), p => sqlx::query_as::<_, ActiveSpan>(ACTIVE_DAYS).bind(since_day).bind(min_days).fetch_all(p).await?),
+            on_pool!(self.pool(), p => sqlx::query_as::<_, ActiveSpan>(ACTIVE_DAYS)
+                .bind(since_day).bind(min_days).bind(after).bind(last).bind(risk_tag).fetch_all(p).await?),
         )
     }
 

@@ -1,7 +1,10 @@
 //! Tag rules stored in the database, and the set-wise queries of state rules: which members
 //! match a rule's condition and still lack (or still have) one of its tags.
 
-use super::{Store, StoreError};
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+
+use super::{bind_all, Store, StoreError};
 use crate::members::segment::{Bind, Compiled};
 use crate::on_pool;
 
@@ -19,11 +22,22 @@ pub struct TagRuleRow {
 }
 
 /// The condition of a state rule, as SQL over `members m`.
+#[derive(Clone, Copy)]
 pub enum RuleCondition<'a> {
     /// A compiled segment whose parameters are numbered from 2.
     Segment(&'a Compiled),
     /// At least `messages` messages since local day `since_day`.
     Activity { since_day: i32, messages: i64 },
+}
+
+/// Which members a state rule's tag change applies to: those of `scope` matching `condition`
+/// that lack `tag` (`has_tag = false`) or have it (`true`); only `user` when given.
+pub struct Candidates<'a> {
+    pub scope: &'a str,
+    pub condition: RuleCondition<'a>,
+    pub tag: &'a str,
+    pub has_tag: bool,
+    pub user: Option<&'a str>,
 }
 
 const LIST: &str =
@@ -66,54 +80,59 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Members of `scope` matching `condition` that lack `tag` (`has_tag = false`) or have it
-    /// (`true`); only `user` when given.
-    pub async fn rule_candidates(
-        &self,
-        scope: &str,
-        condition: &RuleCondition<'_>,
-        tag: &str,
-        has_tag: bool,
-        user: Option<&str>,
-    ) -> Result<Vec<String>, StoreError> {
-        let (cond, binds, mut next) = match condition {
-            RuleCondition::Segment(c) => (c.condition.clone(), c.binds.clone(), c.binds.len() + 2),
+    /// The query for the members matching a state rule's condition that lack (or have) its tag.
+    pub fn candidate_query(&self, query: &Candidates<'_>) -> CandidateQuery {
+        let mut binds = vec![Bind::Text(query.scope.to_owned())];
+        let cond = match &query.condition {
+            RuleCondition::Segment(c) => {
+                binds.extend(c.binds.iter().cloned());
+                c.condition.clone()
+            }
             RuleCondition::Activity {
                 since_day,
                 messages,
-            } => (
+            } => {
+                binds.extend([Bind::Int(i64::from(*since_day)), Bind::Int(*messages)]);
                 "m.id in (select d.member_id from member_daily_activity d where d.day >= $2 \
                  group by d.member_id having sum(d.message_count) >= $3)"
-                    .to_owned(),
-                vec![Bind::Int(i64::from(*since_day)), Bind::Int(*messages)],
-                4,
-            ),
+                    .to_owned()
+            }
         };
-        let negate = if has_tag { "" } else { "not " };
+        let negate = if query.has_tag { "" } else { "not " };
         let join = crate::members::segment::AccountSql::for_backend(self.backend()).join();
-        let (tag_scope, tag_name) = (next, next + 1);
-        next += 2;
+        let (tag_scope, tag_name) = (binds.len() + 1, binds.len() + 2);
+        binds.extend([
+            Bind::Text(query.scope.to_owned()),
+            Bind::Text(query.tag.to_owned()),
+        ]);
         let mut sql = format!(
             "select m.platform_user_id from members m{join} \
              where m.scope = $1 and {cond} and m.id {negate}in (select mt.member_id from member_tags mt \
              join tags t on t.id = mt.tag_id where t.scope = ${tag_scope} and t.name = ${tag_name})"
         );
-        if user.is_some() {
-            sql.push_str(&format!(" and m.platform_user_id = ${next}"));
+        if let Some(user) = query.user {
+            binds.push(Bind::Text(user.to_owned()));
+            sql.push_str(&format!(" and m.platform_user_id = ${}", binds.len()));
         }
-        Ok(on_pool!(self.pool(), p => {
-            let mut q = sqlx::query_scalar::<_, String>(&sql).bind(scope);
-            for b in &binds {
-                q = match b {
-                    Bind::Text(s) => q.bind(s.clone()),
-                    Bind::Int(i) => q.bind(*i),
-                };
-            }
-            q = q.bind(scope).bind(tag);
-            if let Some(u) = user {
-                q = q.bind(u);
-            }
-            q.fetch_all(p).await?
-        }))
+        CandidateQuery { sql, binds }
     }
+
+    /// The user ids a [`CandidateQuery`] finds, read as they are consumed: a run over a million
+    /// members never holds them all. The query runs once (its sub-selects computed once); on
+    /// SQLite it reads one snapshot throughout.
+    pub fn rule_candidates<'q>(
+        &'q self,
+        query: &'q CandidateQuery,
+    ) -> BoxStream<'q, Result<String, StoreError>> {
+        on_pool!(self.pool(), p => {
+            let q = sqlx::query_scalar::<_, String>(&query.sql);
+            bind_all!(q, &query.binds).fetch(p).map_err(StoreError::from).boxed()
+        })
+    }
+}
+
+/// A state rule's candidate query, built once and then read as a stream.
+pub struct CandidateQuery {
+    sql: String,
+    binds: Vec<Bind>,
 }

@@ -1,26 +1,12 @@
 //! Counting and listing the members of a compiled segment (see `members::segment`).
 
-use super::{Store, StoreError};
-use crate::members::segment::{Bind, Compiled};
+use super::{bind_all, Store, StoreError};
+use crate::members::segment::Compiled;
 use crate::on_pool;
 
 fn from(backend: super::Backend) -> String {
     let join = crate::members::segment::AccountSql::for_backend(backend).join();
     format!("from members m{join} where m.scope = $1 and ")
-}
-
-/// Binds a compiled segment's values in order onto a query.
-macro_rules! bind_all {
-    ($q:expr, $binds:expr) => {{
-        let mut q = $q;
-        for b in $binds {
-            q = match b {
-                Bind::Text(s) => q.bind(s.clone()),
-                Bind::Int(i) => q.bind(*i),
-            };
-        }
-        q
-    }};
 }
 
 impl Store {

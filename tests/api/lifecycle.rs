@@ -14,6 +14,8 @@ backend_tests!(stages_follow_activity_and_are_recorded);
 
 const SCOPE: &str = "wwdemo0000000001";
 const DAY: i64 = 86_400_000;
+/// Members per read in the recomputes: four members take two windows.
+const WINDOW: i64 = 2;
 
 async fn count(app: &TestApp, config: &Config, text: &str, now: i64) -> i64 {
     let ctx = SegmentContext {
@@ -53,7 +55,7 @@ async fn stages_follow_activity_and_are_recorded(backend: Backend) {
     // Each member's events set a stage already (all four were new or active then); the periodic
     // run moves the two who went quiet since.
     assert_eq!(
-        recompute(&app.store, &config.lifecycle, now)
+        recompute(&app.store, &config.lifecycle, now, WINDOW)
             .await
             .expect("recompute"),
         2
@@ -72,7 +74,7 @@ async fn stages_follow_activity_and_are_recorded(backend: Backend) {
         );
     }
     assert_eq!(
-        recompute(&app.store, &config.lifecycle, now)
+        recompute(&app.store, &config.lifecycle, now, WINDOW)
             .await
             .expect("again"),
         0,
@@ -108,7 +110,7 @@ async fn stages_follow_activity_and_are_recorded(backend: Backend) {
     // The lapsed member comes back: the message itself makes them "returned".
     app.robot_say("old", Some("g"), "我回来了", "b1").await;
     assert_eq!(
-        recompute(&app.store, &config.lifecycle, now + 1)
+        recompute(&app.store, &config.lifecycle, now + 1, WINDOW)
             .await
             .expect("recompute"),
         0
@@ -120,16 +122,16 @@ async fn stages_follow_activity_and_are_recorded(backend: Backend) {
     // Value layers: everyone is scored and the distribution adds up.
     let tz = config.timezone();
     let day = |ms: i64| yunying::members::local_day(tz, ms / 1000);
-    let scored = yunying::members::layers::recompute(
-        &app.store,
-        &config.value_layers,
-        now,
-        day(now),
-        day(now - 29 * DAY),
-    )
-    .await
-    .expect("layers");
-    assert_eq!(scored, 4);
+    let days = (day(now - 29 * DAY), day(now));
+    let layers = &config.value_layers;
+    let recompute_layers =
+        || yunying::members::layers::recompute(&app.store, layers, now, days, WINDOW);
+    assert_eq!(recompute_layers().await.expect("layers"), 4);
+    assert_eq!(
+        recompute_layers().await.expect("again"),
+        0,
+        "unchanged layers are not written again"
+    );
     let layers: serde_json::Value = app
         .client
         .get(app.url(&format!("/api/v1/layers/{SCOPE}")))

@@ -12,6 +12,7 @@ mod demo;
 mod faq;
 mod faq_cli;
 mod lifecycle;
+mod maintenance;
 mod makeup;
 mod member_api;
 mod members;

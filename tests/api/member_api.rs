@@ -130,9 +130,14 @@ async fn stored_rules_of_every_kind_tag_members_as_they_change(backend: Backend)
     // A month of silence, the periodic run marks u1 lapsed; one message brings them back at once.
     app.clock.advance_ms(40 * DAY_MS);
     let config = &app.app_state.config;
-    yunying::members::lifecycle::recompute(&app.store, &config.lifecycle, app.clock.now_ms())
-        .await
-        .expect("recompute");
+    yunying::members::lifecycle::recompute(
+        &app.store,
+        &config.lifecycle,
+        app.clock.now_ms(),
+        yunying::store::windows::MEMBER_WINDOW,
+    )
+    .await
+    .expect("recompute");
     assert_eq!(detail(&app, "u1").await["stage"]["stage"], "lapsed");
     app.robot_say("u1", Some("g1"), "我回来了", "m4").await;
     let d = detail(&app, "u1").await;
