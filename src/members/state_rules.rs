@@ -119,3 +119,36 @@ async fn next_batch(users: &mut Option<UserStream<'_>>) -> Result<Vec<String>, S
     }
     Ok(batch)
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn batches_are_full_until_the_last_and_the_stream_is_let_go_when_it_ends() {
+        let users: Vec<Result<String, StoreError>> =
+            (0..BATCH * 2 + 1).map(|i| Ok(format!("u{i}"))).collect();
+        let mut stream = Some(futures_util::stream::iter(users).boxed());
+        let mut sizes = Vec::new();
+        let mut seen = Vec::new();
+        while stream.is_some() {
+            let batch = next_batch(&mut stream).await.expect("batch");
+            sizes.push(batch.len());
+            seen.extend(batch);
+        }
+        assert_eq!(sizes, [BATCH, BATCH, 1]);
+        assert_eq!(seen.len(), BATCH * 2 + 1);
+        assert_eq!(seen.last().map(String::as_str), Some("u1000"));
+
+        // Exactly a full batch: the end is found on the next read, with nothing left.
+        let users: Vec<Result<String, StoreError>> =
+            (0..BATCH).map(|i| Ok(format!("u{i}"))).collect();
+        let mut stream = Some(futures_util::stream::iter(users).boxed());
+        assert_eq!(next_batch(&mut stream).await.expect("full").len(), BATCH);
+        assert!(stream.is_some());
+        assert!(next_batch(&mut stream).await.expect("end").is_empty());
+        assert!(stream.is_none());
+    }
+}
