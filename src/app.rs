@@ -262,8 +262,8 @@ async fn tag_mirror(state: AppState, shutdown: CancellationToken) {
     }
 }
 
-/// Periodic maintenance (on the scheduler's `lifecycle_cron`): lifecycle stages, value layers and
-/// the state tag rules of every member.
+/// Periodic maintenance (on the scheduler's `lifecycle_cron`): lifecycle stages, value layers,
+/// churn risk and the state tag rules of every member.
 pub async fn maintenance(state: &AppState, now: i64) -> anyhow::Result<()> {
     maintenance_in_windows(state, now, crate::store::windows::MEMBER_WINDOW).await
 }

@@ -40,11 +40,7 @@ impl Handler for OptOut {
                             by: "self",
                             now_ms,
                         };
-                        if out {
-                            tags::add(tx, &change).await
-                        } else {
-                            tags::remove(tx, &change).await
-                        }
+                        tags::set(tx, &change, out).await
                     })
                 })
                 .await??;

@@ -99,12 +99,7 @@ pub async fn recompute(
                     by: "rule:churn_risk",
                     now_ms,
                 };
-                let did = if add {
-                    tags::add(&mut tx, &change).await?
-                } else {
-                    tags::remove(&mut tx, &change).await?
-                };
-                changed += usize::from(did);
+                changed += usize::from(tags::set(&mut tx, &change, add).await?);
             }
             tx.commit().await?;
         }

@@ -80,6 +80,15 @@ pub async fn remove(tx: &mut Tx, c: &TagChange<'_>) -> Result<bool, StoreError> 
     Ok(removed)
 }
 
+/// [`add`] when `present`, else [`remove`]; `true` when the member's tags changed.
+pub async fn set(tx: &mut Tx, c: &TagChange<'_>, present: bool) -> Result<bool, StoreError> {
+    if present {
+        add(tx, c).await
+    } else {
+        remove(tx, c).await
+    }
+}
+
 impl Store {
     /// The member's tags, by name.
     pub async fn tags_of(&self, scope: &str, user_id: &str) -> Result<Vec<String>, StoreError> {

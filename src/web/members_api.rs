@@ -140,10 +140,8 @@ async fn tag_member(
                 by: &by,
                 now_ms,
             };
-            if add && tags::add(&mut tx, &change).await? {
-                added.push(tag.clone());
-            } else if !add && tags::remove(&mut tx, &change).await? {
-                removed.push(tag.clone());
+            if tags::set(&mut tx, &change, add).await? {
+                if add { &mut added } else { &mut removed }.push(tag.clone());
             }
         }
         tx.commit().await?;
