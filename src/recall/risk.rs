@@ -1,12 +1,17 @@
 //! Churn-risk early warning (流失预警): a member who usually shows up every `g` days and has been
 //! away `d` days has risk `d / g`. Members at or above the threshold get the warning tag (and
 //! lose it when they are back below 1) and are listed for 1:1 follow-up.
+//!
+//! The warning is for members with a recent rhythm. One whose active days in the look-back
+//! window drop below the minimum has none left to measure: their stored risk would stay frozen
+//! at its last value, so it is dropped with the tag (by then the member is lapsed, which is what
+//! recall plans target).
 
 use chrono::NaiveDate;
 
 use crate::config::Config;
 use crate::members::local_day;
-use crate::store::recall::{put_risk, ActiveSpan};
+use crate::store::recall::{drop_risk, put_risk, ActiveSpan};
 use crate::store::tags::{self, TagChange};
 use crate::store::windows::MemberWindows;
 use crate::store::{Store, StoreError};
@@ -64,8 +69,19 @@ pub fn update_of(span: &ActiveSpan, now_ms: i64, threshold: f64) -> Option<RiskU
     (store.is_some() || tag.is_some()).then_some(RiskUpdate { store, tag })
 }
 
+/// Stored risks in a window whose members are no longer measured (not among `measured`, both
+/// sorted by member id).
+fn unmeasured(stored: &[i64], measured: &[i64]) -> Vec<i64> {
+    stored
+        .iter()
+        .copied()
+        .filter(|id| measured.binary_search(id).is_err())
+        .collect()
+}
+
 /// Recomputes every member's risk and the warning tag, `window` members at a time, writing only
-/// what changed; returns how many tags changed.
+/// what changed, and drops the risk and tag of members no longer measured; returns how many
+/// tags changed.
 pub async fn recompute(
     store: &Store,
     config: &Config,
@@ -78,9 +94,31 @@ pub async fn recompute(
     let mut windows = MemberWindows::new(window);
     let mut changed = 0;
     while let Some(ids) = windows.next(store).await? {
-        let updates: Vec<(ActiveSpan, RiskUpdate)> = store
+        let spans = store
             .active_spans(since, r.risk_min_active_days, ids, &r.risk_tag)
-            .await?
+            .await?;
+        let mut measured: Vec<i64> = spans.iter().map(|s| s.member_id).collect();
+        measured.sort_unstable();
+        let stale = unmeasured(&store.risk_rows_in(ids).await?, &measured);
+        if !stale.is_empty() {
+            let mut tx = store.begin_write().await?;
+            for member in stale {
+                let Some((scope, user_id)) = drop_risk(&mut tx, member).await? else {
+                    continue;
+                };
+                let change = TagChange {
+                    scope: &scope,
+                    user_id: &user_id,
+                    tag: &r.risk_tag,
+                    source: "rule",
+                    by: "rule:churn_risk",
+                    now_ms,
+                };
+                changed += usize::from(tags::remove(&mut tx, &change).await?);
+            }
+            tx.commit().await?;
+        }
+        let updates: Vec<(ActiveSpan, RiskUpdate)> = spans
             .into_iter()
             .filter_map(|span| update_of(&span, now_ms, r.risk_threshold).map(|u| (span, u)))
             .collect();
@@ -163,6 +201,13 @@ mod tests {
         let between = nov_10 + 6 * DAY_MS;
         assert_eq!(update_of(&span(Some(2.0), true), between, 3.0), None);
         assert_eq!(update_of(&span(Some(2.0), false), between, 3.0), None);
+    }
+
+    #[test]
+    fn stored_risks_of_unmeasured_members_are_found() {
+        assert_eq!(unmeasured(&[2, 5, 7, 9], &[1, 5, 9]), vec![2, 7]);
+        assert!(unmeasured(&[], &[1, 2]).is_empty());
+        assert_eq!(unmeasured(&[3], &[]), vec![3]);
     }
 
     #[test]

@@ -139,6 +139,10 @@ const ACTIVE_DAYS: &str = "select g.member_id, m.scope, m.platform_user_id, m.la
 const PUT_RISK: &str = "insert into member_risk (member_id, risk, usual_gap_days, computed_at) values ($1, $2, $3, $4) \
      on conflict (member_id) do update set risk = excluded.risk, usual_gap_days = excluded.usual_gap_days, \
      computed_at = excluded.computed_at";
+const RISK_ROWS: &str =
+    "select member_id from member_risk where member_id > $1 and member_id <= $2 order by member_id";
+const DROP_RISK: &str = "delete from member_risk where member_id = $1";
+const MEMBER_KEY: &str = "select scope, platform_user_id from members where id = $1";
 const AT_RISK: &str = "select m.platform_user_id, m.display_name, r.risk, m.last_active_at from member_risk r \
      join members m on m.id = r.member_id where m.scope = $1 and r.risk >= $2 order by r.risk desc, m.id limit $3";
 
@@ -169,7 +173,28 @@ pub async fn put_risk(
     Ok(())
 }
 
+/// Forgets a member's stored risk; returns the member's (scope, user id) when there was one.
+pub async fn drop_risk(
+    tx: &mut Tx,
+    member_id: i64,
+) -> Result<Option<(String, String)>, StoreError> {
+    let dropped = on_tx!(tx, c => sqlx::query(DROP_RISK).bind(member_id).execute(&mut **c).await?.rows_affected());
+    if dropped == 0 {
+        return Ok(None);
+    }
+    Ok(
+        on_tx!(tx, c => sqlx::query_as::<_, (String, String)>(MEMBER_KEY).bind(member_id).fetch_optional(&mut **c).await?),
+    )
+}
+
 impl Store {
+    /// Members with ids in `(after, last]` that have a stored risk.
+    pub async fn risk_rows_in(&self, (after, last): (i64, i64)) -> Result<Vec<i64>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(RISK_ROWS).bind(after).bind(last).fetch_all(p).await?),
+        )
+    }
+
     /// Members with ids in `(after, last]` and at least `min_days` active days since local day
     /// `since_day`; `tagged` tells whether each has `risk_tag`.
     pub async fn active_spans(

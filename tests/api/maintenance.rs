@@ -1,6 +1,7 @@
 //! The periodic maintenance over members read a few at a time: with windows of two members,
 //! stages, value layers, churn-risk warnings and state tag rules come out for every member as they
-//! would in one read, and a second run at the same time changes nothing.
+//! would in one read, a second run at the same time changes nothing, and a risk no longer
+//! measured is dropped.
 
 use yunying::clock::Clock as _;
 use yunying::config::TagRuleConfig;
@@ -117,4 +118,26 @@ async fn maintenance_in_small_windows_covers_every_member(backend: Backend) {
         .await
         .expect("again");
     assert_eq!(tag_history_len(app).await, history, "no tag changed");
+
+    // 65 days on, the regulars' active days have left the 90-day look-back: their risk is no
+    // longer measured, so it is dropped with the tag instead of staying frozen. The daily four
+    // are at risk now.
+    let later = now + 65 * DAY;
+    yunying::app::maintenance_in_windows(&app.app_state, later, 2)
+        .await
+        .expect("later");
+    assert_eq!(
+        members_in(app, &format!("tag:{risk_tag}"), later).await,
+        ["s0", "s1", "s2", "s3"]
+    );
+    let mut listed: Vec<String> = app
+        .store
+        .at_risk_above(SCOPE, 0.0, 100)
+        .await
+        .expect("at risk")
+        .into_iter()
+        .map(|(user, ..)| user)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["s0", "s1", "s2", "s3"], "no frozen risk left");
 }
