@@ -25,11 +25,12 @@ use crate::outbox::{self, Envelope, Outbound, PRIORITY_NORMAL};
 use crate::points::ops::{self, Adjustment};
 use crate::scheduler::Schedule;
 use crate::store::recall::{self as rows, Candidate, NewTouch};
+use crate::store::stream::next_batch;
 use crate::store::{Store, StoreError};
 use crate::wecom::api::types::{RobotMessage, RobotText};
 
 const DAY_MS: i64 = 86_400_000;
-/// Touches are written this many per transaction.
+/// Candidates are read, and their touches written, this many per transaction.
 const CHUNK: usize = 1000;
 
 /// A plan from the configuration, checked and compiled.
@@ -136,6 +137,17 @@ pub async fn run(
     now_ms: i64,
     dry_run: bool,
 ) -> Result<RunReport, RecallError> {
+    run_in_batches(ctx, plan, now_ms, dry_run, CHUNK).await
+}
+
+/// [`run`], reading and writing `batch` candidates at a time.
+pub async fn run_in_batches(
+    ctx: &RecallContext,
+    plan: &Plan,
+    now_ms: i64,
+    dry_run: bool,
+    batch: usize,
+) -> Result<RunReport, RecallError> {
     let c = &plan.config;
     let tz = ctx.config.timezone();
     let mut report = RunReport {
@@ -163,17 +175,48 @@ pub async fn run(
     let compiled = segment::to_sql(&plan.segment, &seg_ctx, 2)
         .map_err(|e| RecallError::Plan(format!("segment: {e}")))?;
     let first_after = c.touches.iter().map(|t| t.after_days).min().unwrap_or(0);
-    let candidates = ctx
-        .store
-        .recall_candidates(
-            &channel.scope,
-            &c.id,
-            &compiled,
-            now_ms - first_after * DAY_MS,
-        )
-        .await?;
     let faq_top = ctx.store.faq_top_questions(3).await?;
+    let sql = rows::candidate_sql(&compiled);
+    let mut candidates = Some(ctx.store.recall_candidates(
+        &sql,
+        &channel.scope,
+        &c.id,
+        &compiled,
+        now_ms - first_after * DAY_MS,
+    ));
+    let (mut recorded, mut fresh) = (0, 0);
+    // One batch of candidates at a time: decided, then written before the next is read, so a
+    // run over a lapsed million holds a thousand.
+    while candidates.is_some() {
+        let read = next_batch(&mut candidates, batch.max(1)).await?;
+        let decided = decide(plan, read, now_ms, &faq_top, ctx, &mut report)?;
+        if !dry_run && !decided.is_empty() {
+            recorded += decided.len();
+            fresh += record(ctx, plan, channel.kind, &decided, now_ms, tz).await?;
+        }
+    }
+    if dry_run {
+        return Ok(report);
+    }
+    report.already_done = recorded - fresh;
+    report.bonuses_credited = settle_bonuses(ctx, plan, now_ms, tz).await?;
+    if let Some(outbox) = &ctx.outbox {
+        outbox.wake();
+    }
+    Ok(report)
+}
 
+/// Which of `candidates` are due which touch, held out or with their rendered message; counts
+/// every candidate in `report` and keeps its samples.
+fn decide(
+    plan: &Plan,
+    candidates: Vec<Candidate>,
+    now_ms: i64,
+    faq_top: &[String],
+    ctx: &RecallContext,
+    report: &mut RunReport,
+) -> Result<Vec<Decided>, RecallError> {
+    let c = &plan.config;
     let mut decided = Vec::new();
     for cand in candidates {
         let k = usize::try_from(cand.touches).unwrap_or(usize::MAX);
@@ -193,9 +236,18 @@ pub async fn run(
         report.eligible += 1;
         let held_out = plan.holds_out(cand.member_id);
         let text = if held_out {
+            report.held_out += 1;
+            if report.held_out_sample.len() < 20 {
+                report.held_out_sample.push(cand.user_id.clone());
+            }
             None
         } else {
-            Some(render(plan, k, &cand, idle_days, &faq_top, ctx)?)
+            let text = render(plan, k, &cand, idle_days, faq_top, ctx)?;
+            report.touched += 1;
+            if report.samples.len() < 5 {
+                report.samples.push((cand.user_id.clone(), text.clone()));
+            }
+            Some(text)
         };
         decided.push(Decided {
             candidate: cand,
@@ -204,31 +256,7 @@ pub async fn run(
             text,
         });
     }
-    for d in &decided {
-        if d.held_out {
-            report.held_out += 1;
-            if report.held_out_sample.len() < 20 {
-                report.held_out_sample.push(d.candidate.user_id.clone());
-            }
-        } else {
-            report.touched += 1;
-            if let (true, Some(text)) = (report.samples.len() < 5, &d.text) {
-                report
-                    .samples
-                    .push((d.candidate.user_id.clone(), text.clone()));
-            }
-        }
-    }
-    if dry_run {
-        return Ok(report);
-    }
-    let (recorded, fresh) = record(ctx, plan, channel.kind, &decided, now_ms, tz).await?;
-    report.already_done = recorded - fresh;
-    report.bonuses_credited = settle_bonuses(ctx, plan, now_ms, tz).await?;
-    if let Some(outbox) = &ctx.outbox {
-        outbox.wake();
-    }
-    Ok(report)
+    Ok(decided)
 }
 
 fn render(
@@ -266,7 +294,7 @@ fn render(
         .map_err(|e| RecallError::Plan(format!("touches[{k}].template: {e}")))
 }
 
-/// Writes touches and their outbox rows together, in chunks; returns (rows seen, rows new).
+/// Writes a batch of touches and their outbox rows in one transaction; returns how many were new.
 async fn record(
     ctx: &RecallContext,
     plan: &Plan,
@@ -274,71 +302,68 @@ async fn record(
     decided: &[Decided],
     now_ms: i64,
     tz: chrono_tz::Tz,
-) -> Result<(usize, usize), RecallError> {
+) -> Result<usize, RecallError> {
     let c = &plan.config;
     let day = |ms: i64| local_day(tz, ms / 1000);
     let (today, window_end) = (day(now_ms), day(now_ms + c.recall_window_days * DAY_MS));
     let mut fresh = 0;
-    for chunk in decided.chunks(CHUNK) {
-        let mut tx = ctx.store.begin_write().await?;
-        for d in chunk {
-            let t = &c.touches[d.touch];
-            let touch = NewTouch {
-                plan: &c.id,
-                member_id: d.candidate.member_id,
-                cycle: d.candidate.last_active_at,
-                touch: i64::try_from(d.touch).unwrap_or(0) + 1,
-                held_out: d.held_out,
-                touched_at: now_ms,
-                touch_day: today,
-                window_end_day: window_end,
-                bonus_points: if d.held_out { 0 } else { t.bonus_points },
-                bonus_end_day: (t.bonus_points > 0)
-                    .then(|| day(now_ms + t.bonus_within_days * DAY_MS)),
-            };
-            if !rows::insert_touch(&mut tx, &touch).await? {
-                continue;
-            }
-            fresh += 1;
-            let Some(text) = &d.text else { continue };
-            let user = d.candidate.user_id.clone();
-            let message = match kind {
-                ChannelKind::WecomRobot => Outbound::Robot(RobotMessage::Text {
-                    text: RobotText {
-                        content: text.clone(),
-                        mentioned_list: vec![user],
-                        ..RobotText::default()
-                    },
-                }),
-                ChannelKind::WecomApp => Outbound::App {
-                    to: vec![user],
-                    message: Outbound::text(text.clone()),
-                },
-                ChannelKind::WechatMp => Outbound::Mp {
-                    openid: user,
-                    message: Outbound::text(text.clone()),
-                },
-                ChannelKind::Gateway | ChannelKind::WecomAibot => continue,
-            };
-            let env = Envelope {
-                idem_key: format!(
-                    "recall:{}:{}:{}:{}",
-                    c.id, touch.touch, touch.member_id, touch.cycle
-                ),
-                channel_id: c.channel.clone(),
-                message,
-                priority: PRIORITY_NORMAL,
-                not_before_ms: now_ms,
-                // A recall message a day late is still fine; two days late it is not.
-                expires_at_ms: Some(now_ms + 2 * DAY_MS),
-            };
-            outbox::enqueue(&mut tx, &ctx.config, &env, now_ms)
-                .await
-                .map_err(|e| RecallError::Plan(e.to_string()))?;
+    let mut tx = ctx.store.begin_write().await?;
+    for d in decided {
+        let t = &c.touches[d.touch];
+        let touch = NewTouch {
+            plan: &c.id,
+            member_id: d.candidate.member_id,
+            cycle: d.candidate.last_active_at,
+            touch: i64::try_from(d.touch).unwrap_or(0) + 1,
+            held_out: d.held_out,
+            touched_at: now_ms,
+            touch_day: today,
+            window_end_day: window_end,
+            bonus_points: if d.held_out { 0 } else { t.bonus_points },
+            bonus_end_day: (t.bonus_points > 0).then(|| day(now_ms + t.bonus_within_days * DAY_MS)),
+        };
+        if !rows::insert_touch(&mut tx, &touch).await? {
+            continue;
         }
-        tx.commit().await?;
+        fresh += 1;
+        let Some(text) = &d.text else { continue };
+        let user = d.candidate.user_id.clone();
+        let message = match kind {
+            ChannelKind::WecomRobot => Outbound::Robot(RobotMessage::Text {
+                text: RobotText {
+                    content: text.clone(),
+                    mentioned_list: vec![user],
+                    ..RobotText::default()
+                },
+            }),
+            ChannelKind::WecomApp => Outbound::App {
+                to: vec![user],
+                message: Outbound::text(text.clone()),
+            },
+            ChannelKind::WechatMp => Outbound::Mp {
+                openid: user,
+                message: Outbound::text(text.clone()),
+            },
+            ChannelKind::Gateway | ChannelKind::WecomAibot => continue,
+        };
+        let env = Envelope {
+            idem_key: format!(
+                "recall:{}:{}:{}:{}",
+                c.id, touch.touch, touch.member_id, touch.cycle
+            ),
+            channel_id: c.channel.clone(),
+            message,
+            priority: PRIORITY_NORMAL,
+            not_before_ms: now_ms,
+            // A recall message a day late is still fine; two days late it is not.
+            expires_at_ms: Some(now_ms + 2 * DAY_MS),
+        };
+        outbox::enqueue(&mut tx, &ctx.config, &env, now_ms)
+            .await
+            .map_err(|e| RecallError::Plan(e.to_string()))?;
     }
-    Ok((decided.len(), fresh))
+    tx.commit().await?;
+    Ok(fresh)
 }
 
 /// Credits the bonus of every touch whose member came back in time, once (ledger key per touch).

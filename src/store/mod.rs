@@ -20,6 +20,7 @@ pub mod rules;
 pub mod schedule;
 pub mod segments;
 pub mod sqlite_commit;
+pub mod stream;
 pub mod tags;
 pub mod turn;
 pub mod windows;

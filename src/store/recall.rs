@@ -1,6 +1,9 @@
 //! Recall storage: candidates of a plan (with their touches in the current absence), touches
 //! recorded once per (plan, member, cycle, touch), results per touch, and bonus settlement.
 
+use futures_util::{StreamExt as _, TryStreamExt as _};
+
+use super::stream::RowStream;
 use super::{bind_all, Store, StoreError, Tx};
 use crate::members::segment::Compiled;
 use crate::{on_pool, on_tx};
@@ -57,6 +60,23 @@ const DUE_BONUSES: &str = "select t.id, m.scope, m.platform_user_id, t.bonus_poi
        and d.day > t.touch_day and d.day <= t.bonus_end_day and d.message_count > 0)";
 const CREDITED: &str = "update recall_touches set bonus_credited = true where id = $1";
 
+/// The candidate query of a plan whose segment was compiled with parameters numbered from 2.
+pub fn candidate_sql(segment: &Compiled) -> String {
+    let n = segment.binds.len() + 2;
+    format!(
+        "select m.id as member_id, m.platform_user_id as user_id, m.display_name as name, m.last_active_at, \
+         coalesce(a.balance, 0) as balance, coalesce(a.total_earned, 0) as total_earned, cast(coalesce(a.streak, 0) as bigint) as streak, \
+         cast((select count(*) from recall_touches t where t.plan = ${n} and t.member_id = m.id \
+           and t.cycle = m.last_active_at) as bigint) as touches, \
+         (select max(t.touched_at) from recall_touches t where t.plan = ${} and t.member_id = m.id) as last_touch_at \
+         from members m left join points_accounts a on a.member_id = m.id \
+         where m.scope = $1 and {} and m.last_active_at <= ${} order by m.id",
+        n + 1,
+        segment.condition,
+        n + 2
+    )
+}
+
 /// Records a touch; `false` when it was recorded before (a re-run or another replica).
 pub async fn insert_touch(tx: &mut Tx, t: &NewTouch<'_>) -> Result<bool, StoreError> {
     let n = on_tx!(tx, c => sqlx::query(INSERT).bind(t.plan).bind(t.member_id).bind(t.cycle).bind(t.touch)
@@ -71,31 +91,21 @@ pub async fn mark_bonus_credited(tx: &mut Tx, id: i64) -> Result<(), StoreError>
 }
 
 impl Store {
-    /// Members of `scope` in the segment (parameters numbered from 2) idle since `idle_before_ms`.
-    pub async fn recall_candidates(
-        &self,
-        scope: &str,
-        plan: &str,
-        segment: &Compiled,
+    /// Members of `scope` in the segment idle since `idle_before_ms`, in id order, read as a
+    /// stream (`sql` from [`candidate_sql`] for the same segment).
+    pub fn recall_candidates<'q>(
+        &'q self,
+        sql: &'q str,
+        scope: &'q str,
+        plan: &'q str,
+        segment: &'q Compiled,
         idle_before_ms: i64,
-    ) -> Result<Vec<Candidate>, StoreError> {
-        let n = segment.binds.len() + 2;
-        let sql = format!(
-            "select m.id as member_id, m.platform_user_id as user_id, m.display_name as name, m.last_active_at, \
-             coalesce(a.balance, 0) as balance, coalesce(a.total_earned, 0) as total_earned, cast(coalesce(a.streak, 0) as bigint) as streak, \
-             cast((select count(*) from recall_touches t where t.plan = ${n} and t.member_id = m.id \
-               and t.cycle = m.last_active_at) as bigint) as touches, \
-             (select max(t.touched_at) from recall_touches t where t.plan = ${} and t.member_id = m.id) as last_touch_at \
-             from members m left join points_accounts a on a.member_id = m.id \
-             where m.scope = $1 and {} and m.last_active_at <= ${} order by m.id",
-            n + 1,
-            segment.condition,
-            n + 2
-        );
-        Ok(on_pool!(self.pool(), p => {
-            let q = sqlx::query_as::<_, Candidate>(&sql).bind(scope);
-            bind_all!(q, &segment.binds).bind(plan).bind(plan).bind(idle_before_ms).fetch_all(p).await?
-        }))
+    ) -> RowStream<'q, Candidate> {
+        on_pool!(self.pool(), p => {
+            let q = sqlx::query_as::<_, Candidate>(sql).bind(scope);
+            bind_all!(q, &segment.binds).bind(plan).bind(plan).bind(idle_before_ms)
+                .fetch(p).map_err(StoreError::from).boxed()
+        })
     }
 
     /// Per touch number: (touched, held out) counts with how many came back in the window.

@@ -1,9 +1,9 @@
 //! Tag rules stored in the database, and the set-wise queries of state rules: which members
 //! match a rule's condition and still lack (or still have) one of its tags.
 
-use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
+use super::stream::RowStream;
 use super::{bind_all, Store, StoreError};
 use crate::members::segment::{Bind, Compiled};
 use crate::on_pool;
@@ -120,10 +120,7 @@ impl Store {
     /// The user ids a [`CandidateQuery`] finds, read as they are consumed: a run over a million
     /// members never holds them all. The query runs once (its sub-selects computed once); on
     /// SQLite it reads one snapshot throughout.
-    pub fn rule_candidates<'q>(
-        &'q self,
-        query: &'q CandidateQuery,
-    ) -> BoxStream<'q, Result<String, StoreError>> {
+    pub fn rule_candidates<'q>(&'q self, query: &'q CandidateQuery) -> RowStream<'q, String> {
         on_pool!(self.pool(), p => {
             let q = sqlx::query_scalar::<_, String>(&query.sql);
             bind_all!(q, &query.binds).fetch(p).map_err(StoreError::from).boxed()

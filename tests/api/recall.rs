@@ -21,6 +21,7 @@ backend_tests!(
     sixty_days_of_recall_match_the_design,
     two_replicas_run_each_of_a_thousand_ticks_once,
     plans_are_managed_through_the_api,
+    a_run_in_small_batches_touches_each_due_member_once,
 );
 
 const TOKEN: &str = "ops-token-0123456789";
@@ -293,6 +294,64 @@ async fn sixty_days_of_recall_match_the_design(backend: Backend) {
             .expect("member");
         assert_eq!(account.balance, 0, "held out: no offer, no bonus");
     }
+}
+
+/// Candidates are read and written a batch at a time: batches of 3 over 10 due members give the
+/// same report as one batch, each member is touched once, and a re-run touches nobody.
+async fn a_run_in_small_batches_touches_each_due_member_once(backend: Backend) {
+    let fake = FakeWecom::start("127.0.0.1:0").await.expect("stand-in");
+    let base = fake.base_url();
+    let app = TestApp::spawn_with(backend, move |c| adjust(c, base)).await;
+    app.clock.set_ms(at(0, 8));
+    for i in 0..11 {
+        let text = if i == 5 { "退订" } else { "大家好" };
+        app.robot_say(&format!("m{i}"), Some("g1"), text, &format!("b{i}"))
+            .await;
+    }
+    let now = at(14, 10);
+    app.clock.set_ms(now);
+    yunying::app::maintenance(&app.app_state, now)
+        .await
+        .expect("maintenance");
+    let plans = &app.app_state.recall;
+    let plan = plans.get("lapsed").expect("plan");
+    let run = |dry_run: bool, batch: usize| {
+        let plan = Arc::clone(&plan);
+        async move {
+            yunying::recall::run_in_batches(&plans.ctx, &plan, now, dry_run, batch)
+                .await
+                .expect("run")
+        }
+    };
+    let whole = run(true, 1000).await;
+    let batched = run(true, 3).await;
+    assert_eq!(whole.eligible, 10, "m5 opted out: {whole:?}");
+    assert_eq!(
+        (batched.eligible, batched.touched, batched.held_out),
+        (whole.eligible, whole.touched, whole.held_out)
+    );
+    assert_eq!(batched.samples, whole.samples);
+    assert_eq!(batched.held_out_sample, whole.held_out_sample);
+
+    let done = run(false, 3).await;
+    assert_eq!(
+        (done.touched, done.held_out),
+        (whole.touched, whole.held_out)
+    );
+    let recall_keys = || async {
+        let rows = app.store.outbox_rows(None, 10_000).await.expect("rows");
+        rows.into_iter()
+            .filter(|r| r.idem_key.starts_with("recall:"))
+            .map(|r| r.idem_key)
+            .collect::<HashSet<_>>()
+    };
+    let sent = recall_keys().await;
+    assert_eq!(sent.len(), whole.touched, "{sent:?}");
+
+    // Again at the same time: everyone touched is cooling down; nothing new is queued.
+    let again = run(false, 3).await;
+    assert_eq!((again.eligible, again.waiting), (0, 10), "{again:?}");
+    assert_eq!(recall_keys().await, sent);
 }
 
 async fn two_replicas_run_each_of_a_thousand_ticks_once(backend: Backend) {
