@@ -1,8 +1,8 @@
-//! Recall selection at scale: a fresh database with N members of whom 10 % are lapsed (idle 35
-//! days), then one run of a recall plan: select the targets with the segment, render, and record
-//! every touch with its outbox row.
+//! Recall selection at scale: a fresh database with N members of whom one in EVERY (default 10)
+//! is lapsed (idle 35 days), then one run of a recall plan: select the targets with the segment,
+//! render, and record every touch with its outbox row.
 //!
-//! cargo bench --bench recall -- sqlite 1000000
+//! cargo bench --bench recall -- sqlite 1000000 [EVERY]
 //! cargo bench --bench recall -- postgres://postgres@127.0.0.1:5432/yunying_recall 1000000
 
 use std::sync::Arc;
@@ -29,6 +29,12 @@ async fn main() {
         .get(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    // Every how-many-th member is lapsed: 10 by default; 1 makes the whole community lapsed.
+    let every: i64 = args
+        .get(2)
+        .and_then(|v| v.parse().ok())
+        .filter(|e| *e >= 1)
+        .unwrap_or(10);
     let dir = tempfile::tempdir().expect("dir");
     let url = if target == "sqlite" {
         format!("sqlite://{}", dir.path().join("recall.db").display())
@@ -53,7 +59,7 @@ async fn main() {
             String::from("insert into member_stages (member_id, stage, since) values ");
         for id in next..=end {
             let sep = if id == next { "" } else { "," };
-            let lapsed = id % 10 == 0;
+            let lapsed = id % every == 0;
             let last = if lapsed { NOW - 35 * DAY } else { NOW - DAY };
             members += &format!(
                 "{sep}({id}, '{SCOPE}', 'u{id}', '成员{id}', {}, {last}, 20)",
@@ -87,9 +93,13 @@ async fn main() {
         config: Arc::new(config),
         outbox: None,
     };
+    let rss_before = memory("VmRSS");
+    // Linux: "5" resets the peak, so the peak below is the run's own.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     let started = Instant::now();
     let report = recall::run(&ctx, &plan, NOW, false).await.expect("run");
     let seconds = started.elapsed().as_secs_f64();
+    let peak = memory("VmHWM");
     let queued: i64 = store
         .outbox_counts()
         .await
@@ -101,4 +111,22 @@ async fn main() {
         "{target}: selected {} of {n} and recorded {} touches with {queued} outbox rows in {seconds:.2} s",
         report.eligible, report.touched
     );
+    println!("{target}: resident {rss_before} MiB before the run, peak {peak} MiB during it");
+}
+
+/// A `/proc/self/status` memory line in MiB (0 where there is none).
+fn memory(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0)
+        / 1024
 }
