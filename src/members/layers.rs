@@ -83,11 +83,9 @@ pub async fn recompute(
                 (input.stored.as_ref() != Some(&row)).then_some(row)
             })
             .collect();
-        for chunk in rows.chunks(500) {
+        if !rows.is_empty() {
             let mut tx = store.begin_write().await?;
-            for row in chunk {
-                crate::store::layers::upsert(&mut tx, row, now_ms).await?;
-            }
+            crate::store::layers::upsert_many(&mut tx, &rows, now_ms).await?;
             tx.commit().await?;
         }
         changed += rows.len();

@@ -145,11 +145,9 @@ async fn apply_stages(
     now_ms: i64,
 ) -> Result<usize, StoreError> {
     let changes = changes_of(inputs, config, now_ms);
-    for chunk in changes.chunks(500) {
+    if !changes.is_empty() {
         let mut tx = store.begin_write().await?;
-        for change in chunk {
-            db::apply(&mut tx, change).await?;
-        }
+        db::apply_many(&mut tx, &changes).await?;
         tx.commit().await?;
     }
     Ok(changes.len())

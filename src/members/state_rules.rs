@@ -9,7 +9,7 @@ use crate::members::local_day;
 use crate::members::segment::{to_sql, SegmentContext};
 use crate::store::rules::{Candidates, RuleCondition};
 use crate::store::stream::next_batch;
-use crate::store::tags::{self, TagChange};
+use crate::store::tags::{self, TagBatch};
 use crate::store::{Store, StoreError};
 
 /// Tag changes written per transaction.
@@ -70,24 +70,21 @@ pub async fn apply<'r>(
                 user,
             };
             let query = store.candidate_query(&query);
-            let mut users = Some(store.rule_candidates(&query));
-            while users.is_some() {
-                let batch = next_batch(&mut users, BATCH).await?;
+            let change = TagBatch {
+                scope,
+                tag,
+                source: "rule",
+                by: &by,
+                now_ms: ctx.now_ms,
+            };
+            let mut members = Some(store.rule_candidates(&query));
+            while members.is_some() {
+                let batch = next_batch(&mut members, BATCH).await?;
                 if batch.is_empty() {
                     continue;
                 }
                 let mut tx = store.begin_write().await?;
-                for user_id in &batch {
-                    let change = TagChange {
-                        scope,
-                        user_id,
-                        tag,
-                        source: "rule",
-                        by: &by,
-                        now_ms: ctx.now_ms,
-                    };
-                    changed += usize::from(tags::set(&mut tx, &change, add).await?);
-                }
+                changed += tags::set_many(&mut tx, &change, &batch, add).await?;
                 tx.commit().await?;
             }
         }

@@ -7,12 +7,14 @@
 //! at its last value, so it is dropped with the tag (by then the member is lapsed, which is what
 //! recall plans target).
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 
 use crate::config::Config;
 use crate::members::local_day;
-use crate::store::recall::{drop_risk, put_risk, ActiveSpan};
-use crate::store::tags::{self, TagChange};
+use crate::store::recall::{drop_risks, put_risks, ActiveSpan};
+use crate::store::tags::{self, TagBatch};
 use crate::store::windows::MemberWindows;
 use crate::store::{Store, StoreError};
 
@@ -71,13 +73,15 @@ pub fn update_of(span: &ActiveSpan, now_ms: i64, threshold: f64) -> Option<RiskU
 
 /// Stored risks in a window whose members are no longer measured (not among `measured`, both
 /// sorted by member id).
-fn unmeasured(stored: &[i64], measured: &[i64]) -> Vec<i64> {
+fn unmeasured<'a>(stored: &'a [(i64, String)], measured: &[i64]) -> Vec<&'a (i64, String)> {
     stored
         .iter()
-        .copied()
-        .filter(|id| measured.binary_search(id).is_err())
+        .filter(|(id, _)| measured.binary_search(id).is_err())
         .collect()
 }
+
+/// The tag changes of one window, as member ids per (scope, add or remove).
+type TagChanges<'a> = BTreeMap<(&'a str, bool), Vec<i64>>;
 
 /// Recomputes every member's risk and the warning tag, `window` members at a time, writing only
 /// what changed, and drops the risk and tag of members no longer measured; returns how many
@@ -99,48 +103,43 @@ pub async fn recompute(
             .await?;
         let mut measured: Vec<i64> = spans.iter().map(|s| s.member_id).collect();
         measured.sort_unstable();
-        let stale = unmeasured(&store.risk_rows_in(ids).await?, &measured);
-        if !stale.is_empty() {
-            let mut tx = store.begin_write().await?;
-            for member in stale {
-                let Some((scope, user_id)) = drop_risk(&mut tx, member).await? else {
-                    continue;
-                };
-                let change = TagChange {
-                    scope: &scope,
-                    user_id: &user_id,
-                    tag: &r.risk_tag,
-                    source: "rule",
-                    by: "rule:churn_risk",
-                    now_ms,
-                };
-                changed += usize::from(tags::remove(&mut tx, &change).await?);
-            }
-            tx.commit().await?;
+        let stored = store.risk_rows_in(ids).await?;
+        let stale = unmeasured(&stored, &measured);
+        let mut risks = Vec::new();
+        let mut tag_changes = TagChanges::new();
+        for (id, scope) in &stale {
+            tag_changes.entry((scope, false)).or_default().push(*id);
         }
-        let updates: Vec<(ActiveSpan, RiskUpdate)> = spans
-            .into_iter()
-            .filter_map(|span| update_of(&span, now_ms, r.risk_threshold).map(|u| (span, u)))
-            .collect();
-        for chunk in updates.chunks(1000) {
-            let mut tx = store.begin_write().await?;
-            for (span, update) in chunk {
-                if let Some((risk, gap)) = update.store {
-                    put_risk(&mut tx, span.member_id, risk, gap, now_ms).await?;
-                }
-                let Some(add) = update.tag else { continue };
-                let change = TagChange {
-                    scope: &span.scope,
-                    user_id: &span.platform_user_id,
-                    tag: &r.risk_tag,
-                    source: "rule",
-                    by: "rule:churn_risk",
-                    now_ms,
-                };
-                changed += usize::from(tags::set(&mut tx, &change, add).await?);
+        for span in &spans {
+            let Some(update) = update_of(span, now_ms, r.risk_threshold) else {
+                continue;
+            };
+            if let Some((risk, gap)) = update.store {
+                risks.push((span.member_id, risk, gap));
             }
-            tx.commit().await?;
+            if let Some(add) = update.tag {
+                let key = (span.scope.as_str(), add);
+                tag_changes.entry(key).or_default().push(span.member_id);
+            }
         }
+        if stale.is_empty() && risks.is_empty() && tag_changes.is_empty() {
+            continue;
+        }
+        let mut tx = store.begin_write().await?;
+        let stale: Vec<i64> = stale.iter().map(|(id, _)| *id).collect();
+        drop_risks(&mut tx, &stale).await?;
+        put_risks(&mut tx, &risks, now_ms).await?;
+        for ((scope, add), members) in &tag_changes {
+            let change = TagBatch {
+                scope,
+                tag: &r.risk_tag,
+                source: "rule",
+                by: "rule:churn_risk",
+                now_ms,
+            };
+            changed += tags::set_many(&mut tx, &change, members, *add).await?;
+        }
+        tx.commit().await?;
     }
     Ok(changed)
 }
@@ -205,9 +204,11 @@ mod tests {
 
     #[test]
     fn stored_risks_of_unmeasured_members_are_found() {
-        assert_eq!(unmeasured(&[2, 5, 7, 9], &[1, 5, 9]), vec![2, 7]);
+        let stored: Vec<(i64, String)> = [2, 5, 7, 9].map(|id| (id, "s".to_owned())).into();
+        let ids = |found: Vec<&(i64, String)>| found.iter().map(|(id, _)| *id).collect::<Vec<_>>();
+        assert_eq!(ids(unmeasured(&stored, &[1, 5, 9])), [2, 7]);
         assert!(unmeasured(&[], &[1, 2]).is_empty());
-        assert_eq!(unmeasured(&[3], &[]), vec![3]);
+        assert_eq!(ids(unmeasured(&stored[..1], &[])), [2]);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Value-layer storage: inputs for the RFM score, the computed layers and their distribution.
 
+use sqlx::QueryBuilder;
+
 use super::{Store, StoreError, Tx};
 use crate::members::layers::RfmFacts;
 use crate::{on_pool, on_tx};
@@ -11,8 +13,7 @@ const INPUTS: &str = "select m.id, m.last_active_at, \
      cast(l.monetary as bigint), l.layer \
      from members m left join points_accounts a on a.member_id = m.id \
      left join member_layers l on l.member_id = m.id where m.id > $3 and m.id <= $4";
-const UPSERT: &str = "insert into member_layers (member_id, recency, frequency, monetary, score, layer, computed_at) \
-     values ($1, $2, $3, $4, $5, $6, $7) on conflict (member_id) do update set recency = excluded.recency, \
+const UPSERT_TAIL: &str = " on conflict (member_id) do update set recency = excluded.recency, \
      frequency = excluded.frequency, monetary = excluded.monetary, score = excluded.score, layer = excluded.layer, \
      computed_at = excluded.computed_at";
 const DISTRIBUTION: &str = "select l.layer, cast(count(*) as bigint) from member_layers l \
@@ -96,11 +97,24 @@ impl Store {
     }
 }
 
-pub async fn upsert(tx: &mut Tx, row: &LayerRow, now_ms: i64) -> Result<(), StoreError> {
-    let score = row.recency + row.frequency + row.monetary;
-    on_tx!(tx, c => {
-        sqlx::query(UPSERT).bind(row.member_id).bind(row.recency).bind(row.frequency).bind(row.monetary)
-            .bind(score).bind(&row.layer).bind(now_ms).execute(&mut **c).await?;
-    });
+/// Rows per multi-row layer statement (seven parameters each).
+const MANY: usize = 500;
+
+/// Stores each row's layer, one statement per 500 rows.
+pub async fn upsert_many(tx: &mut Tx, rows: &[LayerRow], now_ms: i64) -> Result<(), StoreError> {
+    for chunk in rows.chunks(MANY) {
+        on_tx!(tx, c => {
+            let mut qb = QueryBuilder::new(
+                "insert into member_layers (member_id, recency, frequency, monetary, score, layer, computed_at) ",
+            );
+            qb.push_values(chunk, |mut b, row| {
+                b.push_bind(row.member_id).push_bind(row.recency).push_bind(row.frequency)
+                    .push_bind(row.monetary).push_bind(row.recency + row.frequency + row.monetary)
+                    .push_bind(&row.layer).push_bind(now_ms);
+            });
+            qb.push(UPSERT_TAIL);
+            qb.build().execute(&mut **c).await?;
+        });
+    }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! Lifecycle storage: current stage per member and the history of changes.
 
+use sqlx::QueryBuilder;
+
 use super::{Store, StoreError, Tx};
 use crate::members::lifecycle::{Stage, StageFacts};
 use crate::{on_pool, on_tx};
@@ -14,6 +16,8 @@ const INPUTS: &str = "select m.id, m.first_seen_at, m.last_active_at, \
      from members m left join member_stages s on s.member_id = m.id";
 const SET: &str = "insert into member_stages (member_id, stage, since) values ($1, $2, $3) \
      on conflict (member_id) do update set stage = excluded.stage, since = excluded.since";
+const SET_TAIL: &str =
+    " on conflict (member_id) do update set stage = excluded.stage, since = excluded.since";
 const LOG: &str =
     "insert into member_stage_history (member_id, from_stage, to_stage, at) values ($1, $2, $3, $4)";
 const HISTORY: &str = "select h.from_stage, h.to_stage, h.at from member_stage_history h \
@@ -98,6 +102,29 @@ fn facts_of(rows: Vec<InputRow>) -> Vec<(i64, StageFacts)> {
             },
         )
         .collect()
+}
+
+/// Rows per multi-row stage statement.
+const MANY: usize = 500;
+
+/// [`apply`] for many members, two statements per 500 (the periodic job).
+pub async fn apply_many(tx: &mut Tx, changes: &[StageChange]) -> Result<(), StoreError> {
+    for chunk in changes.chunks(MANY) {
+        on_tx!(tx, conn => {
+            let mut qb = QueryBuilder::new("insert into member_stages (member_id, stage, since) ");
+            qb.push_values(chunk, |mut row, c| {
+                row.push_bind(c.member_id).push_bind(c.to).push_bind(c.at);
+            });
+            qb.push(SET_TAIL);
+            qb.build().execute(&mut **conn).await?;
+            let mut qb = QueryBuilder::new("insert into member_stage_history (member_id, from_stage, to_stage, at) ");
+            qb.push_values(chunk, |mut row, c| {
+                row.push_bind(c.member_id).push_bind(c.from).push_bind(c.to).push_bind(c.at);
+            });
+            qb.build().execute(&mut **conn).await?;
+        });
+    }
+    Ok(())
 }
 
 /// Sets the member's stage and logs the change.

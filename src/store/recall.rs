@@ -2,6 +2,7 @@
 //! recorded once per (plan, member, cycle, touch), results per touch, and bonus settlement.
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
+use sqlx::QueryBuilder;
 
 use super::stream::RowStream;
 use super::{bind_all, Store, StoreError, Tx};
@@ -146,13 +147,11 @@ const ACTIVE_DAYS: &str = "select g.member_id, m.scope, m.platform_user_id, m.la
        from member_daily_activity d where d.member_id > $3 and d.member_id <= $4 and d.day >= $1 \
        and d.message_count > 0 group by d.member_id having count(*) >= $2) g \
      join members m on m.id = g.member_id left join member_risk r on r.member_id = g.member_id";
-const PUT_RISK: &str = "insert into member_risk (member_id, risk, usual_gap_days, computed_at) values ($1, $2, $3, $4) \
-     on conflict (member_id) do update set risk = excluded.risk, usual_gap_days = excluded.usual_gap_days, \
-     computed_at = excluded.computed_at";
+const PUT_RISKS_TAIL: &str = " on conflict (member_id) do update set risk = excluded.risk, \
+     usual_gap_days = excluded.usual_gap_days, computed_at = excluded.computed_at";
 const RISK_ROWS: &str =
-    "select member_id from member_risk where member_id > $1 and member_id <= $2 order by member_id";
-const DROP_RISK: &str = "delete from member_risk where member_id = $1";
-const MEMBER_KEY: &str = "select scope, platform_user_id from members where id = $1";
+    "select r.member_id, m.scope from member_risk r join members m on m.id = r.member_id \
+     where r.member_id > $1 and r.member_id <= $2 order by r.member_id";
 const AT_RISK: &str = "select m.platform_user_id, m.display_name, r.risk, m.last_active_at from member_risk r \
      join members m on m.id = r.member_id where m.scope = $1 and r.risk >= $2 order by r.risk desc, m.id limit $3";
 
@@ -172,36 +171,52 @@ pub struct ActiveSpan {
     pub tagged: i64,
 }
 
-pub async fn put_risk(
+/// Rows per multi-row risk statement.
+const RISKS: usize = 1000;
+
+/// Stores (member id, risk, usual gap) for each member, a thousand per statement.
+pub async fn put_risks(
     tx: &mut Tx,
-    member_id: i64,
-    risk: f64,
-    usual_gap_days: f64,
+    rows: &[(i64, f64, f64)],
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    on_tx!(tx, c => { sqlx::query(PUT_RISK).bind(member_id).bind(risk).bind(usual_gap_days).bind(now_ms).execute(&mut **c).await?; });
+    for chunk in rows.chunks(RISKS) {
+        on_tx!(tx, c => {
+            let mut qb = QueryBuilder::new("insert into member_risk (member_id, risk, usual_gap_days, computed_at) ");
+            qb.push_values(chunk, |mut row, (member, risk, gap)| {
+                row.push_bind(*member).push_bind(*risk).push_bind(*gap).push_bind(now_ms);
+            });
+            qb.push(PUT_RISKS_TAIL);
+            qb.build().execute(&mut **c).await?;
+        });
+    }
     Ok(())
 }
 
-/// Forgets a member's stored risk; returns the member's (scope, user id) when there was one.
-pub async fn drop_risk(
-    tx: &mut Tx,
-    member_id: i64,
-) -> Result<Option<(String, String)>, StoreError> {
-    let dropped = on_tx!(tx, c => sqlx::query(DROP_RISK).bind(member_id).execute(&mut **c).await?.rows_affected());
-    if dropped == 0 {
-        return Ok(None);
+/// Forgets the stored risk of each of `members`.
+pub async fn drop_risks(tx: &mut Tx, members: &[i64]) -> Result<(), StoreError> {
+    for chunk in members.chunks(RISKS) {
+        on_tx!(tx, c => {
+            let mut qb = QueryBuilder::new("delete from member_risk where member_id in (");
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            qb.build().execute(&mut **c).await?;
+        });
     }
-    Ok(
-        on_tx!(tx, c => sqlx::query_as::<_, (String, String)>(MEMBER_KEY).bind(member_id).fetch_optional(&mut **c).await?),
-    )
+    Ok(())
 }
 
 impl Store {
-    /// Members with ids in `(after, last]` that have a stored risk.
-    pub async fn risk_rows_in(&self, (after, last): (i64, i64)) -> Result<Vec<i64>, StoreError> {
+    /// Members with ids in `(after, last]` that have a stored risk: (member id, scope), by id.
+    pub async fn risk_rows_in(
+        &self,
+        (after, last): (i64, i64),
+    ) -> Result<Vec<(i64, String)>, StoreError> {
         Ok(
-            on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(RISK_ROWS).bind(after).bind(last).fetch_all(p).await?),
+            on_pool!(self.pool(), p => sqlx::query_as::<_, (i64, String)>(RISK_ROWS).bind(after).bind(last).fetch_all(p).await?),
         )
     }
 

@@ -106,7 +106,7 @@ impl Store {
             Bind::Text(query.tag.to_owned()),
         ]);
         let mut sql = format!(
-            "select m.platform_user_id from members m{join} \
+            "select m.id from members m{join} \
              where m.scope = $1 and {cond} and m.id {negate}in (select mt.member_id from member_tags mt \
              join tags t on t.id = mt.tag_id where t.scope = ${tag_scope} and t.name = ${tag_name})"
         );
@@ -117,12 +117,12 @@ impl Store {
         CandidateQuery { sql, binds }
     }
 
-    /// The user ids a [`CandidateQuery`] finds, read as they are consumed: a run over a million
+    /// The member ids a [`CandidateQuery`] finds, read as they are consumed: a run over a million
     /// members never holds them all. The query runs once (its sub-selects computed once); on
     /// SQLite it reads one snapshot throughout.
-    pub fn rule_candidates<'q>(&'q self, query: &'q CandidateQuery) -> RowStream<'q, String> {
+    pub fn rule_candidates<'q>(&'q self, query: &'q CandidateQuery) -> RowStream<'q, i64> {
         on_pool!(self.pool(), p => {
-            let q = sqlx::query_scalar::<_, String>(&query.sql);
+            let q = sqlx::query_scalar::<_, i64>(&query.sql);
             bind_all!(q, &query.binds).fetch(p).map_err(StoreError::from).boxed()
         })
     }

@@ -1,6 +1,8 @@
 //! Member tags: tags per scope, member–tag links with who set them, and a log of every change.
 
 use super::points::MEMBER_ID;
+use sqlx::QueryBuilder;
+
 use super::{Store, StoreError, Tx};
 use crate::{on_pool, on_tx};
 
@@ -78,6 +80,77 @@ pub async fn remove(tx: &mut Tx, c: &TagChange<'_>) -> Result<bool, StoreError> 
         log(tx, member, tag, "remove", c).await?;
     }
     Ok(removed)
+}
+
+/// One tag change for many members of one scope at once (the periodic job's rules).
+#[derive(Debug, Clone, Copy)]
+pub struct TagBatch<'a> {
+    pub scope: &'a str,
+    pub tag: &'a str,
+    /// manual, rule, channel or platform.
+    pub source: &'a str,
+    pub by: &'a str,
+    pub now_ms: i64,
+}
+
+/// Rows per multi-row statement (six parameters at most: 3,000, well under either limit).
+const MANY: usize = 500;
+
+/// Gives the tag to (`present`) or takes it from each of `members` (ids of members of the
+/// batch's scope), a few statements per 500 members instead of five per member; every real
+/// change is logged as by [`add`] and [`remove`]. Returns how many members' tags changed.
+pub async fn set_many(
+    tx: &mut Tx,
+    b: &TagBatch<'_>,
+    members: &[i64],
+    present: bool,
+) -> Result<usize, StoreError> {
+    if members.is_empty() {
+        return Ok(0);
+    }
+    if present {
+        on_tx!(tx, conn => {
+            sqlx::query(ENSURE_TAG).bind(b.scope).bind(b.tag).bind(b.source).bind(b.now_ms).execute(&mut **conn).await?;
+        });
+    }
+    let tag = on_tx!(tx, conn => sqlx::query_scalar::<_, i64>(TAG_ID).bind(b.scope).bind(b.tag).fetch_optional(&mut **conn).await?);
+    let Some(tag) = tag else { return Ok(0) };
+    let action = if present { "add" } else { "remove" };
+    let mut changed = 0;
+    for chunk in members.chunks(MANY) {
+        let ids: Vec<i64> = on_tx!(tx, conn => {
+            let mut qb = QueryBuilder::new("");
+            if present {
+                qb.push("insert into member_tags (member_id, tag_id, source, set_by, set_at) ");
+                qb.push_values(chunk, |mut row, id| {
+                    row.push_bind(*id).push_bind(tag).push_bind(b.source).push_bind(b.by).push_bind(b.now_ms);
+                });
+                qb.push(" on conflict (member_id, tag_id) do nothing returning member_id");
+            } else {
+                qb.push("delete from member_tags where tag_id = ");
+                qb.push_bind(tag);
+                qb.push(" and member_id in (");
+                let mut list = qb.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                qb.push(") returning member_id");
+            }
+            qb.build_query_scalar::<i64>().fetch_all(&mut **conn).await?
+        });
+        if ids.is_empty() {
+            continue;
+        }
+        on_tx!(tx, conn => {
+            let mut qb = QueryBuilder::new("insert into member_tag_log (member_id, tag_id, action, source, set_by, at) ");
+            qb.push_values(&ids, |mut row, id| {
+                row.push_bind(*id).push_bind(tag).push_bind(action).push_bind(b.source).push_bind(b.by).push_bind(b.now_ms);
+            });
+            qb.build().execute(&mut **conn).await?;
+        });
+        changed += ids.len();
+    }
+    Ok(changed)
 }
 
 /// [`add`] when `present`, else [`remove`]; `true` when the member's tags changed.

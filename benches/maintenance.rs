@@ -1,0 +1,183 @@
+//! The periodic maintenance over a large community: a fresh database with N members, each active
+//! on a few of the last 60 days, and one segment state rule; then the job twice at the same time.
+//! The first run finds everything new (stages, value layers, churn risk, rule tags); the second
+//! finds nothing to change. Prints the time of each part and the run's own peak memory.
+//!
+//! cargo bench --bench maintenance -- sqlite 1000000
+//! cargo bench --bench maintenance -- postgres://postgres@127.0.0.1:5432/yunying_maint 1000000
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use yunying::app::App;
+use yunying::clock::{Clock as _, SystemClock};
+use yunying::config::{Config, Secret, TagRuleConfig};
+use yunying::on_pool;
+use yunying::store::windows::MEMBER_WINDOW;
+
+const SCOPE: &str = "wwdemo0000000001";
+const DAY: i64 = 86_400_000;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let target = args.first().map_or("sqlite", String::as_str).to_owned();
+    let n: i64 = args
+        .get(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().expect("dir");
+    let url = if target == "sqlite" {
+        format!("sqlite://{}", dir.path().join("maintenance.db").display())
+    } else {
+        target.clone()
+    };
+    let mut config = Config::example().expect("config");
+    config.database.url = Secret::new(&url);
+    config.server.listen = "127.0.0.1:0".into();
+    config.scheduler.enabled = false;
+    config.tag_rules.push(TagRuleConfig {
+        id: "quiet".into(),
+        when: "segment".into(),
+        pattern: "last_active >= 5d".into(),
+        add: vec!["五天未发言".into()],
+        remove: vec![],
+    });
+    let now = SystemClock.now_ms();
+    let app = App::build(config, Arc::new(SystemClock))
+        .await
+        .expect("app");
+    let state = app.state().clone();
+    let started = Instant::now();
+    load(
+        &state.store,
+        n,
+        now,
+        state.config.timezone(),
+        target != "sqlite",
+    )
+    .await;
+    println!(
+        "{target}: {n} members loaded in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for run in ["first run (all new)", "second run (no change)"] {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let before = memory("VmRSS");
+        let mut parts = Vec::new();
+        let started = Instant::now();
+        let t = Instant::now();
+        let stages = yunying::members::lifecycle::recompute(
+            &state.store,
+            &state.config.lifecycle,
+            now,
+            MEMBER_WINDOW,
+        )
+        .await
+        .expect("stages");
+        parts.push(format!(
+            "stages {stages} in {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
+        let t = Instant::now();
+        let tz = state.config.timezone();
+        let days = (
+            yunying::members::local_day(tz, now / 1000 - 29 * 86_400),
+            yunying::members::local_day(tz, now / 1000),
+        );
+        let layers = yunying::members::layers::recompute(
+            &state.store,
+            &state.config.value_layers,
+            now,
+            days,
+            MEMBER_WINDOW,
+        )
+        .await
+        .expect("layers");
+        parts.push(format!(
+            "layers {layers} in {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
+        let t = Instant::now();
+        let risk =
+            yunying::recall::risk::recompute(&state.store, &state.config, now, MEMBER_WINDOW)
+                .await
+                .expect("risk");
+        parts.push(format!(
+            "risk tags {risk} in {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
+        let t = Instant::now();
+        let rules = yunying::app::apply_state_rules(&state, now)
+            .await
+            .expect("rules");
+        parts.push(format!(
+            "rule tags {rules} in {:.1} s",
+            t.elapsed().as_secs_f64()
+        ));
+        println!(
+            "{target}: {run}: {:.1} s — {}; resident {before} MiB before, peak {} MiB",
+            started.elapsed().as_secs_f64(),
+            parts.join(", "),
+            memory("VmHWM")
+        );
+    }
+}
+
+/// Members `u1..=uN`; member i was last active `i % 60` days ago and active on up to four days
+/// before that, three days apart (a quarter of them once only).
+async fn load(store: &yunying::store::Store, n: i64, now: i64, tz: chrono_tz::Tz, postgres: bool) {
+    let pool = store.pool();
+    let day_of = |ms: i64| yunying::members::local_day(tz, ms / 1000);
+    let chunk = 2_000;
+    let mut next = 1i64;
+    while next <= n {
+        let end = (next + chunk - 1).min(n);
+        let mut members = format!(
+            "insert into members (id, scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) {}values ",
+            if postgres { "overriding system value " } else { "" }
+        );
+        let mut activity = String::from(
+            "insert into member_daily_activity (day, member_id, message_count, event_count) values ",
+        );
+        for id in next..=end {
+            let sep = if id == next { "" } else { "," };
+            let last = now - (id % 60) * DAY;
+            let visits = if id % 4 == 0 { 1 } else { 4 };
+            let first = last - (visits - 1) * 3 * DAY;
+            members += &format!(
+                "{sep}({id}, '{SCOPE}', 'u{id}', '成员{id}', {first}, {last}, {})",
+                visits * 2
+            );
+            for v in 0..visits {
+                let sep = if id == next && v == 0 { "" } else { "," };
+                activity += &format!("{sep}({}, {id}, 2, 0)", day_of(last - v * 3 * DAY));
+            }
+        }
+        on_pool!(pool, p => {
+            sqlx::query(&members).execute(p).await.expect("members");
+            sqlx::query(&activity).execute(p).await.expect("activity");
+        });
+        next = end + 1;
+    }
+}
+
+/// A `/proc/self/status` memory line in MiB (0 where there is none).
+fn memory(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(key)?
+                .trim_start_matches(':')
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0)
+        / 1024
+}
