@@ -197,7 +197,12 @@ impl Store {
                 turn,
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let connect = PgConnectOptions::from_str(url)?;
+            let mut connect = PgConnectOptions::from_str(url)?;
+            // Our statements are short and many: JIT compiling one cost 85 ms where running it
+            // took 4 (a 2,000-member window of the periodic job). A URL that sets jit keeps it.
+            if !url.contains("jit") {
+                connect = connect.options([("jit", "off")]);
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
