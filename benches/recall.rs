@@ -70,9 +70,11 @@ async fn main() {
                 if lapsed { "lapsed" } else { "active" }
             );
         }
+        // Not kept as prepared statements: each is unique, and a cache of big ones would
+        // swell the resident memory the runs below report.
         on_pool!(pool, p => {
-            sqlx::query(&members).execute(p).await.expect("members");
-            sqlx::query(&stages).execute(p).await.expect("stages");
+            sqlx::query(&members).persistent(false).execute(p).await.expect("members");
+            sqlx::query(&stages).persistent(false).execute(p).await.expect("stages");
         });
         next = end + 1;
     }

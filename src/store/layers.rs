@@ -58,7 +58,7 @@ impl Store {
         (after, last): (i64, i64),
     ) -> Result<Vec<LayerInput>, StoreError> {
         let rows: Vec<InputRow> = on_pool!(self.pool(), p => sqlx::query_as(INPUTS)
-            .bind(from).bind(to).bind(after).bind(last).fetch_all(p).await?);
+            .bind(from).bind(to).bind(after).bind(last).persistent(false).fetch_all(p).await?);
         Ok(rows
             .into_iter()
             .map(

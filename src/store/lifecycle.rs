@@ -52,7 +52,7 @@ impl Store {
     ) -> Result<Vec<(i64, StageFacts)>, StoreError> {
         let sql = format!("{INPUTS} where m.id > $1 and m.id <= $2");
         let rows: Vec<InputRow> = on_pool!(self.pool(), p => sqlx::query_as::<_, InputRow>(&sql)
-            .bind(after).bind(last).fetch_all(p).await?);
+            .bind(after).bind(last).persistent(false).fetch_all(p).await?);
         Ok(facts_of(rows))
     }
 

@@ -216,7 +216,8 @@ impl Store {
         (after, last): (i64, i64),
     ) -> Result<Vec<(i64, String)>, StoreError> {
         Ok(
-            on_pool!(self.pool(), p => sqlx::query_as::<_, (i64, String)>(RISK_ROWS).bind(after).bind(last).fetch_all(p).await?),
+            on_pool!(self.pool(), p => sqlx::query_as::<_, (i64, String)>(RISK_ROWS).bind(after).bind(last)
+                .persistent(false).fetch_all(p).await?),
         )
     }
 
@@ -231,7 +232,8 @@ impl Store {
     ) -> Result<Vec<ActiveSpan>, StoreError> {
         Ok(
             on_pool!(self.pool(), p => sqlx::query_as::<_, ActiveSpan>(ACTIVE_DAYS)
-                .bind(since_day).bind(min_days).bind(after).bind(last).bind(risk_tag).fetch_all(p).await?),
+                .bind(since_day).bind(min_days).bind(after).bind(last).bind(risk_tag)
+                .persistent(false).fetch_all(p).await?),
         )
     }
 
