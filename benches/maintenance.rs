@@ -18,23 +18,12 @@ use yunying::store::windows::MEMBER_WINDOW;
 const SCOPE: &str = "wwdemo0000000001";
 const DAY: i64 = 86_400_000;
 
+mod common;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let target = args.first().map_or("sqlite", String::as_str).to_owned();
-    let n: i64 = args
-        .get(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().expect("dir");
-    let url = if target == "sqlite" {
-        format!("sqlite://{}", dir.path().join("maintenance.db").display())
-    } else {
-        target.clone()
-    };
+    let db = common::database_from_args("maintenance.db");
+    let (target, n, url) = (db.target.clone(), db.members, db.url.clone());
     let mut config = Config::example().expect("config");
     config.database.url = Secret::new(&url);
     config.server.listen = "127.0.0.1:0".into();
@@ -70,8 +59,8 @@ async fn main() {
         "third run (no change)",
     ];
     for run in runs {
-        let _ = std::fs::write("/proc/self/clear_refs", "5");
-        let before = memory("VmRSS");
+        common::reset_peak_memory();
+        let before = common::memory("VmRSS");
         let mut parts = Vec::new();
         let started = Instant::now();
         let t = Instant::now();
@@ -83,10 +72,7 @@ async fn main() {
         )
         .await
         .expect("stages");
-        parts.push(format!(
-            "stages {stages} in {:.1} s",
-            t.elapsed().as_secs_f64()
-        ));
+        parts.push(part("stages", stages, t));
         let t = Instant::now();
         let tz = state.config.timezone();
         let days = (
@@ -102,34 +88,30 @@ async fn main() {
         )
         .await
         .expect("layers");
-        parts.push(format!(
-            "layers {layers} in {:.1} s",
-            t.elapsed().as_secs_f64()
-        ));
+        parts.push(part("layers", layers, t));
         let t = Instant::now();
         let risk =
             yunying::recall::risk::recompute(&state.store, &state.config, now, MEMBER_WINDOW)
                 .await
                 .expect("risk");
-        parts.push(format!(
-            "risk tags {risk} in {:.1} s",
-            t.elapsed().as_secs_f64()
-        ));
+        parts.push(part("risk tags", risk, t));
         let t = Instant::now();
         let rules = yunying::app::apply_state_rules(&state, now)
             .await
             .expect("rules");
-        parts.push(format!(
-            "rule tags {rules} in {:.1} s",
-            t.elapsed().as_secs_f64()
-        ));
+        parts.push(part("rule tags", rules, t));
         println!(
             "{target}: {run}: {:.1} s — {}; resident {before} MiB before, peak {} MiB",
             started.elapsed().as_secs_f64(),
             parts.join(", "),
-            memory("VmHWM")
+            common::memory("VmHWM")
         );
     }
+}
+
+/// "what count in seconds" for one part of a run.
+fn part(what: &str, count: usize, since: Instant) -> String {
+    format!("{what} {count} in {:.1} s", since.elapsed().as_secs_f64())
 }
 
 /// Members `u1..=uN`; member i was last active `i % 60` days ago and active on up to four days
@@ -170,21 +152,4 @@ async fn load(store: &yunying::store::Store, n: i64, now: i64, tz: chrono_tz::Tz
         });
         next = end + 1;
     }
-}
-
-/// A `/proc/self/status` memory line in MiB (0 where there is none).
-fn memory(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)?
-                .trim_start_matches(':')
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap_or(0)
-        / 1024
 }

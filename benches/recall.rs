@@ -18,29 +18,19 @@ const SCOPE: &str = "wwdemo0000000001";
 const NOW: i64 = 1_767_600_000_000; // a weekday, 16:00 in Shanghai
 const DAY: i64 = 86_400_000;
 
+mod common;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let target = args.first().map_or("sqlite", String::as_str).to_owned();
-    let n: i64 = args
-        .get(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let db = common::database_from_args("recall.db");
+    let (target, n, url) = (db.target.clone(), db.members, db.url.clone());
     // Every how-many-th member is lapsed: 10 by default; 1 makes the whole community lapsed.
-    let every: i64 = args
-        .get(2)
+    let every: i64 = db
+        .rest
+        .first()
         .and_then(|v| v.parse().ok())
         .filter(|e| *e >= 1)
         .unwrap_or(10);
-    let dir = tempfile::tempdir().expect("dir");
-    let url = if target == "sqlite" {
-        format!("sqlite://{}", dir.path().join("recall.db").display())
-    } else {
-        target.clone()
-    };
     let store = Store::connect(&url, &StoreOptions::default())
         .await
         .expect("connect");
@@ -95,13 +85,12 @@ async fn main() {
         config: Arc::new(config),
         outbox: None,
     };
-    let rss_before = memory("VmRSS");
-    // Linux: "5" resets the peak, so the peak below is the run's own.
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss_before = common::memory("VmRSS");
+    common::reset_peak_memory(); // so the peak below is the run's own
     let started = Instant::now();
     let report = recall::run(&ctx, &plan, NOW, false).await.expect("run");
     let seconds = started.elapsed().as_secs_f64();
-    let peak = memory("VmHWM");
+    let peak = common::memory("VmHWM");
     let queued: i64 = store
         .outbox_counts()
         .await
@@ -114,21 +103,4 @@ async fn main() {
         report.eligible, report.touched
     );
     println!("{target}: resident {rss_before} MiB before the run, peak {peak} MiB during it");
-}
-
-/// A `/proc/self/status` memory line in MiB (0 where there is none).
-fn memory(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(key)?
-                .trim_start_matches(':')
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .unwrap_or(0)
-        / 1024
 }

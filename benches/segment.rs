@@ -17,23 +17,12 @@ const SCOPE: &str = "wwbench";
 const NOW: i64 = 1_717_200_000_000;
 const DAY: i64 = 86_400_000;
 
+mod common;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let target = args.first().map_or("sqlite", String::as_str).to_owned();
-    let n: i64 = args
-        .get(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().expect("dir");
-    let url = if target == "sqlite" {
-        format!("sqlite://{}", dir.path().join("seg.db").display())
-    } else {
-        target.clone()
-    };
+    let db = common::database_from_args("seg.db");
+    let (target, n, url) = (db.target.clone(), db.members, db.url.clone());
     let store = Store::connect(&url, &StoreOptions::default())
         .await
         .expect("connect");

@@ -153,7 +153,6 @@ mod tests {
         ActiveSpan {
             member_id: 1,
             scope: "s".into(),
-            platform_user_id: "u".into(),
             last_active_at: 1_762_732_800_000,
             days: 4,
             first_day: 20261101,

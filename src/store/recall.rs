@@ -139,7 +139,7 @@ impl Store {
     }
 }
 
-const ACTIVE_DAYS: &str = "select g.member_id, m.scope, m.platform_user_id, m.last_active_at, g.days, \
+const ACTIVE_DAYS: &str = "select g.member_id, m.scope, m.last_active_at, g.days, \
      g.first_day, g.last_day, r.risk, r.usual_gap_days, cast(case when exists (select 1 from member_tags mt \
        join tags t on t.id = mt.tag_id where mt.member_id = m.id and t.scope = m.scope and t.name = $5) \
        then 1 else 0 end as bigint) as tagged \
@@ -161,7 +161,6 @@ const AT_RISK: &str = "select m.platform_user_id, m.display_name, r.risk, m.last
 pub struct ActiveSpan {
     pub member_id: i64,
     pub scope: String,
-    pub platform_user_id: String,
     pub last_active_at: i64,
     pub days: i64,
     pub first_day: i32,

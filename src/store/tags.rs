@@ -1,8 +1,8 @@
 //! Member tags: tags per scope, member–tag links with who set them, and a log of every change.
 
-use super::points::MEMBER_ID;
 use sqlx::QueryBuilder;
 
+use super::points::MEMBER_ID;
 use super::{Store, StoreError, Tx};
 use crate::{on_pool, on_tx};
 
@@ -10,10 +10,6 @@ const ENSURE_TAG: &str =
     "insert into tags (scope, name, source, created_at) values ($1, $2, $3, $4) \
      on conflict (scope, name) do nothing";
 const TAG_ID: &str = "select id from tags where scope = $1 and name = $2";
-const LINK: &str = "insert into member_tags (member_id, tag_id, source, set_by, set_at) values ($1, $2, $3, $4, $5) \
-     on conflict (member_id, tag_id) do nothing";
-const UNLINK: &str = "delete from member_tags where member_id = $1 and tag_id = $2";
-const LOG: &str = "insert into member_tag_log (member_id, tag_id, action, source, set_by, at) values ($1, $2, $3, $4, $5, $6)";
 const TAGS_OF: &str = "select t.name from member_tags mt join tags t on t.id = mt.tag_id \
      join members m on m.id = mt.member_id where m.scope = $1 and m.platform_user_id = $2 order by t.name";
 
@@ -35,18 +31,17 @@ async fn member_id(tx: &mut Tx, scope: &str, user_id: &str) -> Result<Option<i64
     )
 }
 
-async fn log(
-    tx: &mut Tx,
-    member: i64,
-    tag: i64,
-    action: &str,
-    c: &TagChange<'_>,
-) -> Result<(), StoreError> {
-    on_tx!(tx, conn => {
-        sqlx::query(LOG).bind(member).bind(tag).bind(action).bind(c.source).bind(c.by).bind(c.now_ms)
-            .execute(&mut **conn).await?;
-    });
-    Ok(())
+impl<'a> TagChange<'a> {
+    /// The same change, for any members of the scope.
+    fn batch(&self) -> TagBatch<'a> {
+        TagBatch {
+            scope: self.scope,
+            tag: self.tag,
+            source: self.source,
+            by: self.by,
+            now_ms: self.now_ms,
+        }
+    }
 }
 
 /// Gives the member the tag (created if new); `false` if they had it already or are unknown.
@@ -54,17 +49,7 @@ pub async fn add(tx: &mut Tx, c: &TagChange<'_>) -> Result<bool, StoreError> {
     let Some(member) = member_id(tx, c.scope, c.user_id).await? else {
         return Ok(false);
     };
-    on_tx!(tx, conn => {
-        sqlx::query(ENSURE_TAG).bind(c.scope).bind(c.tag).bind(c.source).bind(c.now_ms).execute(&mut **conn).await?;
-    });
-    let tag = on_tx!(tx, conn => sqlx::query_scalar::<_, i64>(TAG_ID).bind(c.scope).bind(c.tag).fetch_one(&mut **conn).await?);
-    let added = on_tx!(tx, conn => sqlx::query(LINK).bind(member).bind(tag).bind(c.source).bind(c.by).bind(c.now_ms)
-        .execute(&mut **conn).await?.rows_affected())
-        == 1;
-    if added {
-        log(tx, member, tag, "add", c).await?;
-    }
-    Ok(added)
+    Ok(set_many(tx, &c.batch(), &[member], true).await? == 1)
 }
 
 /// Takes the tag away (the removal is logged); `false` if the member did not have it.
@@ -72,14 +57,7 @@ pub async fn remove(tx: &mut Tx, c: &TagChange<'_>) -> Result<bool, StoreError> 
     let Some(member) = member_id(tx, c.scope, c.user_id).await? else {
         return Ok(false);
     };
-    let tag = on_tx!(tx, conn => sqlx::query_scalar::<_, i64>(TAG_ID).bind(c.scope).bind(c.tag).fetch_optional(&mut **conn).await?);
-    let Some(tag) = tag else { return Ok(false) };
-    let removed = on_tx!(tx, conn => sqlx::query(UNLINK).bind(member).bind(tag).execute(&mut **conn).await?.rows_affected())
-        == 1;
-    if removed {
-        log(tx, member, tag, "remove", c).await?;
-    }
-    Ok(removed)
+    Ok(set_many(tx, &c.batch(), &[member], false).await? == 1)
 }
 
 /// One tag change for many members of one scope at once (the periodic job's rules).
@@ -97,8 +75,8 @@ pub struct TagBatch<'a> {
 const MANY: usize = 500;
 
 /// Gives the tag to (`present`) or takes it from each of `members` (ids of members of the
-/// batch's scope), a few statements per 500 members instead of five per member; every real
-/// change is logged as by [`add`] and [`remove`]. Returns how many members' tags changed.
+/// batch's scope), a few statements per 500 members; every real change is logged. Returns how
+/// many members' tags changed.
 pub async fn set_many(
     tx: &mut Tx,
     b: &TagBatch<'_>,
