@@ -47,7 +47,7 @@ impl FakeWecom {
         let state = Shared::default();
         let app = router(Arc::clone(&state));
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(listener, app.into_make_service()).await;
         });
         Ok(Self { port, state, task })
     }

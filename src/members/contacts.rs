@@ -164,19 +164,10 @@ impl Handler for StageOnEvent {
             if changes.is_empty() {
                 return Ok(Outcome::Continue);
             }
-            // Through the group-commit writer: on SQLite a write of its own would queue for the
-            // file lock behind the callbacks' commits.
-            ctx.writer
-                .run_batched(move |tx| {
-                    let changes = changes.clone();
-                    Box::pin(async move {
-                        for c in &changes {
-                            crate::store::lifecycle::apply(tx, c).await?;
-                        }
-                        Ok(())
-                    })
-                })
-                .await??;
+            // Through the group-commit writer, together with the other members' new stages: on
+            // SQLite a write of its own would queue for the file lock behind the callbacks'
+            // commits, and one statement per change kept PostgreSQL's rounds busy.
+            ctx.writer.record_stages(changes).await?;
             Ok(Outcome::Continue)
         })
     }

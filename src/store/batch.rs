@@ -3,6 +3,7 @@
 //! statement by statement through the pool.
 
 use super::inbox::{self, Accepted, NewInbox, Processed};
+use super::lifecycle::{self, StageChange};
 use super::members::{self, MemberChanges};
 use super::sqlite_commit::SqliteCommitter;
 use super::{Backend, Store, StoreError};
@@ -22,12 +23,21 @@ impl BatchCommitter {
         })
     }
 
+    /// Whether stage changes go into the group commit itself (SQLite: a second transaction on
+    /// another connection would also make the writer drop its page cache). PostgreSQL's run in
+    /// the round of batched writes, on one task, so parallel group commits never take the same
+    /// stage rows in different orders.
+    pub fn commits_stages(&self) -> bool {
+        matches!(self, Self::Sqlite(_))
+    }
+
     /// Writes one batch atomically. `changes_for` turns the outcomes (which rows are new) into
     /// the member changes to apply in the same transaction.
     pub async fn commit_batch(
         &mut self,
         rows: &[NewInbox],
         marks: &[Processed],
+        stages: &[StageChange],
         changes_for: impl FnOnce(&[Accepted]) -> MemberChanges,
     ) -> Result<Vec<Accepted>, StoreError> {
         match self {
@@ -36,7 +46,7 @@ impl BatchCommitter {
                     Some(turn) => Some(turn.take().await?),
                     None => None,
                 };
-                committer.commit_batch(rows, marks, changes_for)
+                committer.commit_batch(rows, marks, stages, changes_for)
             }
             Self::Postgres(store) => {
                 let mut tx = store.begin_write().await?;
@@ -48,6 +58,9 @@ impl BatchCommitter {
                 members::apply(&mut tx, &changes_for(&outcomes)).await?;
                 if !marks.is_empty() {
                     inbox::mark_processed(&mut tx, marks).await?;
+                }
+                if !stages.is_empty() {
+                    lifecycle::apply_many(&mut tx, stages).await?;
                 }
                 tx.commit().await?;
                 Ok(outcomes)

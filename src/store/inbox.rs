@@ -103,12 +103,15 @@ macro_rules! push_insert_inbox {
     }};
 }
 
-/// Processed marks without a reply, as one `update … where id in (…)`.
+/// Processed marks without a reply, as one `update … where id in (…)`; a row already marked
+/// keeps its time. (Written as `coalesce`, not `processed_at is null` in the where clause: that
+/// let PostgreSQL, without statistics, combine the primary key with a scan of the whole
+/// `inbox_unprocessed` index, dead entries included — a tenth of its CPU at 5,000 callbacks/s.)
 macro_rules! push_mark_plain {
     ($qb:expr, $at:expr, $marks:expr) => {{
-        $qb.push("update inbox set processed_at = ");
+        $qb.push("update inbox set processed_at = coalesce(processed_at, ");
         $qb.push_bind($at);
-        $qb.push(" where processed_at is null and id in (");
+        $qb.push(") where id in (");
         let mut ids = $qb.separated(", ");
         for m in $marks {
             ids.push_bind(m.id);

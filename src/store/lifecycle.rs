@@ -14,12 +14,8 @@ const INPUTS: &str = "select m.id, m.first_seen_at, m.last_active_at, \
        and cf.removed_at is null) as bigint), \
      s.stage, s.since \
      from members m left join member_stages s on s.member_id = m.id";
-const SET: &str = "insert into member_stages (member_id, stage, since) values ($1, $2, $3) \
-     on conflict (member_id) do update set stage = excluded.stage, since = excluded.since";
 const SET_TAIL: &str =
     " on conflict (member_id) do update set stage = excluded.stage, since = excluded.since";
-const LOG: &str =
-    "insert into member_stage_history (member_id, from_stage, to_stage, at) values ($1, $2, $3, $4)";
 const HISTORY: &str = "select h.from_stage, h.to_stage, h.at from member_stage_history h \
      join members m on m.id = h.member_id where m.scope = $1 and m.platform_user_id = $2 order by h.id";
 
@@ -107,9 +103,17 @@ fn facts_of(rows: Vec<InputRow>) -> Vec<(i64, StageFacts)> {
 /// Rows per multi-row stage statement.
 const MANY: usize = 500;
 
-/// [`apply`] for many members, two statements per 500 (the periodic job).
+/// [`apply`] for many changes, two statements per 500. The last change of a member sets its
+/// stage and every change is logged. Stages are written once per member (PostgreSQL refuses to
+/// update a row twice in one statement) and in member order, so that writers running at the
+/// same time take the rows' locks in one order.
 pub async fn apply_many(tx: &mut Tx, changes: &[StageChange]) -> Result<(), StoreError> {
-    for chunk in changes.chunks(MANY) {
+    let mut latest = std::collections::BTreeMap::new();
+    for c in changes {
+        latest.insert(c.member_id, c);
+    }
+    let latest: Vec<&StageChange> = latest.into_values().collect();
+    for chunk in latest.chunks(MANY) {
         on_tx!(tx, conn => {
             let mut qb = QueryBuilder::new("insert into member_stages (member_id, stage, since) ");
             qb.push_values(chunk, |mut row, c| {
@@ -117,6 +121,10 @@ pub async fn apply_many(tx: &mut Tx, changes: &[StageChange]) -> Result<(), Stor
             });
             qb.push(SET_TAIL);
             qb.build().execute(&mut **conn).await?;
+        });
+    }
+    for chunk in changes.chunks(MANY) {
+        on_tx!(tx, conn => {
             let mut qb = QueryBuilder::new("insert into member_stage_history (member_id, from_stage, to_stage, at) ");
             qb.push_values(chunk, |mut row, c| {
                 row.push_bind(c.member_id).push_bind(c.from).push_bind(c.to).push_bind(c.at);
@@ -124,14 +132,5 @@ pub async fn apply_many(tx: &mut Tx, changes: &[StageChange]) -> Result<(), Stor
             qb.build().execute(&mut **conn).await?;
         });
     }
-    Ok(())
-}
-
-/// Sets the member's stage and logs the change.
-pub async fn apply(tx: &mut Tx, c: &StageChange) -> Result<(), StoreError> {
-    on_tx!(tx, conn => {
-        sqlx::query(SET).bind(c.member_id).bind(c.to).bind(c.at).execute(&mut **conn).await?;
-        sqlx::query(LOG).bind(c.member_id).bind(c.from).bind(c.to).bind(c.at).execute(&mut **conn).await?;
-    });
     Ok(())
 }

@@ -23,6 +23,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::inbox::{Accepted, NewInbox, Processed};
+use super::lifecycle::StageChange;
 use super::members::MemberChanges;
 use super::StoreError;
 
@@ -65,6 +66,10 @@ const UPSERT_ACTIVITY_BY_ID: &str = "insert into member_daily_activity \
 // All reply-less marks of a batch in one statement (ids as a JSON array).
 const MARK_PLAIN_MANY: &str = "update inbox set processed_at = ?1 \
      where id in (select value from json_each(?2)) and processed_at is null";
+const SET_STAGE: &str = "insert into member_stages (member_id, stage, since) values (?1, ?2, ?3) \
+     on conflict (member_id) do update set stage = excluded.stage, since = excluded.since";
+const LOG_STAGE: &str =
+    "insert into member_stage_history (member_id, from_stage, to_stage, at) values (?1, ?2, ?3, ?4)";
 const MARK_WITH_REPLY: &str = "update inbox set processed_at = ?1, reply = ?2 where id = ?3";
 
 /// A group row as the writer last left it.
@@ -172,6 +177,7 @@ impl SqliteCommitter {
         &mut self,
         rows: &[NewInbox],
         marks: &[Processed],
+        stages: &[StageChange],
         changes_for: impl FnOnce(&[Accepted]) -> MemberChanges,
     ) -> Result<Vec<Accepted>, StoreError> {
         let conn = self
@@ -192,12 +198,27 @@ impl SqliteCommitter {
         let delta = apply_changes(&tx, &changes_for(&outcomes), self.known.as_ref())
             .map_err(store_error)?;
         mark(&tx, marks).map_err(store_error)?;
+        record_stages(&tx, stages).map_err(store_error)?;
         tx.commit().map_err(store_error)?;
         if let Some(known) = &mut self.known {
             known.apply(delta);
         }
         Ok(outcomes)
     }
+}
+
+/// Members' new stages, in the order they were decided (the last one per member stays).
+fn record_stages(tx: &rusqlite::Transaction<'_>, stages: &[StageChange]) -> rusqlite::Result<()> {
+    if stages.is_empty() {
+        return Ok(());
+    }
+    let mut set = tx.prepare_cached(SET_STAGE)?;
+    let mut log = tx.prepare_cached(LOG_STAGE)?;
+    for c in stages {
+        set.execute(params![c.member_id, c.to, c.at])?;
+        log.execute(params![c.member_id, c.from, c.to, c.at])?;
+    }
+    Ok(())
 }
 
 fn insert_rows(
@@ -497,7 +518,7 @@ mod tests {
             db.execute_batch("delete from group_members; delete from chat_groups;")
                 .expect("reset");
             let mut commit = |ch: MemberChanges| {
-                c.commit_batch(&[], &[], |_| ch).expect("commit");
+                c.commit_batch(&[], &[], &[], |_| ch).expect("commit");
             };
             commit(change("a", Some("群一"), 10 * MIN, false));
             assert_eq!(state(&db), (Some("群一".into()), 10 * MIN, None));
@@ -521,7 +542,7 @@ mod tests {
     async fn another_connections_writes_are_not_hidden_by_the_memory() {
         let (_dir, mut committers, db) = committers().await;
         let c = &mut committers[0];
-        c.commit_batch(&[], &[], |_| change("a", Some("群一"), MIN, false))
+        c.commit_batch(&[], &[], &[], |_| change("a", Some("群一"), MIN, false))
             .expect("commit");
         // A second `serve` process on the same file records a leave and a rename.
         db.execute_batch(
@@ -530,8 +551,10 @@ mod tests {
         .expect("other writer");
         // This writer remembered the membership as active and the group as 群一 touched within the
         // minute: from memory it would write nothing and leave both changes standing.
-        c.commit_batch(&[], &[], |_| change("a", Some("群一"), MIN + 30_000, false))
-            .expect("commit");
+        c.commit_batch(&[], &[], &[], |_| {
+            change("a", Some("群一"), MIN + 30_000, false)
+        })
+        .expect("commit");
         assert_eq!(state(&db), (Some("群一".into()), MIN + 30_000, None));
     }
 
@@ -550,12 +573,12 @@ mod tests {
             payload: "{}".into(),
         };
         let outcomes = c
-            .commit_batch(&[row], &[], |_| change("a", None, MIN, false))
+            .commit_batch(&[row], &[], &[], |_| change("a", None, MIN, false))
             .expect("commit");
         let Accepted::New { id } = outcomes[0] else {
             panic!("not new")
         };
-        c.commit_batch(&[], &[], |_| change("a", None, MIN + 1, true))
+        c.commit_batch(&[], &[], &[], |_| change("a", None, MIN + 1, true))
             .expect("commit");
         // A return to the group in a batch that fails at its very end (the mark): had the
         // writer remembered it, the next message would be skipped as "active, touched now".
@@ -570,10 +593,10 @@ mod tests {
             reply: Some("bad".into()),
         };
         assert!(c
-            .commit_batch(&[], &[bad], |_| change("a", None, 5 * MIN, false))
+            .commit_batch(&[], &[bad], &[], |_| change("a", None, 5 * MIN, false))
             .is_err());
         assert_eq!(state(&db), (None, MIN, Some(MIN + 1)));
-        c.commit_batch(&[], &[], |_| change("a", None, 5 * MIN + 1, false))
+        c.commit_batch(&[], &[], &[], |_| change("a", None, 5 * MIN + 1, false))
             .expect("commit");
         assert_eq!(state(&db), (None, 5 * MIN + 1, None));
     }

@@ -10,7 +10,11 @@ use yunying::members::segment::{self, SegmentContext};
 use crate::backend_tests;
 use crate::helpers::{Backend, TestApp};
 
-backend_tests!(stages_follow_activity_and_are_recorded);
+backend_tests!(
+    stages_follow_activity_and_are_recorded,
+    first_stages_of_many_members_arriving_together_are_each_recorded_once,
+    several_changes_of_one_member_written_together_keep_the_last,
+);
 
 const SCOPE: &str = "wwdemo0000000001";
 const DAY: i64 = 86_400_000;
@@ -166,4 +170,69 @@ async fn stages_follow_activity_and_are_recorded(backend: Backend) {
             (Some("lapsed"), "returned")
         ]
     );
+}
+
+/// Forty new members write at once: their first stages go out together (in the group commit on
+/// SQLite, in one round on PostgreSQL), and each member gets exactly one stage and one history row.
+async fn first_stages_of_many_members_arriving_together_are_each_recorded_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let users: Vec<String> = (0..40).map(|i| format!("n{i:02}")).collect();
+    let says = users.iter().enumerate().map(|(i, user)| {
+        let msg_id = format!("first-{i}");
+        let app = &app;
+        async move { app.robot_say(user, Some("g"), "大家好", &msg_id).await }
+    });
+    futures_util::future::join_all(says).await;
+    for user in &users {
+        let history = app.store.stage_history(SCOPE, user).await.expect("history");
+        assert_eq!(history.len(), 1, "{user}: {history:?}");
+        assert_eq!(
+            (history[0].0.as_deref(), history[0].1.as_str()),
+            (None, "new")
+        );
+    }
+    let config = Config::example().expect("config");
+    assert_eq!(
+        count(&app, &config, "stage:new", app.clock.now_ms()).await,
+        40
+    );
+}
+
+/// Two changes of one member in one write (two events of the same member in one batch): the
+/// member ends on the later stage and both changes are in the history. PostgreSQL would refuse a
+/// statement that updates the same stage row twice.
+async fn several_changes_of_one_member_written_together_keep_the_last(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.robot_say("m", Some("g"), "大家好", "x1").await;
+    let id = app
+        .store
+        .member(SCOPE, "m")
+        .await
+        .expect("read")
+        .expect("member")
+        .id;
+    let now = app.clock.now_ms();
+    let change = |from, to, at| yunying::store::lifecycle::StageChange {
+        member_id: id,
+        from,
+        to,
+        at,
+    };
+    let mut tx = app.store.begin_write().await.expect("begin");
+    yunying::store::lifecycle::apply_many(
+        &mut tx,
+        &[
+            change(Some("new"), "silent", now + 1),
+            change(Some("silent"), "returned", now + 2),
+        ],
+    )
+    .await
+    .expect("apply");
+    tx.commit().await.expect("commit");
+    let history = app.store.stage_history(SCOPE, "m").await.expect("history");
+    let stages: Vec<&str> = history.iter().map(|h| h.1.as_str()).collect();
+    assert_eq!(stages, ["new", "silent", "returned"]);
+    let config = Config::example().expect("config");
+    assert_eq!(count(&app, &config, "stage:returned", now + 3).await, 1);
+    assert_eq!(count(&app, &config, "stage:silent", now + 3).await, 0);
 }

@@ -3,15 +3,20 @@
 //! and then answers each caller. Every answer still waits for its own durable write; the
 //! platform is acknowledged only after the commit.
 
+mod rounds;
+
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 
+use rounds::{BatchedWrite, BoxFuture, PendingStages, PendingWrite, Rounds};
+
 use crate::events::Event;
 use crate::members;
 use crate::store::batch::BatchCommitter;
 use crate::store::inbox::{Accepted, NewInbox, Processed};
+use crate::store::lifecycle::StageChange;
 use crate::store::{self, Store, StoreError, Tx};
 
 /// Why a write failed, cloneable so one failed batch can answer all its callers.
@@ -51,45 +56,9 @@ enum Op {
     /// A write that joins one transaction with the other batched writes of the same round
     /// (e.g. sign-ins): one commit serves them all.
     Batched(Box<dyn BatchedWrite>),
-}
-
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-/// A write run inside a transaction shared with others; it keeps its result until the commit.
-trait BatchedWrite: Send {
-    fn run<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Result<(), StoreError>>;
-    /// Answers the caller after the commit.
-    fn succeed(self: Box<Self>);
-    fn fail(self: Box<Self>, error: StoreError);
-}
-
-struct PendingWrite<T, F> {
-    write: F,
-    result: Option<T>,
-    done: oneshot::Sender<Result<T, StoreError>>,
-}
-
-impl<T, F> BatchedWrite for PendingWrite<T, F>
-where
-    T: Send + 'static,
-    F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<T, StoreError>> + Send + Sync + 'static,
-{
-    fn run<'a>(&'a mut self, tx: &'a mut Tx) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            self.result = Some((self.write)(tx).await?);
-            Ok(())
-        })
-    }
-
-    fn succeed(self: Box<Self>) {
-        if let Some(value) = self.result {
-            let _ = self.done.send(Ok(value));
-        }
-    }
-
-    fn fail(self: Box<Self>, error: StoreError) {
-        let _ = self.done.send(Err(error));
-    }
+    /// Members' new lifecycle stages. All those queued together go out in multi-row statements:
+    /// on SQLite inside the group commit itself, on PostgreSQL as one write of the next round.
+    Stages(Vec<StageChange>, oneshot::Sender<Result<(), WriteError>>),
 }
 
 type Job = Box<
@@ -258,6 +227,18 @@ impl InboxWriter {
             .map_err(|_| WriteError::Unavailable("writer stopped".into()))
     }
 
+    /// Records members' new lifecycle stages and waits for their commit. Stage changes queued
+    /// at the same time share statements and one commit.
+    pub async fn record_stages(&self, changes: Vec<StageChange>) -> Result<(), WriteError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Op::Stages(changes, done))
+            .await
+            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
+        wait.await
+            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?
+    }
+
     /// Closes the writers' connection pool: every later write fails as unavailable.
     pub async fn close_database(&self) {
         let (done, wait) = oneshot::channel();
@@ -366,6 +347,10 @@ async fn write_batch(
     let mut mark_waiters = Vec::new();
     let mut jobs = Vec::new();
     let mut batched = Vec::new();
+    let mut stages = PendingStages {
+        changes: Vec::new(),
+        waiters: Vec::new(),
+    };
     for op in batch.drain(..) {
         match op {
             Op::Accept { row, event, done } => {
@@ -385,10 +370,34 @@ async fn write_batch(
                 mark_waiters.push((mark.id, done));
                 marks.push(mark);
             }
+            Op::Stages(changes, done) => {
+                stages.changes.extend(changes);
+                stages.waiters.push(done);
+            }
         }
     }
-    if !(rows.is_empty() && marks.is_empty()) {
-        commit_and_answer(committer, &rows, &events, &marks, waiters, mark_waiters, tz).await;
+    if !stages.waiters.is_empty() && !committer.commits_stages() {
+        batched.push(Box::new(std::mem::replace(
+            &mut stages,
+            PendingStages {
+                changes: Vec::new(),
+                waiters: Vec::new(),
+            },
+        )) as Box<dyn BatchedWrite>);
+    }
+    if !(rows.is_empty() && marks.is_empty() && stages.waiters.is_empty()) {
+        let commit = Commit {
+            rows: &rows,
+            events: &events,
+            marks: &marks,
+            stages: &stages.changes,
+        };
+        let answers = Answers {
+            accepts: waiters,
+            marks: mark_waiters,
+            stages: stages.waiters,
+        };
+        commit_and_answer(committer, commit, answers, tz).await;
     }
     if !batched.is_empty() {
         rounds.run(store, batched).await;
@@ -398,140 +407,63 @@ async fn write_batch(
     }
 }
 
-/// Where batched writes run. SQLite: inline on its single writer, after the group commit (a
-/// second writing task would wait in SQLite's sleeping busy handler). PostgreSQL: one task of
-/// its own, so the group commits go on meanwhile and two rounds never take the same rows in
-/// different orders (a deadlock).
-#[derive(Clone)]
-enum Rounds {
-    Inline,
-    Task(mpsc::UnboundedSender<Box<dyn BatchedWrite>>),
+/// What one group commit writes.
+struct Commit<'a> {
+    rows: &'a [NewInbox],
+    events: &'a [Arc<Event>],
+    marks: &'a [Processed],
+    stages: &'a [StageChange],
 }
 
-impl Rounds {
-    fn start(store: &Store, round_max: usize) -> (Self, Option<tokio::task::JoinHandle<()>>) {
-        if store.backend() == store::Backend::Sqlite {
-            return (Self::Inline, None);
-        }
-        let (tx, mut rx) = mpsc::unbounded_channel::<Box<dyn BatchedWrite>>();
-        let store = store.clone();
-        let task = tokio::spawn(async move {
-            let mut round = Vec::with_capacity(round_max);
-            // Ends when every writer has stopped and the queue is drained.
-            while let Some(first) = rx.recv().await {
-                round.push(first);
-                while round.len() < round_max {
-                    match rx.try_recv() {
-                        Ok(write) => round.push(write),
-                        Err(_) => break,
-                    }
-                }
-                run_batched(&store, std::mem::take(&mut round)).await;
-            }
-        });
-        (Self::Task(tx), Some(task))
-    }
-
-    async fn run(&self, store: &Store, writes: Vec<Box<dyn BatchedWrite>>) {
-        match self {
-            Self::Inline => run_batched(store, writes).await,
-            Self::Task(tx) => {
-                for write in writes {
-                    if let Err(mpsc::error::SendError(write)) = tx.send(write) {
-                        write.fail(StoreError::Other("writer stopped".into()));
-                    }
-                }
-            }
-        }
-    }
+/// Who waits for one group commit.
+struct Answers {
+    accepts: Vec<oneshot::Sender<Result<Accepted, WriteError>>>,
+    marks: Vec<(i64, oneshot::Sender<Result<Accepted, WriteError>>)>,
+    stages: Vec<oneshot::Sender<Result<(), WriteError>>>,
 }
 
-async fn run_batched(store: &Store, mut writes: Vec<Box<dyn BatchedWrite>>) {
-    if writes.len() > 1 {
-        match run_together(store, &mut writes).await {
-            Ok(()) => {
-                writes.into_iter().for_each(|w| w.succeed());
-                return;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, writes = writes.len(), "shared transaction failed; retrying each write alone");
-            }
-        }
-    }
-    for mut write in writes {
-        let alone = async {
-            let mut tx = store.begin_write().await?;
-            write.run(&mut tx).await?;
-            tx.commit().await
-        };
-        match alone.await {
-            Ok(()) => write.succeed(),
-            Err(e) => write.fail(e),
-        }
-    }
-}
-
-async fn run_together(
-    store: &Store,
-    writes: &mut [Box<dyn BatchedWrite>],
-) -> Result<(), StoreError> {
-    let mut tx = store.begin_write().await?;
-    for write in writes.iter_mut() {
-        if let Err(e) = write.run(&mut tx).await {
-            let _ = tx.rollback().await;
-            return Err(e);
-        }
-    }
-    tx.commit().await
-}
-
-#[allow(clippy::too_many_arguments)]
 async fn commit_and_answer(
     committer: &mut BatchCommitter,
-    rows: &[NewInbox],
-    events: &[Arc<Event>],
-    marks: &[Processed],
-    waiters: Vec<oneshot::Sender<Result<Accepted, WriteError>>>,
-    mark_waiters: Vec<(i64, oneshot::Sender<Result<Accepted, WriteError>>)>,
+    commit: Commit<'_>,
+    answers: Answers,
     tz: chrono_tz::Tz,
 ) {
-    match commit(committer, rows, events, marks, tz).await {
-        Ok(outcomes) => {
-            for (done, outcome) in waiters.into_iter().zip(outcomes) {
-                let _ = done.send(Ok(outcome));
-            }
-            for (id, done) in mark_waiters {
-                let _ = done.send(Ok(Accepted::New { id }));
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, rows = rows.len(), "group commit failed");
-            let err = WriteError::from(&e);
-            for done in waiters
-                .into_iter()
-                .chain(mark_waiters.into_iter().map(|(_, d)| d))
-            {
-                let _ = done.send(Err(err.clone()));
-            }
-        }
-    }
-}
-
-async fn commit(
-    committer: &mut BatchCommitter,
-    rows: &[NewInbox],
-    events: &[Arc<Event>],
-    marks: &[Processed],
-    tz: chrono_tz::Tz,
-) -> Result<Vec<Accepted>, StoreError> {
-    committer
-        .commit_batch(rows, marks, |outcomes| {
-            let fresh = events
+    let result = committer
+        .commit_batch(commit.rows, commit.marks, commit.stages, |outcomes| {
+            let fresh = commit
+                .events
                 .iter()
                 .zip(outcomes)
                 .filter(|(_, o)| matches!(o, Accepted::New { .. }))
                 .map(|(e, _)| e.as_ref());
             members::changes_for(fresh, tz)
         })
-        .await
+        .await;
+    match result {
+        Ok(outcomes) => {
+            for (done, outcome) in answers.accepts.into_iter().zip(outcomes) {
+                let _ = done.send(Ok(outcome));
+            }
+            for (id, done) in answers.marks {
+                let _ = done.send(Ok(Accepted::New { id }));
+            }
+            for done in answers.stages {
+                let _ = done.send(Ok(()));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, rows = commit.rows.len(), "group commit failed");
+            let err = WriteError::from(&e);
+            for done in answers
+                .accepts
+                .into_iter()
+                .chain(answers.marks.into_iter().map(|(_, d)| d))
+            {
+                let _ = done.send(Err(err.clone()));
+            }
+            for done in answers.stages {
+                let _ = done.send(Err(err.clone()));
+            }
+        }
+    }
 }
