@@ -12,12 +12,18 @@ end
 function init(args)
   local nthreads = tonumber(os.getenv("WRK_THREADS") or "2")
   local file = assert(io.open(os.getenv("LOAD_FILE"), "r"))
+  -- NEW_CONNECTIONS=1: every request on a connection of its own, as from a platform that does
+  -- not keep connections alive.
+  local headers = { ["Content-Type"] = "application/xml" }
+  if os.getenv("NEW_CONNECTIONS") == "1" then
+    headers["Connection"] = "close"
+  end
   reqs = {}
   local n = 0
   for line in file:lines() do
     if n % nthreads == tid then
       local path, body = line:match("^([^\t]+)\t(.*)$")
-      reqs[#reqs + 1] = wrk.format("POST", path, { ["Content-Type"] = "application/xml" }, body)
+      reqs[#reqs + 1] = wrk.format("POST", path, headers, body)
     end
     n = n + 1
   end

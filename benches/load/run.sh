@@ -4,6 +4,7 @@
 # the server commits it to the inbox and upserts the member before answering.
 #
 # usage: benches/load/run.sh [sqlite|postgres] [seconds] [text] [rate]
+#   OPEN_FIRST=1 runs the latency run on the empty database, before wrk (see below).
 #   text defaults to a plain chat line; rate (for the latency run) defaults to 5000/s.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,15 +40,30 @@ cleanup() {
 trap cleanup EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
 
-count=$((40000 * SECS))
-cargo bench --quiet --bench loadgen -- "$work/max.txt" "$count" "$MEMBERS" "$CHANNEL" "$TEXT" >/dev/null
-echo "== $BACKEND: wrk, 2 threads, ${CONNS:-256} connections, ${SECS}s, $count unique callbacks from $MEMBERS members"
-LOAD_FILE="$work/max.txt" WRK_THREADS=2 wrk -t2 -c"${CONNS:-256}" -d"${SECS}s" --latency -s benches/load/callbacks.lua "http://127.0.0.1:$PORT"
-curl -s "http://127.0.0.1:$PORT/metrics" | grep "channel=\"$CHANNEL\"" | grep -v ' 0$' || true
+max_run() {
+  local count=$((40000 * SECS))
+  cargo bench --quiet --bench loadgen -- "$work/max.txt" "$count" "$MEMBERS" "$CHANNEL" "$TEXT" >/dev/null
+  echo "== $BACKEND: wrk, 2 threads, ${CONNS:-256} connections, ${SECS}s, $count unique callbacks from $MEMBERS members"
+  LOAD_FILE="$work/max.txt" WRK_THREADS=2 wrk -t2 -c"${CONNS:-256}" -d"${SECS}s" --latency -s benches/load/callbacks.lua "http://127.0.0.1:$PORT"
+  curl -s "http://127.0.0.1:$PORT/metrics" | grep "channel=\"$CHANNEL\"" | grep -v ' 0$' || true
+}
 
-rate_count=$((RATE * 10))
-cargo bench --quiet --bench loadgen -- "$work/rate.txt" "$rate_count" "$MEMBERS" "$CHANNEL" "$TEXT" >/dev/null
-echo "== $BACKEND: open loop at ${RATE}/s for 10 s"
-cargo bench --quiet --bench rate -- "http://127.0.0.1:$PORT" "$work/rate.txt" "$RATE" 10
+open_run() {
+  local rate_count=$((RATE * 10))
+  cargo bench --quiet --bench loadgen -- "$work/rate.txt" "$rate_count" "$MEMBERS" "$CHANNEL" "$TEXT" >/dev/null
+  echo "== $BACKEND: open loop at ${RATE}/s for 10 s ($1)"
+  cargo bench --quiet --bench rate -- "http://127.0.0.1:$PORT" "$work/rate.txt" "$RATE" 10
+}
+
+# OPEN_FIRST=1: the latency run first, on the empty database, where every member is new (their
+# first messages also set their lifecycle stage); by default it follows the wrk run, when the
+# members exist and were checked minutes ago.
+if [ "${OPEN_FIRST:-0}" = 1 ]; then
+  open_run "empty database: every member new"
+  max_run
+else
+  max_run
+  open_run "after the wrk run: members known"
+fi
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E "^yunying_inbox_depth" || true
 grep -iE "error|panic" "$work/server.log" | head -5 || true

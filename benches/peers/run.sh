@@ -5,6 +5,8 @@
 # PyPI into a scratch folder; nothing of theirs is committed.
 #
 # usage: benches/peers/run.sh [seconds] [connections]
+#   NEW_CONNECTIONS=1: every request on a new connection (Connection: close), as from a sender
+#   that does not keep connections alive.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
@@ -40,7 +42,8 @@ run_wrk() { # name port
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
   errs=$(echo "$out" | awk '/Non-2xx/ {print $5}')
-  printf '%-40s %10s req/s   p99 %-9s non-2xx %s\n' "$1" "$rps" "$p99" "${errs:-0}"
+  sock=$(echo "$out" | awk -F'Socket errors: ' '/Socket errors/ {print $2}')
+  printf '%-40s %10s req/s   p99 %-9s non-2xx %s   socket errors: %s\n' "$1" "$rps" "$p99" "${errs:-0}" "${sock:-none}"
 }
 
 YUNYING_DATABASE__URL="sqlite://$work/y.db" YUNYING_SERVER__LISTEN=127.0.0.1:18080 YUNYING_LOG=warn ./target/release/yunying serve >/dev/null 2>&1 &

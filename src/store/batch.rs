@@ -8,6 +8,16 @@ use super::members::{self, MemberChanges};
 use super::sqlite_commit::SqliteCommitter;
 use super::{Backend, Store, StoreError};
 
+/// What one group commit wrote.
+#[derive(Debug)]
+pub struct Committed {
+    /// One outcome per inbox row, in input order.
+    pub accepted: Vec<Accepted>,
+    /// Why the stage changes were rolled back while the rest committed (SQLite; on PostgreSQL a
+    /// failing stage write fails the whole batch, which is why its stages go through the rounds).
+    pub stages_failed: Option<StoreError>,
+}
+
 /// How one writer commits its batches.
 pub enum BatchCommitter {
     Sqlite(SqliteCommitter),
@@ -39,7 +49,7 @@ impl BatchCommitter {
         marks: &[Processed],
         stages: &[StageChange],
         changes_for: impl FnOnce(&[Accepted]) -> MemberChanges,
-    ) -> Result<Vec<Accepted>, StoreError> {
+    ) -> Result<Committed, StoreError> {
         match self {
             Self::Sqlite(committer) => {
                 let _turn = match committer.turn() {
@@ -63,7 +73,10 @@ impl BatchCommitter {
                     lifecycle::apply_many(&mut tx, stages).await?;
                 }
                 tx.commit().await?;
-                Ok(outcomes)
+                Ok(Committed {
+                    accepted: outcomes,
+                    stages_failed: None,
+                })
             }
         }
     }

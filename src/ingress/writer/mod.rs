@@ -440,15 +440,19 @@ async fn commit_and_answer(
         })
         .await;
     match result {
-        Ok(outcomes) => {
-            for (done, outcome) in answers.accepts.into_iter().zip(outcomes) {
+        Ok(committed) => {
+            for (done, outcome) in answers.accepts.into_iter().zip(committed.accepted) {
                 let _ = done.send(Ok(outcome));
             }
             for (id, done) in answers.marks {
                 let _ = done.send(Ok(Accepted::New { id }));
             }
+            let stages = committed.stages_failed.as_ref().map(WriteError::from);
+            if let Some(e) = &stages {
+                tracing::warn!(error = %e, "stage changes not written; the periodic job will set them");
+            }
             for done in answers.stages {
-                let _ = done.send(Ok(()));
+                let _ = done.send(stages.clone().map_or(Ok(()), Err));
             }
         }
         Err(e) => {

@@ -1,0 +1,208 @@
+//! The group commit's memory and its failure handling, on real SQLite files.
+
+use super::*;
+use crate::store::members::{GroupUpsert, MemberUpsert, MembershipUpsert};
+use crate::store::{Store, StoreOptions};
+
+const MIN: i64 = 60_000;
+
+fn member(user: &str) -> MemberUpsert {
+    MemberUpsert {
+        scope: "s".into(),
+        user_id: user.into(),
+        name: None,
+        first_seen_at: 0,
+        last_active_at: 0,
+        messages: 0,
+    }
+}
+
+fn change(user: &str, group_name: Option<&str>, at: i64, left: bool) -> MemberChanges {
+    MemberChanges {
+        members: vec![member(user)],
+        groups: vec![GroupUpsert {
+            scope: "s".into(),
+            group_id: "g".into(),
+            name: group_name.map(Into::into),
+            at,
+        }],
+        memberships: vec![MembershipUpsert {
+            scope: "s".into(),
+            group_id: "g".into(),
+            user_id: user.into(),
+            at,
+            left,
+        }],
+        activity: Vec::new(),
+    }
+}
+
+/// Each case runs on a writer that remembers and on one that does not: same rows after.
+async fn committers() -> (tempfile::TempDir, Vec<SqliteCommitter>, Connection) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    store.close().await;
+    let remembering = SqliteCommitter::open(&url, false).expect("open");
+    let mut plain = SqliteCommitter::open(&url, false).expect("open");
+    plain.known = None;
+    let reader = Connection::open(dir.path().join("t.db")).expect("reader");
+    (dir, vec![remembering, plain], reader)
+}
+
+fn state(db: &Connection) -> (Option<String>, i64, Option<i64>) {
+    db.query_row(
+        "select g.name, g.last_active_at, gm.left_at from chat_groups g \
+         join group_members gm on gm.group_id = g.id",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .expect("row")
+}
+
+#[tokio::test]
+async fn remembered_rows_still_get_every_change_that_matters() {
+    let (_dir, committers, db) = committers().await;
+    for mut c in committers {
+        // Another connection's commit: the remembering writer starts over by itself.
+        db.execute_batch("delete from group_members; delete from chat_groups;")
+            .expect("reset");
+        let mut commit = |ch: MemberChanges| {
+            c.commit_batch(&[], &[], &[], |_| ch).expect("commit");
+        };
+        commit(change("a", Some("群一"), 10 * MIN, false));
+        assert_eq!(state(&db), (Some("群一".into()), 10 * MIN, None));
+        // Within the minute and unnamed: nothing to write.
+        commit(change("a", None, 10 * MIN + 30_000, false));
+        assert_eq!(state(&db), (Some("群一".into()), 10 * MIN, None));
+        // A rename is written at once; a minute later the activity time moves.
+        commit(change("a", Some("群二"), 10 * MIN + 31_000, false));
+        assert_eq!(state(&db).0.as_deref(), Some("群二"));
+        commit(change("a", None, 12 * MIN, false));
+        assert_eq!(state(&db).1, 12 * MIN);
+        // A leave, then a message from the same member: active again.
+        commit(change("a", None, 12 * MIN + 1, true));
+        assert_eq!(state(&db).2, Some(12 * MIN + 1));
+        commit(change("a", None, 12 * MIN + 2, false));
+        assert_eq!(state(&db).2, None);
+    }
+}
+
+#[tokio::test]
+async fn another_connections_writes_are_not_hidden_by_the_memory() {
+    let (_dir, mut committers, db) = committers().await;
+    let c = &mut committers[0];
+    c.commit_batch(&[], &[], &[], |_| change("a", Some("群一"), MIN, false))
+        .expect("commit");
+    // A second `serve` process on the same file records a leave and a rename.
+    db.execute_batch(
+        "update group_members set left_at = 60001; update chat_groups set name = '群二';",
+    )
+    .expect("other writer");
+    // This writer remembered the membership as active and the group as 群一 touched within the
+    // minute: from memory it would write nothing and leave both changes standing.
+    c.commit_batch(&[], &[], &[], |_| {
+        change("a", Some("群一"), MIN + 30_000, false)
+    })
+    .expect("commit");
+    assert_eq!(state(&db), (Some("群一".into()), MIN + 30_000, None));
+}
+
+#[tokio::test]
+async fn a_failed_batch_is_not_remembered() {
+    let (_dir, mut committers, db) = committers().await;
+    let c = &mut committers[0];
+    let row = NewInbox {
+        channel_id: "c".into(),
+        dedupe_key: "k".into(),
+        kind: "message".into(),
+        sender: None,
+        group_id: None,
+        occurred_at: 0,
+        received_at: 0,
+        payload: "{}".into(),
+    };
+    let outcomes = c
+        .commit_batch(&[row], &[], &[], |_| change("a", None, MIN, false))
+        .expect("commit")
+        .accepted;
+    let Accepted::New { id } = outcomes[0] else {
+        panic!("not new")
+    };
+    c.commit_batch(&[], &[], &[], |_| change("a", None, MIN + 1, true))
+        .expect("commit");
+    // A return to the group in a batch that fails at its very end (the mark): had the
+    // writer remembered it, the next message would be skipped as "active, touched now".
+    db.execute_batch(
+        "create trigger no_bad before update on inbox when new.reply = 'bad' \
+         begin select raise(abort, 'bad mark'); end;",
+    )
+    .expect("trigger");
+    let bad = Processed {
+        id,
+        at: 0,
+        reply: Some("bad".into()),
+    };
+    assert!(c
+        .commit_batch(&[], &[bad], &[], |_| change("a", None, 5 * MIN, false))
+        .is_err());
+    assert_eq!(state(&db), (None, MIN, Some(MIN + 1)));
+    c.commit_batch(&[], &[], &[], |_| change("a", None, 5 * MIN + 1, false))
+        .expect("commit");
+    assert_eq!(state(&db), (None, 5 * MIN + 1, None));
+}
+
+#[tokio::test]
+async fn a_failing_stage_write_leaves_the_callbacks_of_its_batch_committed() {
+    let (_dir, mut committers, db) = committers().await;
+    let c = &mut committers[0];
+    let row = |key: &str| NewInbox {
+        channel_id: "c".into(),
+        dedupe_key: key.into(),
+        kind: "message".into(),
+        sender: None,
+        group_id: None,
+        occurred_at: 0,
+        received_at: 0,
+        payload: "{}".into(),
+    };
+    c.commit_batch(&[row("k1")], &[], &[], |_| change("a", None, MIN, false))
+        .expect("commit");
+    let member: i64 = db
+        .query_row("select id from members", [], |r| r.get(0))
+        .expect("member");
+    let stage = |member_id| StageChange {
+        member_id,
+        from: None,
+        to: "new",
+        at: MIN,
+    };
+    // The second change names no member: the foreign key refuses it.
+    let committed = c
+        .commit_batch(
+            &[row("k2")],
+            &[],
+            &[stage(member), stage(member + 99)],
+            |_| MemberChanges::default(),
+        )
+        .expect("commit");
+    assert!(matches!(committed.accepted[..], [Accepted::New { .. }]));
+    assert!(committed.stages_failed.is_some());
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).expect("count") };
+    assert_eq!(count("select count(*) from inbox"), 2);
+    assert_eq!(
+        count("select count(*) from member_stages"),
+        0,
+        "rolled back together"
+    );
+    assert_eq!(count("select count(*) from member_stage_history"), 0);
+    let committed = c
+        .commit_batch(&[], &[], &[stage(member)], |_| MemberChanges::default())
+        .expect("commit");
+    assert!(committed.stages_failed.is_none());
+    assert_eq!(count("select count(*) from member_stages"), 1);
+    assert_eq!(count("select count(*) from member_stage_history"), 1);
+}
