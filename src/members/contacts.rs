@@ -3,12 +3,15 @@
 //! (a lapsed member who speaks is "returned" now, not at the next periodic run).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+use tokio::sync::{mpsc, oneshot};
 
 use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
 use crate::config::LifecycleConfig;
 use crate::events::{Event, EventKind};
-use crate::store::contacts;
+use crate::members::lifecycle::StageFacts;
+use crate::store::{contacts, Store, StoreError};
 
 /// Records customer contacts added and removed (first in the chain, never replies).
 pub struct Follows;
@@ -64,14 +67,51 @@ const RECENT_CHECKS_PER_GENERATION: usize = 100_000;
 pub struct StageOnEvent {
     config: LifecycleConfig,
     recent: Mutex<RecentChecks>,
+    /// The reader task, started with the first event (it needs the handlers' store).
+    reads: OnceLock<mpsc::UnboundedSender<StageRead>>,
 }
+
+/// One member whose stage inputs a handler waits for.
+struct StageRead {
+    scope: String,
+    user_id: String,
+    done: oneshot::Sender<Result<Option<(i64, StageFacts)>, String>>,
+}
+
+/// Members' stage inputs read at most this many to a query.
+const READS_PER_QUERY: usize = 500;
 
 impl StageOnEvent {
     pub fn new(config: LifecycleConfig) -> Self {
         Self {
             config,
             recent: Mutex::new(RecentChecks::new(RECENT_CHECKS_PER_GENERATION)),
+            reads: OnceLock::new(),
         }
+    }
+
+    /// A member's stage inputs (`None`: not in the registry). Reads asked for while another is
+    /// running share the next query: when thousands of new members speak in the same seconds,
+    /// one query per member kept PostgreSQL busy enough to delay every answer.
+    async fn inputs_of(
+        &self,
+        store: &Store,
+        scope: &str,
+        user_id: &str,
+    ) -> anyhow::Result<Option<(i64, StageFacts)>> {
+        let reads = self.reads.get_or_init(|| spawn_reader(store.clone()));
+        let (done, wait) = oneshot::channel();
+        let read = StageRead {
+            scope: scope.to_owned(),
+            user_id: user_id.to_owned(),
+            done,
+        };
+        reads
+            .send(read)
+            .map_err(|_| anyhow::anyhow!("stage reader stopped"))?;
+        wait.await
+            .map_err(|_| anyhow::anyhow!("stage reader stopped"))?
+            .map_err(|e| anyhow::anyhow!(e))
     }
 
     /// Whether a message of this member should recompute now (a busy chatter costs one query
@@ -150,16 +190,13 @@ impl Handler for StageOnEvent {
             };
             let mut changes = Vec::new();
             for user in users {
-                changes.extend(
-                    crate::members::lifecycle::member_change(
-                        &ctx.store,
+                if let Some(inputs) = self.inputs_of(&ctx.store, &event.scope, user).await? {
+                    changes.extend(crate::members::lifecycle::changes_of(
+                        vec![inputs],
                         &self.config,
-                        &event.scope,
-                        user,
                         now,
-                    )
-                    .await?,
-                );
+                    ));
+                }
             }
             if changes.is_empty() {
                 return Ok(Outcome::Continue);
@@ -170,6 +207,65 @@ impl Handler for StageOnEvent {
             ctx.writer.record_stages(changes).await?;
             Ok(Outcome::Continue)
         })
+    }
+}
+
+/// Starts the task that serves [`StageOnEvent::inputs_of`]: it takes everything queued, reads
+/// it with one query per scope, answers, and goes again. It ends with its handler.
+fn spawn_reader(store: Store) -> mpsc::UnboundedSender<StageRead> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<StageRead>();
+    tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(READS_PER_QUERY);
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < READS_PER_QUERY {
+                match rx.try_recv() {
+                    Ok(read) => batch.push(read),
+                    Err(_) => break,
+                }
+            }
+            answer_reads(&store, std::mem::take(&mut batch)).await;
+        }
+    });
+    tx
+}
+
+async fn answer_reads(store: &Store, reads: Vec<StageRead>) {
+    let mut by_scope: HashMap<String, Vec<StageRead>> = HashMap::new();
+    for read in reads {
+        by_scope.entry(read.scope.clone()).or_default().push(read);
+    }
+    for (scope, reads) in by_scope {
+        let users: Vec<String> = reads.iter().map(|r| r.user_id.clone()).collect();
+        let result: Result<Vec<(String, i64, StageFacts)>, StoreError> = if users.len() == 1 {
+            // Alone: the prepared single-member statement.
+            store.stage_inputs_of(&scope, &users[0]).await.map(|rows| {
+                rows.into_iter()
+                    .map(|(id, f)| (users[0].clone(), id, f))
+                    .collect()
+            })
+        } else {
+            store.stage_inputs_of_many(&scope, &users).await
+        };
+        match result {
+            Ok(rows) => {
+                let found: HashMap<String, (i64, StageFacts)> = rows
+                    .into_iter()
+                    .map(|(user, id, facts)| (user, (id, facts)))
+                    .collect();
+                for read in reads {
+                    // Two reads of one member in a batch get the same inputs.
+                    let inputs = found.get(&read.user_id).copied();
+                    let _ = read.done.send(Ok(inputs));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for read in reads {
+                    let _ = read.done.send(Err(message.clone()));
+                }
+            }
+        }
     }
 }
 

@@ -106,19 +106,8 @@ pub async fn recompute(
     Ok(changed)
 }
 
-/// The stage change of one member, if any (after an event of theirs); the caller writes it.
-pub async fn member_change(
-    store: &Store,
-    config: &LifecycleConfig,
-    scope: &str,
-    user_id: &str,
-    now_ms: i64,
-) -> Result<Vec<StageChange>, StoreError> {
-    let inputs = store.stage_inputs_of(scope, user_id).await?;
-    Ok(changes_of(inputs, config, now_ms))
-}
-
-fn changes_of(
+/// The stage changes the given inputs call for at `now_ms`.
+pub fn changes_of(
     inputs: Vec<(i64, StageFacts)>,
     config: &LifecycleConfig,
     now_ms: i64,

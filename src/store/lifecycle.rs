@@ -31,6 +31,19 @@ type InputRow = (
     Option<i64>,
 );
 
+type UserInputRow = (
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+);
+
 /// A stage change to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageChange {
@@ -62,6 +75,47 @@ impl Store {
         let rows: Vec<InputRow> = on_pool!(self.pool(), p => sqlx::query_as::<_, InputRow>(&sql)
             .bind(scope).bind(user_id).fetch_all(p).await?);
         Ok(facts_of(rows))
+    }
+
+    /// [`Store::stage_inputs_of`] for several members of one scope in one query, each row with
+    /// its member's platform user id. Members not in the registry are left out.
+    pub async fn stage_inputs_of_many(
+        &self,
+        scope: &str,
+        user_ids: &[String],
+    ) -> Result<Vec<(String, i64, StageFacts)>, StoreError> {
+        let mut out = Vec::with_capacity(user_ids.len());
+        let columns = INPUTS.strip_prefix("select ").unwrap_or(INPUTS);
+        for chunk in user_ids.chunks(MANY) {
+            let rows: Vec<(String, InputRow)> = on_pool!(self.pool(), p => {
+                let mut qb = QueryBuilder::new(format!("select m.platform_user_id, {columns} where m.scope = "));
+                qb.push_bind(scope);
+                qb.push(" and m.platform_user_id in (");
+                let mut users = qb.separated(", ");
+                for user in chunk {
+                    users.push_bind(user);
+                }
+                qb.push(")");
+                // One text per batch size: not worth a prepared statement each.
+                qb.build_query_as::<UserInputRow>()
+                    .persistent(false)
+                    .fetch_all(p)
+                    .await?
+                    .into_iter()
+                    .map(|(user, id, first, last, ever, now, ce, cn, stage, since)| {
+                        (user, (id, first, last, ever, now, ce, cn, stage, since))
+                    })
+                    .collect()
+            });
+            let (users, rows): (Vec<String>, Vec<InputRow>) = rows.into_iter().unzip();
+            out.extend(
+                users
+                    .into_iter()
+                    .zip(facts_of(rows))
+                    .map(|(user, (id, facts))| (user, id, facts)),
+            );
+        }
+        Ok(out)
     }
 
     /// A member's stage changes: (from, to, at), oldest first.

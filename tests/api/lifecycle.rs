@@ -14,6 +14,7 @@ backend_tests!(
     stages_follow_activity_and_are_recorded,
     first_stages_of_many_members_arriving_together_are_each_recorded_once,
     several_changes_of_one_member_written_together_keep_the_last,
+    stage_inputs_read_together_match_those_read_one_by_one,
 );
 
 const SCOPE: &str = "wwdemo0000000001";
@@ -235,4 +236,29 @@ async fn several_changes_of_one_member_written_together_keep_the_last(backend: B
     let config = Config::example().expect("config");
     assert_eq!(count(&app, &config, "stage:returned", now + 3).await, 1);
     assert_eq!(count(&app, &config, "stage:silent", now + 3).await, 0);
+}
+
+/// The shared read of stage inputs (many members, one query) gives what one read per member
+/// gives, and leaves out members who are not in the registry.
+async fn stage_inputs_read_together_match_those_read_one_by_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.robot_say("a", Some("g1"), "大家好", "r1").await;
+    app.robot_say("b", None, "你好", "r2").await;
+    app.robot_say("a", Some("g2"), "又来了", "r3").await;
+    let users: Vec<String> = ["a", "b", "nobody"].map(String::from).to_vec();
+    let mut together = app
+        .store
+        .stage_inputs_of_many(SCOPE, &users)
+        .await
+        .expect("together");
+    together.sort_by(|x, y| x.0.cmp(&y.0));
+    let mut one_by_one = Vec::new();
+    for user in &users {
+        for (id, facts) in app.store.stage_inputs_of(SCOPE, user).await.expect("one") {
+            one_by_one.push((user.clone(), id, facts));
+        }
+    }
+    assert_eq!(together, one_by_one);
+    assert_eq!(together.len(), 2, "{together:?}");
+    assert_eq!(together[0].2.groups_now, 2, "a is in two groups");
 }
