@@ -11,7 +11,7 @@ use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
 use crate::config::LifecycleConfig;
 use crate::events::{Event, EventKind};
 use crate::members::lifecycle::StageFacts;
-use crate::store::{contacts, Store, StoreError};
+use crate::store::{contacts, Store};
 
 /// Records customer contacts added and removed (first in the chain, never replies).
 pub struct Follows;
@@ -237,17 +237,7 @@ async fn answer_reads(store: &Store, reads: Vec<StageRead>) {
     }
     for (scope, reads) in by_scope {
         let users: Vec<String> = reads.iter().map(|r| r.user_id.clone()).collect();
-        let result: Result<Vec<(String, i64, StageFacts)>, StoreError> = if users.len() == 1 {
-            // Alone: the prepared single-member statement.
-            store.stage_inputs_of(&scope, &users[0]).await.map(|rows| {
-                rows.into_iter()
-                    .map(|(id, f)| (users[0].clone(), id, f))
-                    .collect()
-            })
-        } else {
-            store.stage_inputs_of_many(&scope, &users).await
-        };
-        match result {
+        match store.stage_inputs_of(&scope, &users).await {
             Ok(rows) => {
                 let found: HashMap<String, (i64, StageFacts)> = rows
                     .into_iter()

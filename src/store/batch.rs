@@ -3,7 +3,7 @@
 //! statement by statement through the pool.
 
 use super::inbox::{self, Accepted, NewInbox, Processed};
-use super::lifecycle::{self, StageChange};
+use super::lifecycle::StageChange;
 use super::members::{self, MemberChanges};
 use super::sqlite_commit::SqliteCommitter;
 use super::{Backend, Store, StoreError};
@@ -13,8 +13,7 @@ use super::{Backend, Store, StoreError};
 pub struct Committed {
     /// One outcome per inbox row, in input order.
     pub accepted: Vec<Accepted>,
-    /// Why the stage changes were rolled back while the rest committed (SQLite; on PostgreSQL a
-    /// failing stage write fails the whole batch, which is why its stages go through the rounds).
+    /// Why the stage changes were rolled back while the rest committed.
     pub stages_failed: Option<StoreError>,
 }
 
@@ -42,7 +41,8 @@ impl BatchCommitter {
     }
 
     /// Writes one batch atomically. `changes_for` turns the outcomes (which rows are new) into
-    /// the member changes to apply in the same transaction.
+    /// the member changes to apply in the same transaction. `stages` must be empty unless
+    /// [`Self::commits_stages`].
     pub async fn commit_batch(
         &mut self,
         rows: &[NewInbox],
@@ -59,6 +59,7 @@ impl BatchCommitter {
                 committer.commit_batch(rows, marks, stages, changes_for)
             }
             Self::Postgres(store) => {
+                debug_assert!(stages.is_empty(), "PostgreSQL stages go through the rounds");
                 let mut tx = store.begin_write().await?;
                 let outcomes = if rows.is_empty() {
                     Vec::new()
@@ -68,9 +69,6 @@ impl BatchCommitter {
                 members::apply(&mut tx, &changes_for(&outcomes)).await?;
                 if !marks.is_empty() {
                     inbox::mark_processed(&mut tx, marks).await?;
-                }
-                if !stages.is_empty() {
-                    lifecycle::apply_many(&mut tx, stages).await?;
                 }
                 tx.commit().await?;
                 Ok(Committed {

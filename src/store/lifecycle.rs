@@ -12,7 +12,7 @@ const INPUTS: &str = "select m.id, m.first_seen_at, m.last_active_at, \
      cast((select count(*) from contact_follows cf where cf.scope = m.scope and cf.external_userid = m.platform_user_id) as bigint), \
      cast((select count(*) from contact_follows cf where cf.scope = m.scope and cf.external_userid = m.platform_user_id \
        and cf.removed_at is null) as bigint), \
-     s.stage, s.since \
+     s.stage, s.since, m.platform_user_id \
      from members m left join member_stages s on s.member_id = m.id";
 const SET_TAIL: &str =
     " on conflict (member_id) do update set stage = excluded.stage, since = excluded.since";
@@ -29,19 +29,7 @@ type InputRow = (
     i64,
     Option<String>,
     Option<i64>,
-);
-
-type UserInputRow = (
     String,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    i64,
-    Option<String>,
-    Option<i64>,
 );
 
 /// A stage change to record.
@@ -62,33 +50,26 @@ impl Store {
         let sql = format!("{INPUTS} where m.id > $1 and m.id <= $2");
         let rows: Vec<InputRow> = on_pool!(self.pool(), p => sqlx::query_as::<_, InputRow>(&sql)
             .bind(after).bind(last).persistent(false).fetch_all(p).await?);
-        Ok(facts_of(rows))
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let (_, id, facts) = facts_of(row);
+                (id, facts)
+            })
+            .collect())
     }
 
-    /// [`Store::stage_inputs`] for one member.
+    /// [`Store::stage_inputs`] for members of one scope by platform user id, each with that id;
+    /// members not in the registry are left out. One query per 500 members.
     pub async fn stage_inputs_of(
-        &self,
-        scope: &str,
-        user_id: &str,
-    ) -> Result<Vec<(i64, StageFacts)>, StoreError> {
-        let sql = format!("{INPUTS} where m.scope = $1 and m.platform_user_id = $2");
-        let rows: Vec<InputRow> = on_pool!(self.pool(), p => sqlx::query_as::<_, InputRow>(&sql)
-            .bind(scope).bind(user_id).fetch_all(p).await?);
-        Ok(facts_of(rows))
-    }
-
-    /// [`Store::stage_inputs_of`] for several members of one scope in one query, each row with
-    /// its member's platform user id. Members not in the registry are left out.
-    pub async fn stage_inputs_of_many(
         &self,
         scope: &str,
         user_ids: &[String],
     ) -> Result<Vec<(String, i64, StageFacts)>, StoreError> {
         let mut out = Vec::with_capacity(user_ids.len());
-        let columns = INPUTS.strip_prefix("select ").unwrap_or(INPUTS);
         for chunk in user_ids.chunks(MANY) {
-            let rows: Vec<(String, InputRow)> = on_pool!(self.pool(), p => {
-                let mut qb = QueryBuilder::new(format!("select m.platform_user_id, {columns} where m.scope = "));
+            let rows: Vec<InputRow> = on_pool!(self.pool(), p => {
+                let mut qb = QueryBuilder::new(format!("{INPUTS} where m.scope = "));
                 qb.push_bind(scope);
                 qb.push(" and m.platform_user_id in (");
                 let mut users = qb.separated(", ");
@@ -96,24 +77,14 @@ impl Store {
                     users.push_bind(user);
                 }
                 qb.push(")");
-                // One text per batch size: not worth a prepared statement each.
-                qb.build_query_as::<UserInputRow>()
-                    .persistent(false)
+                // The text differs with the number of members: only the one-member text (the
+                // usual case outside bursts) is worth keeping prepared.
+                qb.build_query_as::<InputRow>()
+                    .persistent(chunk.len() == 1)
                     .fetch_all(p)
                     .await?
-                    .into_iter()
-                    .map(|(user, id, first, last, ever, now, ce, cn, stage, since)| {
-                        (user, (id, first, last, ever, now, ce, cn, stage, since))
-                    })
-                    .collect()
             });
-            let (users, rows): (Vec<String>, Vec<InputRow>) = rows.into_iter().unzip();
-            out.extend(
-                users
-                    .into_iter()
-                    .zip(facts_of(rows))
-                    .map(|(user, (id, facts))| (user, id, facts)),
-            );
+            out.extend(rows.into_iter().map(facts_of));
         }
         Ok(out)
     }
@@ -131,33 +102,29 @@ impl Store {
     }
 }
 
-fn facts_of(rows: Vec<InputRow>) -> Vec<(i64, StageFacts)> {
-    rows.into_iter()
-        .map(
-            |(id, first, last, ever, now, contacts_ever, contacts_now, stage, since)| {
-                let previous = stage
-                    .as_deref()
-                    .and_then(Stage::parse)
-                    .map(|s| (s, since.unwrap_or(0)));
-                let facts = StageFacts {
-                    first_seen_at: first,
-                    last_active_at: last,
-                    groups_ever: ever,
-                    groups_now: now,
-                    contacts_ever,
-                    contacts_now,
-                    previous,
-                };
-                (id, facts)
-            },
-        )
-        .collect()
+fn facts_of(
+    (id, first, last, ever, now, contacts_ever, contacts_now, stage, since, user): InputRow,
+) -> (String, i64, StageFacts) {
+    let previous = stage
+        .as_deref()
+        .and_then(Stage::parse)
+        .map(|s| (s, since.unwrap_or(0)));
+    let facts = StageFacts {
+        first_seen_at: first,
+        last_active_at: last,
+        groups_ever: ever,
+        groups_now: now,
+        contacts_ever,
+        contacts_now,
+        previous,
+    };
+    (user, id, facts)
 }
 
 /// Rows per multi-row stage statement.
 const MANY: usize = 500;
 
-/// [`apply`] for many changes, two statements per 500. The last change of a member sets its
+/// Records stage changes, two statements per 500. The last change of a member sets its
 /// stage and every change is logged. Stages are written once per member (PostgreSQL refuses to
 /// update a row twice in one statement) and in member order, so that writers running at the
 /// same time take the rows' locks in one order.

@@ -248,15 +248,14 @@ async fn stage_inputs_read_together_match_those_read_one_by_one(backend: Backend
     let users: Vec<String> = ["a", "b", "nobody"].map(String::from).to_vec();
     let mut together = app
         .store
-        .stage_inputs_of_many(SCOPE, &users)
+        .stage_inputs_of(SCOPE, &users)
         .await
         .expect("together");
     together.sort_by(|x, y| x.0.cmp(&y.0));
     let mut one_by_one = Vec::new();
     for user in &users {
-        for (id, facts) in app.store.stage_inputs_of(SCOPE, user).await.expect("one") {
-            one_by_one.push((user.clone(), id, facts));
-        }
+        let alone = std::slice::from_ref(user);
+        one_by_one.extend(app.store.stage_inputs_of(SCOPE, alone).await.expect("one"));
     }
     assert_eq!(together, one_by_one);
     assert_eq!(together.len(), 2, "{together:?}");

@@ -191,18 +191,15 @@ impl InboxWriter {
         Fut: std::future::Future<Output = T> + Send + 'static,
         T: Send + 'static,
     {
-        let (done, wait) = oneshot::channel();
-        let job: Job = Box::new(move |store| {
-            Box::pin(async move {
-                let _ = done.send(f(store).await);
-            })
-        });
-        self.tx
-            .send(Op::Job(job))
-            .await
-            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
-        wait.await
-            .map_err(|_| WriteError::Unavailable("writer stopped".into()))
+        self.ask(|done| {
+            let job: Job = Box::new(move |store| {
+                Box::pin(async move {
+                    let _ = done.send(f(store).await);
+                })
+            });
+            Op::Job(job)
+        })
+        .await
     }
 
     /// Runs `write` inside a transaction shared with the other batched writes queued at the same
@@ -213,30 +210,28 @@ impl InboxWriter {
         T: Send + 'static,
         F: for<'a> Fn(&'a mut Tx) -> BoxFuture<'a, Result<T, StoreError>> + Send + Sync + 'static,
     {
+        self.ask(|done| {
+            Op::Batched(Box::new(PendingWrite {
+                write,
+                result: None,
+                done,
+            }))
+        })
+        .await
+    }
+
+    /// Queues `op` with a fresh answer channel and waits for the writer's answer.
+    async fn ask<T>(&self, op: impl FnOnce(oneshot::Sender<T>) -> Op) -> Result<T, WriteError> {
+        let stopped = || WriteError::Unavailable("writer stopped".into());
         let (done, wait) = oneshot::channel();
-        let pending = PendingWrite {
-            write,
-            result: None,
-            done,
-        };
-        self.tx
-            .send(Op::Batched(Box::new(pending)))
-            .await
-            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
-        wait.await
-            .map_err(|_| WriteError::Unavailable("writer stopped".into()))
+        self.tx.send(op(done)).await.map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())
     }
 
     /// Records members' new lifecycle stages and waits for their commit. Stage changes queued
     /// at the same time share statements and one commit.
     pub async fn record_stages(&self, changes: Vec<StageChange>) -> Result<(), WriteError> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Op::Stages(changes, done))
-            .await
-            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
-        wait.await
-            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?
+        self.ask(|done| Op::Stages(changes, done)).await?
     }
 
     /// Closes the writers' connection pool: every later write fails as unavailable.
@@ -249,13 +244,7 @@ impl InboxWriter {
 
     /// Writes the row (and the member changes of its event) durably; returns whether it is new.
     pub async fn accept(&self, row: NewInbox, event: Arc<Event>) -> Result<Accepted, WriteError> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Op::Accept { row, event, done })
-            .await
-            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
-        wait.await
-            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?
+        self.ask(|done| Op::Accept { row, event, done }).await?
     }
 
     /// Queues a processed mark; it rides along with the next batch. Losing it in a crash only
@@ -280,14 +269,7 @@ impl InboxWriter {
 
     /// Writes a processed mark and waits for the commit, so a retry finds the stored reply.
     pub async fn mark_processed_durably(&self, mark: Processed) -> Result<(), WriteError> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Op::Mark(mark, done))
-            .await
-            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?;
-        wait.await
-            .map_err(|_| WriteError::Unavailable("writer stopped".into()))?
-            .map(|_| ())
+        self.ask(|done| Op::Mark(mark, done)).await?.map(|_| ())
     }
 }
 
@@ -347,10 +329,7 @@ async fn write_batch(
     let mut mark_waiters = Vec::new();
     let mut jobs = Vec::new();
     let mut batched = Vec::new();
-    let mut stages = PendingStages {
-        changes: Vec::new(),
-        waiters: Vec::new(),
-    };
+    let mut stages = PendingStages::default();
     for op in batch.drain(..) {
         match op {
             Op::Accept { row, event, done } => {
@@ -377,13 +356,7 @@ async fn write_batch(
         }
     }
     if !stages.waiters.is_empty() && !committer.commits_stages() {
-        batched.push(Box::new(std::mem::replace(
-            &mut stages,
-            PendingStages {
-                changes: Vec::new(),
-                waiters: Vec::new(),
-            },
-        )) as Box<dyn BatchedWrite>);
+        batched.push(Box::new(std::mem::take(&mut stages)) as Box<dyn BatchedWrite>);
     }
     if !(rows.is_empty() && marks.is_empty() && stages.waiters.is_empty()) {
         let commit = Commit {

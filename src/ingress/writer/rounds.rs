@@ -48,6 +48,7 @@ where
 }
 
 /// The stage changes of one batch as one batched write (PostgreSQL), answering every caller.
+#[derive(Default)]
 pub(super) struct PendingStages {
     pub(super) changes: Vec<StageChange>,
     pub(super) waiters: Vec<oneshot::Sender<Result<(), WriteError>>>,

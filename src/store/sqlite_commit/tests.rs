@@ -17,6 +17,19 @@ fn member(user: &str) -> MemberUpsert {
     }
 }
 
+fn inbox_row(key: &str) -> NewInbox {
+    NewInbox {
+        channel_id: "c".into(),
+        dedupe_key: key.into(),
+        kind: "message".into(),
+        sender: None,
+        group_id: None,
+        occurred_at: 0,
+        received_at: 0,
+        payload: "{}".into(),
+    }
+}
+
 fn change(user: &str, group_name: Option<&str>, at: i64, left: bool) -> MemberChanges {
     MemberChanges {
         members: vec![member(user)],
@@ -115,18 +128,10 @@ async fn another_connections_writes_are_not_hidden_by_the_memory() {
 async fn a_failed_batch_is_not_remembered() {
     let (_dir, mut committers, db) = committers().await;
     let c = &mut committers[0];
-    let row = NewInbox {
-        channel_id: "c".into(),
-        dedupe_key: "k".into(),
-        kind: "message".into(),
-        sender: None,
-        group_id: None,
-        occurred_at: 0,
-        received_at: 0,
-        payload: "{}".into(),
-    };
     let outcomes = c
-        .commit_batch(&[row], &[], &[], |_| change("a", None, MIN, false))
+        .commit_batch(&[inbox_row("k")], &[], &[], |_| {
+            change("a", None, MIN, false)
+        })
         .expect("commit")
         .accepted;
     let Accepted::New { id } = outcomes[0] else {
@@ -159,18 +164,10 @@ async fn a_failed_batch_is_not_remembered() {
 async fn a_failing_stage_write_leaves_the_callbacks_of_its_batch_committed() {
     let (_dir, mut committers, db) = committers().await;
     let c = &mut committers[0];
-    let row = |key: &str| NewInbox {
-        channel_id: "c".into(),
-        dedupe_key: key.into(),
-        kind: "message".into(),
-        sender: None,
-        group_id: None,
-        occurred_at: 0,
-        received_at: 0,
-        payload: "{}".into(),
-    };
-    c.commit_batch(&[row("k1")], &[], &[], |_| change("a", None, MIN, false))
-        .expect("commit");
+    c.commit_batch(&[inbox_row("k1")], &[], &[], |_| {
+        change("a", None, MIN, false)
+    })
+    .expect("commit");
     let member: i64 = db
         .query_row("select id from members", [], |r| r.get(0))
         .expect("member");
@@ -183,7 +180,7 @@ async fn a_failing_stage_write_leaves_the_callbacks_of_its_batch_committed() {
     // The second change names no member: the foreign key refuses it.
     let committed = c
         .commit_batch(
-            &[row("k2")],
+            &[inbox_row("k2")],
             &[],
             &[stage(member), stage(member + 99)],
             |_| MemberChanges::default(),
