@@ -2,6 +2,7 @@
 //! per line: `path?query<TAB>body` (bodies are single-line XML). Unique MsgIds, senders spread over N members.
 //!
 //! Usage: cargo bench --bench loadgen -- OUT COUNT MEMBERS CHANNEL TEXT [TIMESTAMP]
+//! (MEMBER_OFFSET=N in the environment numbers the members from N.)
 
 use std::io::Write as _;
 
@@ -34,11 +35,15 @@ fn main() {
     let config = Config::example().expect("example config");
     let channels = Channels::from_config(&config).expect("channels");
     let channel = channels.get(channel_id).expect("channel");
+    // MEMBER_OFFSET=N numbers the members from N: a second run with new members.
+    let offset: usize =
+        std::env::var("MEMBER_OFFSET").map_or(0, |v| v.parse().expect("MEMBER_OFFSET"));
     let mut file = std::io::BufWriter::new(std::fs::File::create(out).expect("create OUT"));
     for i in 0..count {
+        let member = offset + i % members;
         let what = Simulated::Text {
-            from: format!("member-{:05}", i % members),
-            name: Some(format!("成员{}", i % members)),
+            from: format!("member-{member:05}"),
+            name: Some(format!("成员{member}")),
             group: Some(format!("chat-{}", i % 20)),
             text: text.clone(),
             msg_id: format!("load-{ts}-{i}"),

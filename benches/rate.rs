@@ -57,6 +57,20 @@ fn main() {
                 errors += 1;
             }
         }
+        // PER_SECOND=1: p50 and p99 of each second of sending (a burst shows where it starts).
+        if std::env::var("PER_SECOND").is_ok_and(|v| v == "1") {
+            let per_second = usize::try_from(rate).expect("fits");
+            for (second, chunk) in latencies.chunks(per_second.max(1)).enumerate() {
+                let mut chunk = chunk.to_vec();
+                chunk.sort();
+                let at = |p: f64| {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+                    let i = ((chunk.len() as f64 - 1.0) * p).round() as usize;
+                    chunk[i]
+                };
+                println!("  second {second}: p50 {:?}, p99 {:?}", at(0.50), at(0.99));
+            }
+        }
         latencies.sort();
         let pct = |p: f64| {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]

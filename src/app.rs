@@ -26,6 +26,8 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
+    /// Stops the writers, after the server, the after-handlers and the background jobs.
+    writers_stop: CancellationToken,
     writers: WriterThread,
     background: Vec<JoinHandle<()>>,
 }
@@ -71,6 +73,8 @@ impl App {
             .context("seeding the reward catalog")?;
         let metrics = Metrics::new(channels.ids());
         let shutdown = CancellationToken::new();
+        // The writers stop last: the after-handlers and background jobs still write through them.
+        let writers_stop = CancellationToken::new();
 
         let writers = match (config.database.writers, store.backend()) {
             (0, Backend::Sqlite) => 1,
@@ -90,7 +94,7 @@ impl App {
                 writers,
                 timezone: config.timezone(),
             },
-            shutdown.clone(),
+            writers_stop.clone(),
         )
         .context("starting the inbox writer")?;
         let faq = crate::faq::FaqService::new(config.faq.clone());
@@ -181,6 +185,7 @@ impl App {
             listener,
             state,
             shutdown,
+            writers_stop,
             writers: writer_thread,
             background,
         })
@@ -206,6 +211,7 @@ impl App {
             listener,
             state,
             shutdown,
+            writers_stop,
             writers,
             background,
         } = self;
@@ -220,12 +226,16 @@ impl App {
         let result = server.await;
         shutdown.cancel();
         let _ = tokio::time::timeout(grace, async {
+            state.ingress.after_handlers_settled().await;
             for handle in background {
                 let _ = handle.await;
             }
-            let _ = tokio::task::spawn_blocking(move || writers.join()).await;
         })
         .await;
+        // Then the writers commit what is queued and stop.
+        writers_stop.cancel();
+        let _ =
+            tokio::time::timeout(grace, tokio::task::spawn_blocking(move || writers.join())).await;
         state.store.close().await;
         result.context("HTTP server")
     }

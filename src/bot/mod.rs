@@ -1,12 +1,14 @@
 //! What happens to an accepted event: an ordered chain of handlers, the first that answers
 //! wins. Handlers see the normalized [`Event`] and the domain context, never HTTP or XML.
 
+mod after;
 mod ping;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+pub use after::AfterTasks;
 pub use ping::Ping;
 
 use crate::clock::SharedClock;
@@ -56,6 +58,7 @@ pub trait Handler: Send + Sync + 'static {
 pub struct Dispatcher {
     handlers: Arc<Vec<Arc<dyn Handler>>>,
     after: Arc<Vec<Arc<dyn Handler>>>,
+    after_tasks: AfterTasks,
 }
 
 impl Dispatcher {
@@ -88,19 +91,44 @@ impl Dispatcher {
         self
     }
 
-    /// Adds a handler that runs after the chain on every event (its answer is ignored; a
-    /// failure is logged, and the periodic jobs repair what it missed).
+    /// Adds a handler that runs after the chain on every event, once the answer is decided and
+    /// without holding it back (its answer is ignored; a failure is logged, and the periodic
+    /// jobs repair what it missed, also after a crash).
     #[must_use]
     pub fn with_after(mut self, handler: impl Handler) -> Self {
         Arc::make_mut(&mut self.after).push(Arc::new(handler));
         self
     }
 
-    async fn run_after(&self, ctx: &BotContext, event: &Event) {
-        for handler in self.after.iter() {
-            if let Err(e) = handler.handle(ctx, event).await {
-                tracing::warn!(handler = handler.name(), key = %event.dedupe_key, error = %e, "after-handler failed");
+    /// The after-handler runs still going on (shutdown and tests wait for them).
+    pub fn after_tasks(&self) -> &AfterTasks {
+        &self.after_tasks
+    }
+
+    /// Starts the after-handlers of `event`. Most finish on their first poll (a member checked
+    /// minutes ago); those that wait on the database go on in a task of their own, unless too
+    /// many do already: then this waits for them, which slows the callbacks down.
+    async fn start_after(&self, ctx: &BotContext, event: &Arc<Event>) {
+        if self.after.is_empty() {
+            return;
+        }
+        let mut run = Box::pin(run_after(
+            Arc::clone(&self.after),
+            ctx.clone(),
+            Arc::clone(event),
+        ));
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(run.as_mut().poll(cx)));
+        if first.await.is_ready() {
+            return;
+        }
+        match self.after_tasks.start() {
+            Some(running) => {
+                tokio::spawn(async move {
+                    run.await;
+                    drop(running);
+                });
             }
+            None => run.await,
         }
     }
 
@@ -110,16 +138,16 @@ impl Dispatcher {
     pub async fn dispatch(
         &self,
         ctx: &BotContext,
-        event: &Event,
+        event: &Arc<Event>,
     ) -> Result<Option<String>, HandlerError> {
         for handler in self.handlers.iter() {
             match handler.handle(ctx, event).await {
                 Ok(Outcome::Reply(text)) => {
-                    self.run_after(ctx, event).await;
+                    self.start_after(ctx, event).await;
                     return Ok(Some(text));
                 }
                 Ok(Outcome::Silent) => {
-                    self.run_after(ctx, event).await;
+                    self.start_after(ctx, event).await;
                     return Ok(None);
                 }
                 Ok(Outcome::Continue) => {}
@@ -132,8 +160,16 @@ impl Dispatcher {
                 }
             }
         }
-        self.run_after(ctx, event).await;
+        self.start_after(ctx, event).await;
         Ok(None)
+    }
+}
+
+async fn run_after(after: Arc<Vec<Arc<dyn Handler>>>, ctx: BotContext, event: Arc<Event>) {
+    for handler in after.iter() {
+        if let Err(e) = handler.handle(&ctx, &event).await {
+            tracing::warn!(handler = handler.name(), key = %event.dedupe_key, error = %e, "after-handler failed");
+        }
     }
 }
 

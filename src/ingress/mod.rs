@@ -281,6 +281,12 @@ impl Ingress {
         result.map(|(r, _)| r)
     }
 
+    /// Waits until the after-handlers of the events handled so far are done (shutdown waits
+    /// for them; tests read their effects after it).
+    pub async fn after_handlers_settled(&self) {
+        self.dispatcher.after_tasks().settled().await;
+    }
+
     /// The channel registry (the long-connection clients normalize with it).
     pub fn channels(&self) -> &Arc<Channels> {
         &self.channels
@@ -504,7 +510,7 @@ impl Ingress {
         let count = rows.len();
         for row in rows {
             let reply = match serde_json::from_str::<Event>(&row.payload) {
-                Ok(event) => match self.dispatcher.dispatch(&self.bot, &event).await {
+                Ok(event) => match self.dispatcher.dispatch(&self.bot, &Arc::new(event)).await {
                     Ok(reply) => reply,
                     // Still failing: leave it for the next round.
                     Err(_) => continue,

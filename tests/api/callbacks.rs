@@ -9,7 +9,86 @@ backend_tests!(
     official_v1_sample_over_http,
     plain_chat_gets_an_empty_200,
     healthz_readyz_and_metrics,
+    the_answer_does_not_wait_for_the_after_handlers,
 );
+
+/// An after-handler that records the events it saw once its gate opens.
+struct GatedAfter {
+    gate: tokio::sync::watch::Receiver<bool>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl yunying::bot::Handler for GatedAfter {
+    fn name(&self) -> &'static str {
+        "gated_after"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        _ctx: &'a yunying::bot::BotContext,
+        event: &'a yunying::events::Event,
+    ) -> yunying::bot::HandlerFuture<'a> {
+        Box::pin(async move {
+            let mut gate = self.gate.clone();
+            gate.wait_for(|open| *open).await?;
+            self.seen
+                .lock()
+                .expect("seen")
+                .push(event.dedupe_key.clone());
+            Ok(yunying::bot::Outcome::Continue)
+        })
+    }
+}
+
+async fn the_answer_does_not_wait_for_the_after_handlers(backend: Backend) {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let seen = std::sync::Arc::default();
+    let after = GatedAfter {
+        gate,
+        seen: std::sync::Arc::clone(&seen),
+    };
+    let app = TestApp::spawn_with_chain(backend, move |d| {
+        d.with(yunying::bot::Ping).with_after(after)
+    })
+    .await;
+    let what = yunying::send::Simulated::Text {
+        from: "zhangsan".into(),
+        name: None,
+        group: Some("chat-1".into()),
+        text: "ping".into(),
+        msg_id: "m-after-1".into(),
+    };
+    let request = app.build("demo_robot", &what);
+    let response = app.post_unsettled("demo_robot", &request).await;
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await.expect("body");
+    let reply = yunying::send::open_reply(app.channel("demo_robot"), &body).expect("opens");
+    assert!(
+        reply.is_some_and(|r| r.starts_with("pong")),
+        "answered while the gate is shut"
+    );
+    assert!(
+        seen.lock().expect("seen").is_empty(),
+        "the after-handler still waits"
+    );
+
+    {
+        let settled = app.settle();
+        tokio::pin!(settled);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), settled.as_mut())
+                .await
+                .is_err(),
+            "settle waits for the after-handler"
+        );
+        open.send(true).expect("gate");
+        tokio::time::timeout(std::time::Duration::from_secs(10), settled)
+            .await
+            .expect("settled once the gate opened");
+    }
+    assert_eq!(seen.lock().expect("seen").len(), 1);
+    app.stop().await;
+}
 
 async fn ping_round_trip_on_every_channel_kind(backend: Backend) {
     let app = TestApp::spawn(backend).await;

@@ -164,6 +164,14 @@ impl TestApp {
         .await
     }
 
+    /// Spawns with a handler chain of the test's own (from an empty dispatcher).
+    pub async fn spawn_with_chain(
+        backend: Backend,
+        chain: impl FnOnce(yunying::bot::Dispatcher) -> yunying::bot::Dispatcher + 'static,
+    ) -> Self {
+        Self::spawn_full(backend, |_| {}, Some(Box::new(chain)), None).await
+    }
+
     /// A second server on the database of `url` (a replica).
     pub async fn spawn_on(url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
         Self::spawn_full(Backend::Sqlite, adjust, None, Some(url.to_owned())).await
@@ -223,8 +231,20 @@ impl TestApp {
         self.channels.get(id).expect("configured channel")
     }
 
-    /// POSTs a built request to a channel's callback URL.
+    /// POSTs a built request to a channel's callback URL. Returns once the event's
+    /// after-handlers (stage check, state rules), which run after the answer, are done too.
     pub async fn post(&self, channel_id: &str, request: &send::BuiltRequest) -> reqwest::Response {
+        let response = self.post_unsettled(channel_id, request).await;
+        self.settle().await;
+        response
+    }
+
+    /// POSTs a built request and returns with the answer, after-handlers or not.
+    pub async fn post_unsettled(
+        &self,
+        channel_id: &str,
+        request: &send::BuiltRequest,
+    ) -> reqwest::Response {
         let mut url = self.url(&format!("/callbacks/{channel_id}"));
         if !request.query.is_empty() {
             url = format!("{url}?{}", request.query);
@@ -234,6 +254,11 @@ impl TestApp {
             builder = builder.header(*name, value);
         }
         builder.send().await.expect("request")
+    }
+
+    /// Waits until the after-handlers of every event handled so far are done.
+    pub async fn settle(&self) {
+        self.app_state.ingress.after_handlers_settled().await;
     }
 
     /// Builds the callback the platform would send for `what`, at the clock's current time.
