@@ -1,10 +1,11 @@
 //! One group-commit transaction: inbox rows, the member changes of the new ones, and processed
 //! marks. SQLite runs it on the writer's own connection ([`super::sqlite_commit`]); PostgreSQL
-//! statement by statement through the pool.
+//! in a few fixed statements through the pool ([`super::pg_commit`]).
 
-use super::inbox::{self, Accepted, NewInbox, Processed};
+use super::inbox::{Accepted, NewInbox, Processed};
 use super::lifecycle::StageChange;
-use super::members::{self, MemberChanges};
+use super::members::MemberChanges;
+use super::pg_commit;
 use super::sqlite_commit::SqliteCommitter;
 use super::{Backend, Store, StoreError};
 
@@ -61,15 +62,7 @@ impl BatchCommitter {
             Self::Postgres(store) => {
                 debug_assert!(stages.is_empty(), "PostgreSQL stages go through the rounds");
                 let mut tx = store.begin_write().await?;
-                let outcomes = if rows.is_empty() {
-                    Vec::new()
-                } else {
-                    inbox::insert_batch(&mut tx, rows).await?
-                };
-                members::apply(&mut tx, &changes_for(&outcomes)).await?;
-                if !marks.is_empty() {
-                    inbox::mark_processed(&mut tx, marks).await?;
-                }
+                let outcomes = pg_commit::write_batch(&mut tx, rows, marks, changes_for).await?;
                 tx.commit().await?;
                 Ok(Committed {
                     accepted: outcomes,

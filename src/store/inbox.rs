@@ -72,7 +72,8 @@ struct ExistingRow {
 
 pub(super) const SELECT_BY_KEY: &str =
     "select id, processed_at, reply from inbox where channel_id = $1 and dedupe_key = $2";
-const MARK_PROCESSED: &str = "update inbox set processed_at = $1, reply = $2 where id = $3";
+pub(super) const MARK_PROCESSED: &str =
+    "update inbox set processed_at = $1, reply = $2 where id = $3";
 const SELECT_ROW: &str = "select id, channel_id, dedupe_key, kind, occurred_at, received_at, payload, processed_at, reply from inbox where id = $1";
 const SELECT_UNPROCESSED: &str = "select id, channel_id, dedupe_key, kind, occurred_at, received_at, payload, processed_at, reply \
      from inbox where processed_at is null and received_at < $1 order by received_at limit $2";
@@ -100,23 +101,6 @@ macro_rules! push_insert_inbox {
                 .push_bind(r.payload.clone());
         });
         $qb.push(" on conflict (channel_id, dedupe_key) do nothing returning id, channel_id, dedupe_key");
-    }};
-}
-
-/// Processed marks without a reply, as one `update … where id in (…)`; a row already marked
-/// keeps its time. (Written as `coalesce`, not `processed_at is null` in the where clause: that
-/// let PostgreSQL, without statistics, combine the primary key with a scan of the whole
-/// `inbox_unprocessed` index, dead entries included — a tenth of its CPU at 5,000 callbacks/s.)
-macro_rules! push_mark_plain {
-    ($qb:expr, $at:expr, $marks:expr) => {{
-        $qb.push("update inbox set processed_at = coalesce(processed_at, ");
-        $qb.push_bind($at);
-        $qb.push(") where id in (");
-        let mut ids = $qb.separated(", ");
-        for m in $marks {
-            ids.push_bind(m.id);
-        }
-        $qb.push(")");
     }};
 }
 
@@ -168,28 +152,6 @@ pub(super) async fn resolve_outcomes(
         });
     }
     Ok(outcomes)
-}
-
-/// Records that rows were handled (and the reply each produced).
-pub async fn mark_processed(tx: &mut Tx, marks: &[Processed]) -> Result<(), StoreError> {
-    let (plain, with_reply): (Vec<&Processed>, Vec<&Processed>) =
-        marks.iter().partition(|m| m.reply.is_none());
-    for chunk in plain.chunks(CHUNK) {
-        let Some(at) = chunk.iter().map(|m| m.at).max() else {
-            continue;
-        };
-        on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new("");
-            push_mark_plain!(qb, at, chunk);
-            qb.build().execute(&mut **c).await?;
-        });
-    }
-    for m in with_reply {
-        on_tx!(tx, c => {
-            sqlx::query(MARK_PROCESSED).bind(m.at).bind(&m.reply).bind(m.id).execute(&mut **c).await?;
-        });
-    }
-    Ok(())
 }
 
 impl Store {

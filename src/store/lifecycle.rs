@@ -2,7 +2,9 @@
 
 use sqlx::QueryBuilder;
 
-use super::{Store, StoreError, Tx};
+use std::sync::OnceLock;
+
+use super::{Pool, Store, StoreError, Tx};
 use crate::members::lifecycle::{Stage, StageFacts};
 use crate::{on_pool, on_tx};
 
@@ -68,22 +70,36 @@ impl Store {
     ) -> Result<Vec<(String, i64, StageFacts)>, StoreError> {
         let mut out = Vec::with_capacity(user_ids.len());
         for chunk in user_ids.chunks(MANY) {
-            let rows: Vec<InputRow> = on_pool!(self.pool(), p => {
-                let mut qb = QueryBuilder::new(format!("{INPUTS} where m.scope = "));
-                qb.push_bind(scope);
-                qb.push(" and m.platform_user_id in (");
-                let mut users = qb.separated(", ");
-                for user in chunk {
-                    users.push_bind(user);
+            let rows: Vec<InputRow> = match self.pool() {
+                // One text for any number of members: prepared once per connection.
+                Pool::Postgres(p) => {
+                    static TEXT: OnceLock<String> = OnceLock::new();
+                    let sql = TEXT.get_or_init(|| {
+                        format!("{INPUTS} where m.scope = $1 and m.platform_user_id = any($2)")
+                    });
+                    sqlx::query_as::<_, InputRow>(sql)
+                        .bind(scope)
+                        .bind(chunk)
+                        .fetch_all(p)
+                        .await?
                 }
-                qb.push(")");
-                // The text differs with the number of members: only the one-member text (the
-                // usual case outside bursts) is worth keeping prepared.
-                qb.build_query_as::<InputRow>()
-                    .persistent(chunk.len() == 1)
-                    .fetch_all(p)
-                    .await?
-            });
+                Pool::Sqlite(p) => {
+                    let mut qb = QueryBuilder::new(format!("{INPUTS} where m.scope = "));
+                    qb.push_bind(scope);
+                    qb.push(" and m.platform_user_id in (");
+                    let mut users = qb.separated(", ");
+                    for user in chunk {
+                        users.push_bind(user);
+                    }
+                    qb.push(")");
+                    // The text differs with the number of members: only the one-member text (the
+                    // usual case outside bursts) is worth keeping prepared.
+                    qb.build_query_as::<InputRow>()
+                        .persistent(chunk.len() == 1)
+                        .fetch_all(p)
+                        .await?
+                }
+            };
             out.extend(rows.into_iter().map(facts_of));
         }
         Ok(out)
@@ -124,7 +140,7 @@ fn facts_of(
 /// Rows per multi-row stage statement.
 const MANY: usize = 500;
 
-/// Records stage changes, two statements per 500. The last change of a member sets its
+/// Records stage changes, two statements per 500 (on PostgreSQL two in all). The last change of a member sets its
 /// stage and every change is logged. Stages are written once per member (PostgreSQL refuses to
 /// update a row twice in one statement) and in member order, so that writers running at the
 /// same time take the rows' locks in one order.
@@ -134,6 +150,9 @@ pub async fn apply_many(tx: &mut Tx, changes: &[StageChange]) -> Result<(), Stor
         latest.insert(c.member_id, c);
     }
     let latest: Vec<&StageChange> = latest.into_values().collect();
+    if let Tx::Postgres(pg) = tx {
+        return apply_many_postgres(pg, &latest, changes).await;
+    }
     for chunk in latest.chunks(MANY) {
         on_tx!(tx, conn => {
             let mut qb = QueryBuilder::new("insert into member_stages (member_id, stage, since) ");
@@ -153,5 +172,37 @@ pub async fn apply_many(tx: &mut Tx, changes: &[StageChange]) -> Result<(), Stor
             qb.build().execute(&mut **conn).await?;
         });
     }
+    Ok(())
+}
+
+/// [`apply_many`] on PostgreSQL: the rows as arrays, so the two texts never change.
+async fn apply_many_postgres(
+    pg: &mut sqlx::PgConnection,
+    latest: &[&StageChange],
+    changes: &[StageChange],
+) -> Result<(), StoreError> {
+    static SET: OnceLock<String> = OnceLock::new();
+    let set = SET.get_or_init(|| {
+        format!(
+            "insert into member_stages (member_id, stage, since) \
+             select * from unnest($1::int8[], $2::text[], $3::int8[]){SET_TAIL}"
+        )
+    });
+    sqlx::query(set)
+        .bind(latest.iter().map(|c| c.member_id).collect::<Vec<_>>())
+        .bind(latest.iter().map(|c| c.to).collect::<Vec<_>>())
+        .bind(latest.iter().map(|c| c.at).collect::<Vec<_>>())
+        .execute(&mut *pg)
+        .await?;
+    sqlx::query(
+        "insert into member_stage_history (member_id, from_stage, to_stage, at) \
+         select * from unnest($1::int8[], $2::text[], $3::text[], $4::int8[])",
+    )
+    .bind(changes.iter().map(|c| c.member_id).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.from).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.to).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.at).collect::<Vec<_>>())
+    .execute(pg)
+    .await?;
     Ok(())
 }

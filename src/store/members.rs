@@ -1,8 +1,9 @@
-//! Members, groups, group membership and per-day activity. Writes take pre-aggregated,
-//! key-sorted rows (one per key) so a multi-row upsert never touches a row twice and
-//! concurrent writers lock rows in the same order.
+//! Members, groups, group membership and per-day activity. The group commits
+//! ([`super::pg_commit`], [`super::sqlite_commit`]) write them from pre-aggregated, key-sorted
+//! rows (one per key), so a multi-row upsert never touches a row twice and concurrent writers
+//! lock rows in the same order.
 
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::FromRow;
 
 use super::{Store, StoreError, Tx};
 use crate::{on_pool, on_tx};
@@ -67,9 +68,8 @@ pub struct MemberRow {
     pub message_count: i64,
 }
 
-const CHUNK: usize = 1000;
-
-const UPSERT_MEMBERS_TAIL: &str = " on conflict (scope, platform_user_id) do update set \
+pub(super) const UPSERT_MEMBERS_TAIL: &str =
+    " on conflict (scope, platform_user_id) do update set \
      display_name = coalesce(excluded.display_name, members.display_name), \
      last_active_at = case when excluded.last_active_at > members.last_active_at \
          then excluded.last_active_at else members.last_active_at end, \
@@ -77,15 +77,15 @@ const UPSERT_MEMBERS_TAIL: &str = " on conflict (scope, platform_user_id) do upd
 // A busy group is touched by every batch; updating its row each time made concurrent
 // PostgreSQL writers queue on its row lock. New groups are inserted without touching existing
 // rows, and existing rows are updated only when the name changed or a minute has passed.
-const INSERT_GROUPS_TAIL: &str = " on conflict (scope, platform_group_id) do nothing";
-const GROUP_ACTIVITY_GRANULARITY_MS: i64 = 60_000;
+pub(super) const INSERT_GROUPS_TAIL: &str = " on conflict (scope, platform_group_id) do nothing";
+pub(super) const GROUP_ACTIVITY_GRANULARITY_MS: i64 = 60_000;
 // The `where` skips the row rewrite when nothing changes (a member posting again in a group).
-const UPSERT_MEMBERSHIP_TAIL: &str = " on conflict (group_id, member_id) do update set \
+pub(super) const UPSERT_MEMBERSHIP_TAIL: &str = " on conflict (group_id, member_id) do update set \
      left_at = excluded.left_at, \
      joined_at = case when group_members.left_at is not null and excluded.left_at is null \
          then excluded.joined_at else group_members.joined_at end \
      where group_members.left_at is not null or excluded.left_at is not null";
-const UPSERT_ACTIVITY_TAIL: &str = " on conflict (day, member_id) do update set \
+pub(super) const UPSERT_ACTIVITY_TAIL: &str = " on conflict (day, member_id) do update set \
      message_count = member_daily_activity.message_count + excluded.message_count, \
      event_count = member_daily_activity.event_count + excluded.event_count";
 
@@ -98,140 +98,6 @@ const GROUP_MEMBER_IDS: &str = "select m.platform_user_id from group_members gm 
      where g.scope = $1 and g.platform_group_id = $2 and gm.left_at is null order by m.platform_user_id";
 const ACTIVITY_OF: &str = "select cast(coalesce(sum(a.message_count), 0) as bigint) from member_daily_activity a \
      join members m on m.id = a.member_id where m.scope = $1 and m.platform_user_id = $2 and a.day = $3";
-
-/// `insert … on conflict` for members, without `returning`: later statements look ids up.
-macro_rules! push_upsert_members {
-    ($qb:expr, $rows:expr) => {{
-        $qb.push("insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) ");
-        $qb.push_values($rows, |mut b, m| {
-            b.push_bind(m.scope.clone())
-                .push_bind(m.user_id.clone())
-                .push_bind(m.name.clone())
-                .push_bind(m.first_seen_at)
-                .push_bind(m.last_active_at)
-                .push_bind(m.messages);
-        });
-        $qb.push(UPSERT_MEMBERS_TAIL);
-    }};
-}
-
-macro_rules! push_upsert_groups {
-    ($qb:expr, $rows:expr) => {{
-        $qb.push("insert into chat_groups (scope, platform_group_id, name, first_seen_at, last_active_at) ");
-        $qb.push_values($rows, |mut b, g| {
-            b.push_bind(g.scope.clone())
-                .push_bind(g.group_id.clone())
-                .push_bind(g.name.clone())
-                .push_bind(g.at)
-                .push_bind(g.at);
-        });
-        $qb.push(INSERT_GROUPS_TAIL);
-    }};
-}
-
-macro_rules! push_touch_groups {
-    ($qb:expr, $rows:expr) => {{
-        $qb.push("update chat_groups set \
-             name = coalesce(v.column3, chat_groups.name), \
-             last_active_at = case when v.column4 > chat_groups.last_active_at then v.column4 else chat_groups.last_active_at end \
-             from (");
-        $qb.push_values($rows, |mut b, g| {
-            b.push_bind(g.scope.clone())
-                .push_bind(g.group_id.clone())
-                .push_bind(g.name.clone())
-                .push_bind(g.at);
-        });
-        $qb.push(") as v where chat_groups.scope = v.column1 and chat_groups.platform_group_id = v.column2 and (");
-        $qb.push("v.column4 > chat_groups.last_active_at + ");
-        $qb.push(GROUP_ACTIVITY_GRANULARITY_MS.to_string());
-        $qb.push(" or (v.column3 is not null and (chat_groups.name is null or chat_groups.name <> v.column3)))");
-    }};
-}
-
-// `(values …)` columns are named column1… on both backends. Ids come from scalar subqueries on
-// the unique keys (a join let PostgreSQL's planner pick a scope-only index scan on fresh
-// tables: 20 ms a statement). `where true` keeps SQLite from reading `on conflict` as a join
-// constraint; `order by` fixes the lock order on PostgreSQL.
-macro_rules! push_upsert_memberships {
-    ($qb:expr, $rows:expr) => {{
-        $qb.push(
-            "insert into group_members (group_id, member_id, joined_at, left_at) \
-             select (select g.id from chat_groups g where g.scope = v.column1 and g.platform_group_id = v.column2), \
-             (select m.id from members m where m.scope = v.column1 and m.platform_user_id = v.column3), \
-             v.column4, v.column5 from (",
-        );
-        $qb.push_values($rows, |mut b, r| {
-            b.push_bind(r.scope.clone())
-                .push_bind(r.group_id.clone())
-                .push_bind(r.user_id.clone())
-                .push_bind(r.at)
-                .push_bind(if r.left { Some(r.at) } else { None });
-        });
-        $qb.push(
-            ") as v where true order by 1, 2",
-        );
-        $qb.push(UPSERT_MEMBERSHIP_TAIL);
-    }};
-}
-
-macro_rules! push_upsert_activity {
-    ($qb:expr, $rows:expr) => {{
-        $qb.push(
-            "insert into member_daily_activity (day, member_id, message_count, event_count) \
-             select v.column3, (select m.id from members m where m.scope = v.column1 and m.platform_user_id = v.column2), \
-             v.column4, v.column5 from (",
-        );
-        $qb.push_values($rows, |mut b, a| {
-            b.push_bind(a.scope.clone())
-                .push_bind(a.user_id.clone())
-                .push_bind(a.day)
-                .push_bind(a.messages)
-                .push_bind(a.events);
-        });
-        $qb.push(
-            ") as v where true order by 1, 2",
-        );
-        $qb.push(UPSERT_ACTIVITY_TAIL);
-    }};
-}
-
-/// Applies one batch of member changes inside the caller's transaction, one statement per
-/// round trip (the PostgreSQL path; SQLite runs the same upserts row by row in
-/// [`super::sqlite_commit`]).
-pub async fn apply(tx: &mut Tx, changes: &MemberChanges) -> Result<(), StoreError> {
-    for chunk in changes.members.chunks(CHUNK) {
-        on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new("");
-            push_upsert_members!(qb, chunk);
-            qb.build().execute(&mut **c).await?;
-        });
-    }
-    for chunk in changes.groups.chunks(CHUNK) {
-        on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new("");
-            push_upsert_groups!(qb, chunk);
-            qb.build().execute(&mut **c).await?;
-            let mut qb = QueryBuilder::new("");
-            push_touch_groups!(qb, chunk);
-            qb.build().execute(&mut **c).await?;
-        });
-    }
-    for chunk in changes.memberships.chunks(CHUNK) {
-        on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new("");
-            push_upsert_memberships!(qb, chunk);
-            qb.build().execute(&mut **c).await?;
-        });
-    }
-    for chunk in changes.activity.chunks(CHUNK) {
-        on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new("");
-            push_upsert_activity!(qb, chunk);
-            qb.build().execute(&mut **c).await?;
-        });
-    }
-    Ok(())
-}
 
 impl Store {
     pub async fn member(

@@ -13,6 +13,7 @@ pub mod leases;
 pub mod lifecycle;
 pub mod members;
 pub mod outbox;
+mod pg_commit;
 pub mod points;
 pub mod recall;
 pub mod redemption;

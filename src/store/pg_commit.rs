@@ -1,0 +1,215 @@
+//! PostgreSQL's group commit in four round trips (begin, inbox, members, memberships; commit)
+//! with statements whose text never changes: the rows go in as arrays (`unnest`), so each
+//! connection prepares and plans every statement once. Multi-row `values (…)` lists gave one
+//! text per batch size, more than the connection's statement cache holds, and each callback
+//! paid for nine round trips of its batch.
+
+use std::collections::HashMap;
+
+use sqlx::PgConnection;
+
+use super::inbox::{self, Accepted, InsertedKey, NewInbox, Processed};
+use super::members::{self, MemberChanges};
+use super::{StoreError, Tx};
+
+/// The plain processed marks (a row already marked keeps its time), and the new inbox rows.
+const INSERT_INBOX_AND_MARK: &str = "with marked as ( \
+       update inbox set processed_at = coalesce(processed_at, $9) where id = any($10) \
+     ) \
+     insert into inbox (channel_id, dedupe_key, kind, sender, group_id, occurred_at, received_at, payload) \
+     select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::text[]) \
+     on conflict (channel_id, dedupe_key) do nothing \
+     returning id, channel_id, dedupe_key";
+
+/// Members, and groups: new groups inserted, known ones touched only when their name changed or
+/// a minute has passed (a busy group's row, rewritten by every batch, queued the writers).
+fn upsert_members_and_groups() -> String {
+    format!(
+        "with upserted as ( \
+           insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) \
+           select * from unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) \
+           {members_tail} \
+         ), touched as ( \
+           update chat_groups g set name = coalesce(v.name, g.name), \
+             last_active_at = case when v.at > g.last_active_at then v.at else g.last_active_at end \
+           from unnest($7::text[], $8::text[], $9::text[], $10::int8[]) as v (scope, group_id, name, at) \
+           where g.scope = v.scope and g.platform_group_id = v.group_id \
+             and (v.at > g.last_active_at + {granularity} \
+                  or (v.name is not null and (g.name is null or g.name <> v.name))) \
+         ) \
+         insert into chat_groups (scope, platform_group_id, name, first_seen_at, last_active_at) \
+         select v.scope, v.group_id, v.name, v.at, v.at \
+         from unnest($7::text[], $8::text[], $9::text[], $10::int8[]) as v (scope, group_id, name, at) \
+         {groups_tail}",
+        members_tail = members::UPSERT_MEMBERS_TAIL,
+        granularity = members::GROUP_ACTIVITY_GRANULARITY_MS,
+        groups_tail = members::INSERT_GROUPS_TAIL,
+    )
+}
+
+/// Memberships and daily activity. Ids come from scalar subqueries on the unique keys (the
+/// members and groups of this batch are visible: they were written by the statement before);
+/// `order by` fixes the lock order between parallel writers.
+fn upsert_memberships_and_activity() -> String {
+    format!(
+        "with joined as ( \
+           insert into group_members (group_id, member_id, joined_at, left_at) \
+           select (select g.id from chat_groups g where g.scope = v.scope and g.platform_group_id = v.group_id), \
+             (select m.id from members m where m.scope = v.scope and m.platform_user_id = v.user_id), \
+             v.at, v.left_at \
+           from unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[]) as v (scope, group_id, user_id, at, left_at) \
+           order by 1, 2 \
+           {membership_tail} \
+         ) \
+         insert into member_daily_activity (day, member_id, message_count, event_count) \
+         select v.day, (select m.id from members m where m.scope = v.scope and m.platform_user_id = v.user_id), \
+           v.messages, v.events \
+         from unnest($6::text[], $7::text[], $8::int4[], $9::int8[], $10::int8[]) as v (scope, user_id, day, messages, events) \
+         order by 1, 2 \
+         {activity_tail}",
+        membership_tail = members::UPSERT_MEMBERSHIP_TAIL,
+        activity_tail = members::UPSERT_ACTIVITY_TAIL,
+    )
+}
+
+/// The statement texts, built once.
+struct Statements {
+    members_and_groups: String,
+    memberships_and_activity: String,
+}
+
+fn statements() -> &'static Statements {
+    static TEXTS: std::sync::OnceLock<Statements> = std::sync::OnceLock::new();
+    TEXTS.get_or_init(|| Statements {
+        members_and_groups: upsert_members_and_groups(),
+        memberships_and_activity: upsert_memberships_and_activity(),
+    })
+}
+
+/// Writes one batch inside `tx` (a PostgreSQL transaction): the inbox rows with the plain
+/// processed marks, the member changes of the new rows, and the marks that carry a reply.
+/// Returns one outcome per row, in input order.
+pub(super) async fn write_batch(
+    tx: &mut Tx,
+    rows: &[NewInbox],
+    marks: &[Processed],
+    changes_for: impl FnOnce(&[Accepted]) -> MemberChanges,
+) -> Result<Vec<Accepted>, StoreError> {
+    let inserted = insert_and_mark(postgres(tx)?, rows, marks).await?;
+    // Copies of rows already stored (retries) are looked up one by one: rare.
+    let outcomes = inbox::resolve_outcomes(tx, rows, inserted).await?;
+    let changes = changes_for(&outcomes);
+    let pg = postgres(tx)?;
+    upsert_members_and_groups_of(pg, &changes).await?;
+    upsert_memberships_and_activity_of(pg, &changes).await?;
+    for mark in marks.iter().filter(|m| m.reply.is_some()) {
+        sqlx::query(inbox::MARK_PROCESSED)
+            .bind(mark.at)
+            .bind(&mark.reply)
+            .bind(mark.id)
+            .execute(&mut *pg)
+            .await?;
+    }
+    Ok(outcomes)
+}
+
+fn postgres(tx: &mut Tx) -> Result<&mut PgConnection, StoreError> {
+    match tx {
+        Tx::Postgres(pg) => Ok(&mut **pg),
+        Tx::Sqlite(_) => Err(StoreError::Other(
+            "the PostgreSQL group commit got a SQLite transaction".into(),
+        )),
+    }
+}
+
+async fn insert_and_mark(
+    pg: &mut PgConnection,
+    rows: &[NewInbox],
+    marks: &[Processed],
+) -> Result<HashMap<(String, String), i64>, StoreError> {
+    // Key order, so parallel writers take the unique index's locks in the same order.
+    let mut sorted: Vec<&NewInbox> = rows.iter().collect();
+    sorted.sort_by(|a, b| (&a.channel_id, &a.dedupe_key).cmp(&(&b.channel_id, &b.dedupe_key)));
+    let column = |f: fn(&NewInbox) -> String| sorted.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let plain: Vec<i64> = marks
+        .iter()
+        .filter(|m| m.reply.is_none())
+        .map(|m| m.id)
+        .collect();
+    let marked_at = marks
+        .iter()
+        .filter(|m| m.reply.is_none())
+        .map(|m| m.at)
+        .max()
+        .unwrap_or(0);
+    let keys: Vec<InsertedKey> = sqlx::query_as(INSERT_INBOX_AND_MARK)
+        .bind(column(|r| r.channel_id.clone()))
+        .bind(column(|r| r.dedupe_key.clone()))
+        .bind(column(|r| r.kind.clone()))
+        .bind(sorted.iter().map(|r| r.sender.clone()).collect::<Vec<_>>())
+        .bind(
+            sorted
+                .iter()
+                .map(|r| r.group_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(sorted.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
+        .bind(sorted.iter().map(|r| r.received_at).collect::<Vec<_>>())
+        .bind(column(|r| r.payload.clone()))
+        .bind(marked_at)
+        .bind(plain)
+        .fetch_all(pg)
+        .await?;
+    Ok(keys
+        .into_iter()
+        .map(|k| ((k.channel_id, k.dedupe_key), k.id))
+        .collect())
+}
+
+async fn upsert_members_and_groups_of(
+    pg: &mut PgConnection,
+    changes: &MemberChanges,
+) -> Result<(), StoreError> {
+    if changes.members.is_empty() && changes.groups.is_empty() {
+        return Ok(());
+    }
+    let (m, g) = (&changes.members, &changes.groups);
+    sqlx::query(&statements().members_and_groups)
+        .bind(m.iter().map(|r| r.scope.clone()).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.user_id.clone()).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.first_seen_at).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.last_active_at).collect::<Vec<_>>())
+        .bind(m.iter().map(|r| r.messages).collect::<Vec<_>>())
+        .bind(g.iter().map(|r| r.scope.clone()).collect::<Vec<_>>())
+        .bind(g.iter().map(|r| r.group_id.clone()).collect::<Vec<_>>())
+        .bind(g.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
+        .bind(g.iter().map(|r| r.at).collect::<Vec<_>>())
+        .execute(pg)
+        .await?;
+    Ok(())
+}
+
+async fn upsert_memberships_and_activity_of(
+    pg: &mut PgConnection,
+    changes: &MemberChanges,
+) -> Result<(), StoreError> {
+    if changes.memberships.is_empty() && changes.activity.is_empty() {
+        return Ok(());
+    }
+    let (j, a) = (&changes.memberships, &changes.activity);
+    sqlx::query(&statements().memberships_and_activity)
+        .bind(j.iter().map(|r| r.scope.clone()).collect::<Vec<_>>())
+        .bind(j.iter().map(|r| r.group_id.clone()).collect::<Vec<_>>())
+        .bind(j.iter().map(|r| r.user_id.clone()).collect::<Vec<_>>())
+        .bind(j.iter().map(|r| r.at).collect::<Vec<_>>())
+        .bind(j.iter().map(|r| r.left.then_some(r.at)).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.scope.clone()).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.user_id.clone()).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.day).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.messages).collect::<Vec<_>>())
+        .bind(a.iter().map(|r| r.events).collect::<Vec<_>>())
+        .execute(pg)
+        .await?;
+    Ok(())
+}
