@@ -8,7 +8,8 @@ use crate::helpers::{Backend, TestApp};
 
 backend_tests!(
     joins_and_messages_build_the_registry,
-    activity_day_follows_the_community_time_zone
+    activity_day_follows_the_community_time_zone,
+    groups_take_new_names_and_note_activity_once_a_minute
 );
 
 async fn joins_and_messages_build_the_registry(backend: Backend) {
@@ -97,4 +98,57 @@ async fn activity_day_follows_the_community_time_zone(backend: Backend) {
             .expect("dau"),
         1
     );
+}
+
+/// A gateway message in group `g1`, with the group's name when given.
+async fn say_in_named_group(app: &TestApp, name: Option<&str>, msg_id: &str) {
+    let channel = app.channel("demo_gateway");
+    let ts = app.clock.now_ms() / 1000;
+    let inner = serde_json::json!({
+        "type": "message", "msg_id": msg_id, "sender": { "id": "m1", "name": "小明" },
+        "group": { "id": "g1", "name": name }, "text": "大家好", "mentions_bot": false, "time": ts,
+    })
+    .to_string();
+    let request = yunying::send::build_request(channel, &inner, ts, msg_id).expect("request");
+    assert_eq!(app.post("demo_gateway", &request).await.status(), 200);
+}
+
+/// (name, last active) of group `g1`.
+async fn group_row(app: &TestApp) -> (Option<String>, i64) {
+    let scope = app.channel("demo_gateway").scope.clone();
+    yunying::on_pool!(app.store.pool(), p => sqlx::query_as::<_, (Option<String>, i64)>(
+        "select name, last_active_at from chat_groups where scope = $1 and platform_group_id = 'g1'")
+        .bind(&scope).fetch_one(p).await.expect("group row"))
+}
+
+async fn groups_take_new_names_and_note_activity_once_a_minute(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let start = app.clock.now_ms() / 1000 * 1000;
+    say_in_named_group(&app, Some("产品交流群"), "n1").await;
+    assert_eq!(group_row(&app).await, (Some("产品交流群".into()), start));
+
+    // A new name is taken at once, with the time.
+    app.clock.advance_ms(10_000);
+    say_in_named_group(&app, Some("产品交流群（新）"), "n2").await;
+    assert_eq!(
+        group_row(&app).await,
+        (Some("产品交流群（新）".into()), start + 10_000)
+    );
+
+    // No name and less than a minute later: the row is left alone.
+    app.clock.advance_ms(20_000);
+    say_in_named_group(&app, None, "n3").await;
+    assert_eq!(
+        group_row(&app).await,
+        (Some("产品交流群（新）".into()), start + 10_000)
+    );
+
+    // More than a minute after the last time written: the time moves, the name stays.
+    app.clock.advance_ms(45_000);
+    say_in_named_group(&app, None, "n4").await;
+    assert_eq!(
+        group_row(&app).await,
+        (Some("产品交流群（新）".into()), start + 75_000)
+    );
+    app.stop().await;
 }
