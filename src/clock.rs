@@ -1,4 +1,4 @@
-//! The one place that reads the wall clock. Everything else asks a [`Clock`], so tests and the
+//! The one place that reads the wall clock. Everything else asks a [`Clock`](crate::clock::Clock), so tests and the
 //! demo can move time by hand instead of sleeping.
 
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -1,5 +1,5 @@
 //! What happens to an accepted event: an ordered chain of handlers, the first that answers
-//! wins. Handlers see the normalized [`Event`] and the domain context, never HTTP or XML.
+//! wins. Handlers see the normalized [`Event`](crate::events::Event) and the domain context, never HTTP or XML.
 
 mod after;
 mod ping;

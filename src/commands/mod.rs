@@ -1,4 +1,4 @@
-//! Ops commands in chat: declared once ([`spec`]), parsed into typed arguments ([`parse`]),
+//! Ops commands in chat: declared once ([`spec`](crate::commands::spec)), parsed into typed arguments ([`parse`](crate::commands::parse)),
 //! permission-checked (default deny), executed once per source message and audited.
 
 pub mod parse;

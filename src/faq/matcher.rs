@@ -293,7 +293,7 @@ fn confidence(score: f32, margin: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 
-/// Coefficients of [`confidence`]: score, margin, intercept.
+/// Coefficients of `confidence`: score, margin, intercept.
 pub const CONFIDENCE: [f32; 3] = [0.6494, 5.2420, -2.0000];
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Callback → verified, decrypted, normalized [`Event`] → durable inbox (group commit) →
-//! handlers → passive reply. Every rejection is an [`IngressError`] with a 4xx status and a
+//! Callback → verified, decrypted, normalized [`Event`](crate::events::Event) → durable inbox (group commit) →
+//! handlers → passive reply. Every rejection is an [`IngressError`](crate::ingress::IngressError) with a 4xx status and a
 //! short reason; a database outage is a 503 so the platform retries; nothing panics.
 
 pub mod normalize;

@@ -1,6 +1,6 @@
 //! One group-commit transaction: inbox rows, the member changes of the new ones, and processed
 //! marks. SQLite runs it on the writer's own connection ([`super::sqlite_commit`]); PostgreSQL
-//! in a few fixed statements through the pool ([`super::pg_commit`]).
+//! in a few fixed statements through the pool (`pg_commit`).
 
 use super::inbox::{Accepted, NewInbox, Processed};
 use super::lifecycle::StageChange;

@@ -1,5 +1,5 @@
 //! Members, groups, group membership and per-day activity. The group commits
-//! ([`super::pg_commit`], [`super::sqlite_commit`]) write them from pre-aggregated, key-sorted
+//! (`pg_commit`, [`super::sqlite_commit`]) write them from pre-aggregated, key-sorted
 //! rows (one per key), so a multi-row upsert never touches a row twice and concurrent writers
 //! lock rows in the same order.
 

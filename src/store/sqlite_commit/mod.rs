@@ -4,7 +4,7 @@
 //! PostgreSQL keeps the sqlx path in [`super::batch`]. Same tables, same rules: a row is new
 //! exactly when its (channel, dedupe key) was not there; member changes only for new rows.
 //!
-//! The writer remembers what it wrote to `chat_groups` and `group_members` ([`Known`]) and skips
+//! The writer remembers what it wrote to `chat_groups` and `group_members` (`Known`) and skips
 //! the statements that would change nothing: a group touched less than a minute ago under the same
 //! name, a membership already active. The memory holds only while nobody else writes the file:
 //! each batch reads SQLite's `data_version` under its write lock, and any commit by another
