@@ -10,6 +10,7 @@ backend_tests!(
     plain_chat_gets_an_empty_200,
     healthz_readyz_and_metrics,
     the_answer_does_not_wait_for_the_after_handlers,
+    shutdown_waits_for_the_after_handlers,
 );
 
 /// An after-handler that records the events it saw once its gate opens.
@@ -255,5 +256,48 @@ async fn healthz_readyz_and_metrics(backend: Backend) {
     assert!(
         metrics.contains("yunying_handler_duration_seconds_count 1"),
         "{metrics}"
+    );
+}
+
+async fn shutdown_waits_for_the_after_handlers(backend: Backend) {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let seen = std::sync::Arc::default();
+    let after = GatedAfter {
+        gate,
+        seen: std::sync::Arc::clone(&seen),
+    };
+    let app = TestApp::spawn_with_chain(backend, move |d| {
+        d.with(yunying::bot::Ping).with_after(after)
+    })
+    .await;
+    let what = yunying::send::Simulated::Text {
+        from: "zhangsan".into(),
+        name: None,
+        group: None,
+        text: "ping".into(),
+        msg_id: "m-after-2".into(),
+    };
+    let request = app.build("demo_robot", &what);
+    assert_eq!(
+        app.post_unsettled("demo_robot", &request).await.status(),
+        200
+    );
+    let stopping = tokio::spawn(app.stop());
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        assert!(
+            !stopping.is_finished(),
+            "shutdown waits for the after-handler"
+        );
+    }
+    open.send(true).expect("gate");
+    tokio::time::timeout(std::time::Duration::from_secs(10), stopping)
+        .await
+        .expect("stopped once the after-handler finished")
+        .expect("stop");
+    assert_eq!(
+        seen.lock().expect("seen").len(),
+        1,
+        "the after-handler ran to its end"
     );
 }
