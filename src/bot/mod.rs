@@ -108,13 +108,13 @@ impl Dispatcher {
     /// Starts the after-handlers of `event`. Most finish on their first poll (a member checked
     /// minutes ago); those that wait on the database go on in a task of their own, unless too
     /// many do already: then this waits for them, which slows the callbacks down.
-    async fn start_after(&self, ctx: &BotContext, event: &Arc<Event>) {
+    async fn start_after(&self, ctx: &Arc<BotContext>, event: &Arc<Event>) {
         if self.after.is_empty() {
             return;
         }
         let mut run = Box::pin(run_after(
             Arc::clone(&self.after),
-            ctx.clone(),
+            Arc::clone(ctx),
             Arc::clone(event),
         ));
         let first = std::future::poll_fn(|cx| std::task::Poll::Ready(run.as_mut().poll(cx)));
@@ -137,7 +137,7 @@ impl Dispatcher {
     /// idempotent) instead of being lost.
     pub async fn dispatch(
         &self,
-        ctx: &BotContext,
+        ctx: &Arc<BotContext>,
         event: &Arc<Event>,
     ) -> Result<Option<String>, HandlerError> {
         for handler in self.handlers.iter() {
@@ -165,7 +165,7 @@ impl Dispatcher {
     }
 }
 
-async fn run_after(after: Arc<Vec<Arc<dyn Handler>>>, ctx: BotContext, event: Arc<Event>) {
+async fn run_after(after: Arc<Vec<Arc<dyn Handler>>>, ctx: Arc<BotContext>, event: Arc<Event>) {
     for handler in after.iter() {
         if let Err(e) = handler.handle(&ctx, &event).await {
             tracing::warn!(handler = handler.name(), key = %event.dedupe_key, error = %e, "after-handler failed");

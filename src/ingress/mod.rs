@@ -108,14 +108,27 @@ enum Late {
     Done,
 }
 
+/// The callback pipeline. Cheap to clone (one shared part): every delivery clones it once.
 #[derive(Clone)]
-pub struct Ingress {
+pub struct Ingress(Arc<IngressParts>);
+
+/// What an [`Ingress`] shares between its clones.
+pub struct IngressParts {
     channels: Arc<Channels>,
     writer: InboxWriter,
     dispatcher: Dispatcher,
-    bot: BotContext,
+    /// Shared, so that after-handlers going on in a task of their own take it for one count.
+    bot: Arc<BotContext>,
     metrics: Metrics,
     options: IngressOptions,
+}
+
+impl std::ops::Deref for Ingress {
+    type Target = IngressParts;
+
+    fn deref(&self) -> &IngressParts {
+        &self.0
+    }
 }
 
 /// A verified, parsed delivery waiting for the inbox.
@@ -133,14 +146,14 @@ impl Ingress {
         metrics: Metrics,
         options: IngressOptions,
     ) -> Self {
-        Self {
+        Self(Arc::new(IngressParts {
             channels,
             writer,
             dispatcher,
-            bot,
+            bot: Arc::new(bot),
             metrics,
             options,
-        }
+        }))
     }
 
     /// The clock the pipeline runs on.
