@@ -37,13 +37,17 @@ fn store_options(config: &Config) -> StoreOptions {
         max_connections: config.database.max_connections,
         acquire_timeout: Duration::from_millis(config.database.acquire_timeout_ms),
         sqlite_full_sync: config.database.sqlite_synchronous == "full",
+        open_all: false,
     }
 }
 
 /// Connects to the configured database and applies migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let options = store_options(config);
-    let store = Store::connect(config.database.url.expose(), &options)
+    open_store_with(config, &store_options(config)).await
+}
+
+async fn open_store_with(config: &Config, options: &StoreOptions) -> anyhow::Result<Store> {
+    let store = Store::connect(config.database.url.expose(), options)
         .await
         .context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;
@@ -67,7 +71,11 @@ impl App {
         let config = Arc::new(config);
         let templates = Templates::load(Path::new(&config.templates.dir))?;
         let channels = Arc::new(Channels::from_config(&config).context("channel keys")?);
-        let store = open_store(&config).await?;
+        let server_store = StoreOptions {
+            open_all: true,
+            ..store_options(&config)
+        };
+        let store = open_store_with(&config, &server_store).await?;
         crate::store::redemption::seed_items(&store, &config.points.items, clock.now_ms())
             .await
             .context("seeding the reward catalog")?;
@@ -84,7 +92,7 @@ impl App {
         let writer_store = StoreOptions {
             // One more for the batched writes (sign-ins) on PostgreSQL.
             max_connections: u32::try_from(writers + 1).unwrap_or(5),
-            ..store_options(&config)
+            ..server_store
         };
         let (writer, writer_thread) = InboxWriter::spawn_dedicated(
             config.database.url.expose(),

@@ -1,5 +1,5 @@
-//! The one place that reads the wall clock. Everything else asks a [`Clock`](crate::clock::Clock), so tests and the
-//! demo can move time by hand instead of sleeping.
+//! The one place that reads the wall clock. Everything else asks a
+//! [`Clock`](crate::clock::Clock), so tests and the demo can move time by hand instead of sleeping.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -1,5 +1,6 @@
 //! What happens to an accepted event: an ordered chain of handlers, the first that answers
-//! wins. Handlers see the normalized [`Event`](crate::events::Event) and the domain context, never HTTP or XML.
+//! wins. Handlers see the normalized [`Event`](crate::events::Event) and the domain context,
+//! never HTTP or XML.
 
 mod after;
 mod ping;
@@ -117,8 +118,7 @@ impl Dispatcher {
             Arc::clone(ctx),
             Arc::clone(event),
         ));
-        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(run.as_mut().poll(cx)));
-        if first.await.is_ready() {
+        if poll_once(&mut run).await.is_some() {
             return;
         }
         match self.after_tasks.start() {
@@ -163,6 +163,18 @@ impl Dispatcher {
         self.start_after(ctx, event).await;
         Ok(None)
     }
+}
+
+/// Polls `future` once: its output if it finished without waiting on anything (then it needs no
+/// task and no timer), `None` if it is still pending.
+pub(crate) async fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(match Pin::new(&mut *future).poll(cx) {
+            std::task::Poll::Ready(output) => Some(output),
+            std::task::Poll::Pending => None,
+        })
+    })
+    .await
 }
 
 async fn run_after(after: Arc<Vec<Arc<dyn Handler>>>, ctx: Arc<BotContext>, event: Arc<Event>) {

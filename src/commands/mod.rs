@@ -1,5 +1,6 @@
-//! Ops commands in chat: declared once ([`spec`](crate::commands::spec)), parsed into typed arguments ([`parse`](crate::commands::parse)),
-//! permission-checked (default deny), executed once per source message and audited.
+//! Ops commands in chat: declared once ([`spec`](crate::commands::spec)), parsed into typed
+//! arguments ([`parse`](crate::commands::parse)), permission-checked (default deny), executed
+//! once per source message and audited.
 
 pub mod parse;
 mod run;

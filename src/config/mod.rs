@@ -1,6 +1,7 @@
 //! Typed configuration: one TOML file whose every key can be overridden by a `YUNYING_…`
 //! environment variable. The embedded `config.example.toml` is the default. Validation after
-//! loading names the key and the reason; secrets are [`Secret`](crate::config::Secret)s that never print.
+//! loading names the key and the reason; secrets are [`Secret`](crate::config::Secret)s that
+//! never print.
 
 mod load;
 mod secret;

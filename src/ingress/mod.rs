@@ -1,12 +1,12 @@
-//! Callback → verified, decrypted, normalized [`Event`](crate::events::Event) → durable inbox (group commit) →
-//! handlers → passive reply. Every rejection is an [`IngressError`](crate::ingress::IngressError) with a 4xx status and a
-//! short reason; a database outage is a 503 so the platform retries; nothing panics.
+//! Callback → verified, decrypted, normalized [`Event`](crate::events::Event) → durable inbox
+//! (group commit) → handlers → passive reply. Every rejection is an
+//! [`IngressError`](crate::ingress::IngressError) with a 4xx status and a short reason; a database
+//! outage is a 503 so the platform retries; nothing panics.
 
 pub mod normalize;
 mod reply;
 pub mod writer;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -460,8 +460,7 @@ impl Ingress {
         });
         // Most chains never wait on anything (a chat line no handler wants): finished on the
         // first poll, they need no task and no timer. The rest go on in a task of their own.
-        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(chain.as_mut().poll(cx)));
-        if let std::task::Poll::Ready(reply) = first.await {
+        if let Some(reply) = crate::bot::poll_once(&mut chain).await {
             return reply;
         }
         let task = tokio::spawn(chain);

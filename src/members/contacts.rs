@@ -216,14 +216,7 @@ fn spawn_reader(store: Store) -> mpsc::UnboundedSender<StageRead> {
     let (tx, mut rx) = mpsc::unbounded_channel::<StageRead>();
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(READS_PER_QUERY);
-        while let Some(first) = rx.recv().await {
-            batch.push(first);
-            while batch.len() < READS_PER_QUERY {
-                match rx.try_recv() {
-                    Ok(read) => batch.push(read),
-                    Err(_) => break,
-                }
-            }
+        while rx.recv_many(&mut batch, READS_PER_QUERY).await > 0 {
             answer_reads(&store, std::mem::take(&mut batch)).await;
         }
     });

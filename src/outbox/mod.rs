@@ -1,7 +1,8 @@
 //! The durable outbox (发送队列): every outbound message is a row with a unique idempotency key,
 //! written in the transaction of the change that caused it, then claimed, rate-limited, sent and
-//! marked by [`worker`](crate::outbox::worker)s — exactly once across retries, crashes and replicas (app messages use
-//! WeCom's duplicate check for the one gap a crash leaves: sent but not yet marked).
+//! marked by [`worker`](crate::outbox::worker)s — exactly once across retries, crashes and
+//! replicas (app messages use WeCom's duplicate check for the one gap a crash leaves: sent but not
+//! yet marked).
 
 mod calls;
 pub mod limits;

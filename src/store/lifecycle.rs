@@ -1,8 +1,8 @@
 //! Lifecycle storage: current stage per member and the history of changes.
 
-use sqlx::QueryBuilder;
-
 use std::sync::OnceLock;
+
+use sqlx::QueryBuilder;
 
 use super::{Pool, Store, StoreError, Tx};
 use crate::members::lifecycle::{Stage, StageFacts};
@@ -140,10 +140,10 @@ fn facts_of(
 /// Rows per multi-row stage statement.
 const MANY: usize = 500;
 
-/// Records stage changes, two statements per 500 (on PostgreSQL two in all). The last change of a member sets its
-/// stage and every change is logged. Stages are written once per member (PostgreSQL refuses to
-/// update a row twice in one statement) and in member order, so that writers running at the
-/// same time take the rows' locks in one order.
+/// Records stage changes, two statements per 500 (on PostgreSQL two in all). The last change of
+/// a member sets its stage and every change is logged. Stages are written once per member
+/// (PostgreSQL refuses to update a row twice in one statement) and in member order, so that
+/// writers running at the same time take the rows' locks in one order.
 pub async fn apply_many(tx: &mut Tx, changes: &[StageChange]) -> Result<(), StoreError> {
     let mut latest = std::collections::BTreeMap::new();
     for c in changes {

@@ -16,7 +16,7 @@ backend_tests!(
 /// An after-handler that records the events it saw once its gate opens.
 struct GatedAfter {
     gate: tokio::sync::watch::Receiver<bool>,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    seen: Seen,
 }
 
 impl yunying::bot::Handler for GatedAfter {
@@ -41,9 +41,13 @@ impl yunying::bot::Handler for GatedAfter {
     }
 }
 
-async fn the_answer_does_not_wait_for_the_after_handlers(backend: Backend) {
+/// The dedupe keys a [`GatedAfter`] saw.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A server whose chain is `ping` and a [`GatedAfter`]: the gate's sender and what it saw.
+async fn spawn_gated(backend: Backend) -> (TestApp, tokio::sync::watch::Sender<bool>, Seen) {
     let (open, gate) = tokio::sync::watch::channel(false);
-    let seen = std::sync::Arc::default();
+    let seen = Seen::default();
     let after = GatedAfter {
         gate,
         seen: std::sync::Arc::clone(&seen),
@@ -52,15 +56,25 @@ async fn the_answer_does_not_wait_for_the_after_handlers(backend: Backend) {
         d.with(yunying::bot::Ping).with_after(after)
     })
     .await;
+    (app, open, seen)
+}
+
+/// `ping` from zhangsan, answered without waiting for the after-handlers.
+async fn ping_unsettled(app: &TestApp, msg_id: &str) -> reqwest::Response {
     let what = yunying::send::Simulated::Text {
         from: "zhangsan".into(),
         name: None,
         group: Some("chat-1".into()),
         text: "ping".into(),
-        msg_id: "m-after-1".into(),
+        msg_id: msg_id.into(),
     };
-    let request = app.build("demo_robot", &what);
-    let response = app.post_unsettled("demo_robot", &request).await;
+    app.post_unsettled("demo_robot", &app.build("demo_robot", &what))
+        .await
+}
+
+async fn the_answer_does_not_wait_for_the_after_handlers(backend: Backend) {
+    let (app, open, seen) = spawn_gated(backend).await;
+    let response = ping_unsettled(&app, "m-after-1").await;
     assert_eq!(response.status(), 200);
     let body = response.bytes().await.expect("body");
     let reply = yunying::send::open_reply(app.channel("demo_robot"), &body).expect("opens");
@@ -260,28 +274,8 @@ async fn healthz_readyz_and_metrics(backend: Backend) {
 }
 
 async fn shutdown_waits_for_the_after_handlers(backend: Backend) {
-    let (open, gate) = tokio::sync::watch::channel(false);
-    let seen = std::sync::Arc::default();
-    let after = GatedAfter {
-        gate,
-        seen: std::sync::Arc::clone(&seen),
-    };
-    let app = TestApp::spawn_with_chain(backend, move |d| {
-        d.with(yunying::bot::Ping).with_after(after)
-    })
-    .await;
-    let what = yunying::send::Simulated::Text {
-        from: "zhangsan".into(),
-        name: None,
-        group: None,
-        text: "ping".into(),
-        msg_id: "m-after-2".into(),
-    };
-    let request = app.build("demo_robot", &what);
-    assert_eq!(
-        app.post_unsettled("demo_robot", &request).await.status(),
-        200
-    );
+    let (app, open, seen) = spawn_gated(backend).await;
+    assert_eq!(ping_unsettled(&app, "m-after-2").await.status(), 200);
     let stopping = tokio::spawn(app.stop());
     for _ in 0..20 {
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;

@@ -96,14 +96,7 @@ impl Rounds {
         let task = tokio::spawn(async move {
             let mut round = Vec::with_capacity(round_max);
             // Ends when every writer has stopped and the queue is drained.
-            while let Some(first) = rx.recv().await {
-                round.push(first);
-                while round.len() < round_max {
-                    match rx.try_recv() {
-                        Ok(write) => round.push(write),
-                        Err(_) => break,
-                    }
-                }
+            while rx.recv_many(&mut round, round_max).await > 0 {
                 run_batched(&store, std::mem::take(&mut round)).await;
             }
         });
