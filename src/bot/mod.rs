@@ -60,13 +60,17 @@ pub struct Dispatcher {
     handlers: Arc<Vec<Arc<dyn Handler>>>,
     after: Arc<Vec<Arc<dyn Handler>>>,
     after_tasks: AfterTasks,
+    /// Set when the chain checks stages on events: the group commit records new members' first.
+    first_stages: Option<crate::members::contacts::FirstStages>,
 }
 
 impl Dispatcher {
     /// The built-in chain, in order.
     pub fn standard(config: &crate::config::Config) -> Self {
         let rules = crate::members::rules::TagRules::new(&config.tag_rules, &config.points.levels);
-        Self::default()
+        let stages = crate::members::contacts::StageOnEvent::new(config.lifecycle.clone());
+        let first_stages = stages.first_stages();
+        let mut chain = Self::default()
             .with(crate::members::contacts::Follows)
             .with(crate::members::tag_sync::TagSyncEvents)
             .with(rules.clone())
@@ -80,10 +84,16 @@ impl Dispatcher {
             .with(crate::recall::optout::OptOut)
             .with(crate::points::PointsHandler::new(config.points.clone()))
             .with(crate::faq::FaqHandler)
-            .with_after(crate::members::contacts::StageOnEvent::new(
-                config.lifecycle.clone(),
-            ))
-            .with_after(rules.state_rules_after_events())
+            .with_after(stages)
+            .with_after(rules.state_rules_after_events());
+        chain.first_stages = Some(first_stages);
+        chain
+    }
+
+    /// For the group commit: how to record the first stage of the members it creates, when this
+    /// chain checks stages on events.
+    pub fn first_stages(&self) -> Option<crate::members::contacts::FirstStages> {
+        self.first_stages.clone()
     }
 
     #[must_use]

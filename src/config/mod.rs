@@ -406,7 +406,7 @@ pub struct DatabaseConfig {
     pub acquire_timeout_ms: u64,
     /// Most callbacks written in one group-commit transaction.
     pub batch_max: usize,
-    /// Parallel group-commit writers; 0 picks 1 for SQLite and 4 for PostgreSQL.
+    /// Parallel group-commit writers (PostgreSQL); 0 picks 1.
     pub writers: usize,
     /// SQLite `synchronous` pragma: `normal` (durable across process crashes) or `full`
     /// (also across power loss).

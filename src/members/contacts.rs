@@ -3,7 +3,7 @@
 //! (a lapsed member who speaks is "returned" now, not at the next periodic run).
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -11,6 +11,8 @@ use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
 use crate::config::LifecycleConfig;
 use crate::events::{Event, EventKind};
 use crate::members::lifecycle::StageFacts;
+use crate::store::lifecycle::StageChange;
+use crate::store::members::{CreatedMember, MemberChanges};
 use crate::store::{contacts, Store};
 
 /// Records customer contacts added and removed (first in the chain, never replies).
@@ -66,7 +68,7 @@ const RECENT_CHECKS_PER_GENERATION: usize = 100_000;
 /// After the handlers: the stage of every member the event is about.
 pub struct StageOnEvent {
     config: LifecycleConfig,
-    recent: Mutex<RecentChecks>,
+    recent: StageChecks,
     /// The reader task, started with the first event (it needs the handlers' store).
     reads: OnceLock<mpsc::UnboundedSender<StageRead>>,
 }
@@ -85,7 +87,7 @@ impl StageOnEvent {
     pub fn new(config: LifecycleConfig) -> Self {
         Self {
             config,
-            recent: Mutex::new(RecentChecks::new(RECENT_CHECKS_PER_GENERATION)),
+            recent: StageChecks::default(),
             reads: OnceLock::new(),
         }
     }
@@ -114,11 +116,67 @@ impl StageOnEvent {
             .map_err(|e| anyhow::anyhow!(e))
     }
 
+    /// What the PostgreSQL group commit needs to record the first stage of the members it
+    /// creates as this handler would, and to note them as checked.
+    pub fn first_stages(&self) -> FirstStages {
+        FirstStages {
+            config: self.config.clone(),
+            checks: self.recent.clone(),
+        }
+    }
+}
+
+/// The first stages of members a group commit creates
+/// ([`crate::members::lifecycle::first_stages`]), and the stage handler's memory to note them
+/// in, so that their first messages cost it no read and no write.
+#[derive(Clone)]
+pub struct FirstStages {
+    config: LifecycleConfig,
+    checks: StageChecks,
+}
+
+impl FirstStages {
+    /// The stages to record for the members `created` by a batch with these `changes`.
+    pub fn stages<'a>(
+        &self,
+        changes: &MemberChanges,
+        created: &'a [CreatedMember],
+        now: i64,
+    ) -> Vec<(&'a CreatedMember, StageChange)> {
+        crate::members::lifecycle::first_stages(changes, created, &self.config, now)
+    }
+
+    /// Notes a member whose first stage was committed at `now` as checked.
+    pub fn note(&self, scope: &str, user: &str, now: i64) {
+        self.checks.note(scope, user, now);
+    }
+}
+
+/// Which members' stages were checked lately (see [`RecentChecks`]). Cheap to clone; clones
+/// share one memory.
+#[derive(Clone)]
+struct StageChecks(Arc<Mutex<RecentChecks>>);
+
+impl Default for StageChecks {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(RecentChecks::new(
+            RECENT_CHECKS_PER_GENERATION,
+        ))))
+    }
+}
+
+impl StageChecks {
     /// Whether a message of this member should recompute now (a busy chatter costs one query
-    /// per ten minutes, not one per message).
+    /// per ten minutes, not one per message); if so, the check counts as done now.
     fn due(&self, scope: &str, user: &str, now: i64) -> bool {
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut recent = self.0.lock().unwrap_or_else(|p| p.into_inner());
         recent.due(RecentChecks::key(scope, user), now)
+    }
+
+    /// Notes that this member's stage is known to be right as of `now`.
+    fn note(&self, scope: &str, user: &str, now: i64) {
+        let mut recent = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        recent.note(RecentChecks::key(scope, user), now);
     }
 }
 
@@ -155,11 +213,15 @@ impl RecentChecks {
         if last.is_some_and(|&at| now - at < MESSAGE_RECHECK_MS) {
             return false;
         }
+        self.note(key, now);
+        true
+    }
+
+    fn note(&mut self, key: u64, now: i64) {
         if self.newer.len() >= self.per_generation {
             self.older = std::mem::take(&mut self.newer);
         }
         self.newer.insert(key, now);
-        true
     }
 
     #[cfg(test)]
@@ -177,7 +239,7 @@ impl Handler for StageOnEvent {
         Box::pin(async move {
             let now = ctx.clock.now_ms();
             let users: Vec<&str> = match &event.kind {
-                EventKind::Message(m) if self.due(&event.scope, &m.sender.id, now) => {
+                EventKind::Message(m) if self.recent.due(&event.scope, &m.sender.id, now) => {
                     vec![m.sender.id.as_str()]
                 }
                 EventKind::Message(_) => Vec::new(),

@@ -4,6 +4,7 @@
 
 use crate::config::LifecycleConfig;
 use crate::store::lifecycle::{self as db, StageChange};
+use crate::store::members::{CreatedMember, MemberChanges};
 use crate::store::windows::MemberWindows;
 use crate::store::{Store, StoreError};
 
@@ -127,6 +128,66 @@ pub fn changes_of(
         .collect()
 }
 
+/// The first stages of members that a group commit created, where the commit's own changes
+/// decide them: the member is in at least one group of the batch and left none. Nothing else is
+/// stored about a member created this moment, and being in a group rules out "churned" whatever
+/// their contacts, so this is what [`stage_at`] gives for the stored facts. Others (a member
+/// created by a contact or a leave event) are left to the stage check that reads them.
+pub fn first_stages<'a>(
+    changes: &MemberChanges,
+    created: &'a [CreatedMember],
+    config: &LifecycleConfig,
+    now_ms: i64,
+) -> Vec<(&'a CreatedMember, StageChange)> {
+    use std::collections::{HashMap, HashSet};
+    let upserts: HashMap<(&str, &str), _> = changes
+        .members
+        .iter()
+        .map(|m| ((m.scope.as_str(), m.user_id.as_str()), m))
+        .collect();
+    // Per member: the groups of the batch, or `None` once they left one.
+    let mut groups: HashMap<(&str, &str), Option<HashSet<&str>>> = HashMap::new();
+    for j in &changes.memberships {
+        let entry = groups
+            .entry((j.scope.as_str(), j.user_id.as_str()))
+            .or_insert_with(|| Some(HashSet::new()));
+        match entry {
+            Some(set) if !j.left => {
+                set.insert(j.group_id.as_str());
+            }
+            _ => *entry = None,
+        }
+    }
+    created
+        .iter()
+        .filter_map(|member| {
+            let key = (member.scope.as_str(), member.platform_user_id.as_str());
+            let upsert = upserts.get(&key)?;
+            let in_groups = groups.get(&key)?.as_ref()?.len();
+            if in_groups == 0 {
+                return None;
+            }
+            let in_groups = i64::try_from(in_groups).unwrap_or(i64::MAX);
+            let facts = StageFacts {
+                first_seen_at: upsert.first_seen_at,
+                last_active_at: upsert.last_active_at,
+                groups_ever: in_groups,
+                groups_now: in_groups,
+                contacts_ever: 0,
+                contacts_now: 0,
+                previous: None,
+            };
+            let change = StageChange {
+                member_id: member.id,
+                from: None,
+                to: stage_at(&facts, now_ms, config).as_str(),
+                at: now_ms,
+            };
+            Some((member, change))
+        })
+        .collect()
+}
+
 async fn apply_stages(
     store: &Store,
     inputs: Vec<(i64, StageFacts)>,
@@ -166,6 +227,83 @@ mod tests {
             contacts_now: 0,
             previous,
         }
+    }
+
+    fn upsert(user: &str, first: i64, last: i64) -> crate::store::members::MemberUpsert {
+        crate::store::members::MemberUpsert {
+            scope: "corp".into(),
+            user_id: user.into(),
+            name: None,
+            first_seen_at: first,
+            last_active_at: last,
+            messages: 1,
+        }
+    }
+
+    fn membership(user: &str, group: &str, left: bool) -> crate::store::members::MembershipUpsert {
+        crate::store::members::MembershipUpsert {
+            scope: "corp".into(),
+            group_id: group.into(),
+            user_id: user.into(),
+            at: NOW,
+            left,
+        }
+    }
+
+    fn created(id: i64, user: &str) -> CreatedMember {
+        CreatedMember {
+            id,
+            scope: "corp".into(),
+            platform_user_id: user.into(),
+        }
+    }
+
+    #[test]
+    fn first_stages_only_where_the_batch_decides_them() {
+        let changes = MemberChanges {
+            members: vec![
+                upsert("in-two-groups", NOW, NOW),
+                upsert("joined-and-left", NOW, NOW),
+                upsert("one-to-one", NOW, NOW),
+                upsert("old-message", NOW - 40 * DAY_MS, NOW - 40 * DAY_MS),
+                upsert("not-created", NOW, NOW),
+            ],
+            memberships: vec![
+                membership("in-two-groups", "g1", false),
+                membership("in-two-groups", "g2", false),
+                membership("joined-and-left", "g1", false),
+                membership("joined-and-left", "g2", true),
+                membership("old-message", "g1", false),
+                membership("not-created", "g1", false),
+            ],
+            ..MemberChanges::default()
+        };
+        let created = [
+            created(1, "in-two-groups"),
+            created(2, "joined-and-left"),
+            created(3, "one-to-one"),
+            created(4, "old-message"),
+        ];
+        let stages: Vec<(i64, Option<&str>, &str, i64)> =
+            first_stages(&changes, &created, &config(), NOW)
+                .into_iter()
+                .map(|(m, c)| {
+                    assert_eq!(m.id, c.member_id);
+                    (c.member_id, c.from, c.to, c.at)
+                })
+                .collect();
+        // A leave or no group at all: the stage check reads the stored facts instead.
+        assert_eq!(
+            stages,
+            vec![(1, None, "new", NOW), (4, None, "lapsed", NOW)]
+        );
+        // The same rules as every other stage decision, with the configured thresholds.
+        let no_new_days = LifecycleConfig {
+            new_days: 0,
+            ..config()
+        };
+        let first = first_stages(&changes, &created[..1], &no_new_days, NOW);
+        assert_eq!(first[0].1.to, "active");
     }
 
     #[test]

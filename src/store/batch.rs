@@ -4,7 +4,7 @@
 
 use super::inbox::{Accepted, NewInbox, Processed};
 use super::lifecycle::StageChange;
-use super::members::MemberChanges;
+use super::members::{CreatedMember, MemberChanges};
 use super::pg_commit;
 use super::sqlite_commit::SqliteCommitter;
 use super::{Backend, Store, StoreError};
@@ -43,13 +43,17 @@ impl BatchCommitter {
 
     /// Writes one batch atomically. `changes_for` turns the outcomes (which rows are new) into
     /// the member changes to apply in the same transaction. `stages` must be empty unless
-    /// [`Self::commits_stages`].
+    /// [`Self::commits_stages`]. On PostgreSQL, `first_stages` gives the stages to record, in the
+    /// same transaction, for the members the batch created (their stage check then has nothing
+    /// to read or write); SQLite's checks read the writer's own file and write inside the group
+    /// commit already, so it is not called there.
     pub async fn commit_batch(
         &mut self,
         rows: &[NewInbox],
         marks: &[Processed],
         stages: &[StageChange],
         changes_for: impl FnOnce(&[Accepted]) -> MemberChanges,
+        first_stages: impl FnOnce(&MemberChanges, &[CreatedMember]) -> Vec<StageChange>,
     ) -> Result<Committed, StoreError> {
         match self {
             Self::Sqlite(committer) => {
@@ -62,13 +66,23 @@ impl BatchCommitter {
             Self::Postgres(store) => {
                 debug_assert!(stages.is_empty(), "PostgreSQL stages go through the rounds");
                 let mut tx = store.begin_write().await?;
-                let outcomes = pg_commit::write_batch(&mut tx, rows, marks, changes_for).await?;
+                let outcomes =
+                    pg_commit::write_batch(&mut tx, rows, marks, changes_for, first_stages).await?;
                 tx.commit().await?;
                 Ok(Committed {
                     accepted: outcomes,
                     stages_failed: None,
                 })
             }
+        }
+    }
+
+    /// PostgreSQL: prepares the group commit's statements on `connections` of the store's
+    /// connections (all the writers' pool holds), so the first burst does not pay for it.
+    pub async fn warm_up(store: &Store, connections: u32) -> Result<(), StoreError> {
+        match store.pool() {
+            super::Pool::Postgres(pool) => pg_commit::warm_up(pool, connections).await,
+            super::Pool::Sqlite(_) => Ok(()),
         }
     }
 

@@ -71,7 +71,10 @@ impl Store {
         let mut out = Vec::with_capacity(user_ids.len());
         for chunk in user_ids.chunks(MANY) {
             let rows: Vec<InputRow> = match self.pool() {
-                // One text for any number of members: prepared once per connection.
+                // Planned at every run (about a millisecond for up to 500 members), not kept
+                // prepared: a plan made while the tables were nearly empty (the first seconds of a
+                // new community, or any time before their statistics are gathered) scans them
+                // whole for every member, and took 70–200 ms per read once they had filled.
                 Pool::Postgres(p) => {
                     static TEXT: OnceLock<String> = OnceLock::new();
                     let sql = TEXT.get_or_init(|| {
@@ -80,6 +83,7 @@ impl Store {
                     sqlx::query_as::<_, InputRow>(sql)
                         .bind(scope)
                         .bind(chunk)
+                        .persistent(false)
                         .fetch_all(p)
                         .await?
                 }
@@ -173,6 +177,11 @@ pub async fn apply_many(tx: &mut Tx, changes: &[StageChange]) -> Result<(), Stor
         });
     }
     Ok(())
+}
+
+/// Prepares [`apply_many`]'s statements on a PostgreSQL connection (they run with no rows).
+pub(super) async fn prepare_postgres(pg: &mut sqlx::PgConnection) -> Result<(), StoreError> {
+    apply_many_postgres(pg, &[], &[]).await
 }
 
 /// [`apply_many`] on PostgreSQL: the rows as arrays, so the two texts never change.

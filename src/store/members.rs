@@ -57,6 +57,14 @@ pub struct MemberChanges {
     pub activity: Vec<ActivityUpsert>,
 }
 
+/// A member row that a group commit inserted (not one it updated).
+#[derive(Debug, Clone, FromRow, PartialEq, Eq)]
+pub struct CreatedMember {
+    pub id: i64,
+    pub scope: String,
+    pub platform_user_id: String,
+}
+
 #[derive(Debug, Clone, FromRow, PartialEq, Eq)]
 pub struct MemberRow {
     pub id: i64,

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use sqlx::PgConnection;
 
 use super::inbox::{self, Accepted, InsertedKey, NewInbox, Processed};
-use super::members::{self, MemberChanges};
+use super::lifecycle::StageChange;
+use super::members::{self, CreatedMember, MemberChanges};
 use super::{StoreError, Tx};
 
 /// The plain processed marks (a row already marked keeps its time), and the new inbox rows.
@@ -23,12 +24,15 @@ const INSERT_INBOX_AND_MARK: &str = "with marked as ( \
 
 /// Members, and groups: new groups inserted, known ones touched only when their name changed or
 /// a minute has passed (a busy group's row, rewritten by every batch, queued the writers).
+/// Returns the members it created: a row that `on conflict do update` rewrote carries the
+/// updating transaction's lock in `xmax`, a row it inserted has none.
 fn upsert_members_and_groups() -> String {
     format!(
         "with upserted as ( \
            insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) \
            select * from unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::int8[]) \
            {members_tail} \
+           returning id, scope, platform_user_id, xmax = 0 as created \
          ), touched as ( \
            update chat_groups g set name = coalesce(v.name, g.name), \
              last_active_at = case when v.at > g.last_active_at then v.at else g.last_active_at end \
@@ -36,11 +40,13 @@ fn upsert_members_and_groups() -> String {
            where g.scope = v.scope and g.platform_group_id = v.group_id \
              and (v.at > g.last_active_at + {granularity} \
                   or (v.name is not null and (g.name is null or g.name <> v.name))) \
+         ), inserted_groups as ( \
+           insert into chat_groups (scope, platform_group_id, name, first_seen_at, last_active_at) \
+           select v.scope, v.group_id, v.name, v.at, v.at \
+           from unnest($7::text[], $8::text[], $9::text[], $10::int8[]) as v (scope, group_id, name, at) \
+           {groups_tail} \
          ) \
-         insert into chat_groups (scope, platform_group_id, name, first_seen_at, last_active_at) \
-         select v.scope, v.group_id, v.name, v.at, v.at \
-         from unnest($7::text[], $8::text[], $9::text[], $10::int8[]) as v (scope, group_id, name, at) \
-         {groups_tail}",
+         select id, scope, platform_user_id from upserted where created",
         members_tail = members::UPSERT_MEMBERS_TAIL,
         granularity = members::GROUP_ACTIVITY_GRANULARITY_MS,
         groups_tail = members::INSERT_GROUPS_TAIL,
@@ -87,21 +93,30 @@ fn statements() -> &'static Statements {
 }
 
 /// Writes one batch inside `tx` (a PostgreSQL transaction): the inbox rows with the plain
-/// processed marks, the member changes of the new rows, and the marks that carry a reply.
-/// Returns one outcome per row, in input order.
+/// processed marks, the member changes of the new rows, the first stages that `first_stages`
+/// gives for the members this batch created, and the marks that carry a reply. Returns one
+/// outcome per row, in input order.
 pub(super) async fn write_batch(
     tx: &mut Tx,
     rows: &[NewInbox],
     marks: &[Processed],
     changes_for: impl FnOnce(&[Accepted]) -> MemberChanges,
+    first_stages: impl FnOnce(&MemberChanges, &[CreatedMember]) -> Vec<StageChange>,
 ) -> Result<Vec<Accepted>, StoreError> {
     let inserted = insert_and_mark(postgres(tx)?, rows, marks).await?;
     // Copies of rows already stored (retries) are looked up one by one: rare.
     let outcomes = inbox::resolve_outcomes(tx, rows, inserted).await?;
     let changes = changes_for(&outcomes);
+    let created = upsert_members_and_groups_of(postgres(tx)?, &changes).await?;
+    upsert_memberships_and_activity_of(postgres(tx)?, &changes).await?;
+    if !created.is_empty() {
+        let stages = first_stages(&changes, &created);
+        if !stages.is_empty() {
+            // Only members created by this transaction: no other writer can hold their rows.
+            super::lifecycle::apply_many(tx, &stages).await?;
+        }
+    }
     let pg = postgres(tx)?;
-    upsert_members_and_groups_of(pg, &changes).await?;
-    upsert_memberships_and_activity_of(pg, &changes).await?;
     for mark in marks.iter().filter(|m| m.reply.is_some()) {
         sqlx::query(inbox::MARK_PROCESSED)
             .bind(mark.at)
@@ -166,15 +181,52 @@ async fn insert_and_mark(
         .collect())
 }
 
+/// Prepares the group commit's statements on `connections` of the pool's connections: each
+/// runs them once with no rows, in a transaction it rolls back. The server processes then have
+/// the tables' catalog entries cached and the statements parsed before the first callback, which
+/// otherwise paid for all of it in the first second of a burst.
+pub(super) async fn warm_up(pool: &sqlx::PgPool, connections: u32) -> Result<(), StoreError> {
+    // Held together, so that each is a different connection.
+    let mut held = Vec::new();
+    for _ in 0..connections {
+        held.push(pool.begin().await?);
+    }
+    let none = MemberChanges::default();
+    for tx in &mut held {
+        let pg: &mut PgConnection = tx;
+        insert_and_mark(pg, &[], &[]).await?;
+        run_members_and_groups(pg, &none).await?;
+        run_memberships_and_activity(pg, &none).await?;
+        super::lifecycle::prepare_postgres(pg).await?;
+        sqlx::query(inbox::MARK_PROCESSED)
+            .bind(0_i64)
+            .bind(None::<String>)
+            .bind(0_i64)
+            .execute(&mut *pg)
+            .await?;
+    }
+    for tx in held {
+        tx.rollback().await?;
+    }
+    Ok(())
+}
+
 async fn upsert_members_and_groups_of(
     pg: &mut PgConnection,
     changes: &MemberChanges,
-) -> Result<(), StoreError> {
+) -> Result<Vec<CreatedMember>, StoreError> {
     if changes.members.is_empty() && changes.groups.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
+    run_members_and_groups(pg, changes).await
+}
+
+async fn run_members_and_groups(
+    pg: &mut PgConnection,
+    changes: &MemberChanges,
+) -> Result<Vec<CreatedMember>, StoreError> {
     let (m, g) = (&changes.members, &changes.groups);
-    sqlx::query(&statements().members_and_groups)
+    let created = sqlx::query_as(&statements().members_and_groups)
         .bind(m.iter().map(|r| r.scope.clone()).collect::<Vec<_>>())
         .bind(m.iter().map(|r| r.user_id.clone()).collect::<Vec<_>>())
         .bind(m.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
@@ -185,9 +237,9 @@ async fn upsert_members_and_groups_of(
         .bind(g.iter().map(|r| r.group_id.clone()).collect::<Vec<_>>())
         .bind(g.iter().map(|r| r.name.clone()).collect::<Vec<_>>())
         .bind(g.iter().map(|r| r.at).collect::<Vec<_>>())
-        .execute(pg)
+        .fetch_all(pg)
         .await?;
-    Ok(())
+    Ok(created)
 }
 
 async fn upsert_memberships_and_activity_of(
@@ -197,6 +249,13 @@ async fn upsert_memberships_and_activity_of(
     if changes.memberships.is_empty() && changes.activity.is_empty() {
         return Ok(());
     }
+    run_memberships_and_activity(pg, changes).await
+}
+
+async fn run_memberships_and_activity(
+    pg: &mut PgConnection,
+    changes: &MemberChanges,
+) -> Result<(), StoreError> {
     let (j, a) = (&changes.memberships, &changes.activity);
     sqlx::query(&statements().memberships_and_activity)
         .bind(j.iter().map(|r| r.scope.clone()).collect::<Vec<_>>())

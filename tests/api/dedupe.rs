@@ -11,6 +11,7 @@ use crate::helpers::{Backend, TestApp};
 
 backend_tests!(
     each_message_delivered_four_times_concurrently_is_processed_once,
+    the_same_with_four_parallel_writers,
     a_retry_after_processing_gets_the_same_reply,
     two_contacts_added_in_the_same_second_are_both_kept,
 );
@@ -26,7 +27,18 @@ fn message_count() -> usize {
 }
 
 async fn each_message_delivered_four_times_concurrently_is_processed_once(backend: Backend) {
-    let app = Arc::new(TestApp::spawn(backend).await);
+    four_copies_each_processed_once(TestApp::spawn(backend).await).await;
+}
+
+/// One writer is the default; several (`database.writers`) commit batches side by side, and
+/// copies of one message may land in different writers' transactions.
+async fn the_same_with_four_parallel_writers(backend: Backend) {
+    four_copies_each_processed_once(TestApp::spawn_with(backend, |c| c.database.writers = 4).await)
+        .await;
+}
+
+async fn four_copies_each_processed_once(app: TestApp) {
+    let app = Arc::new(app);
     let messages = message_count();
     let mut requests = Vec::new();
     for i in 0..messages {

@@ -6,6 +6,7 @@ use yunying::clock::Clock as _;
 use yunying::config::Config;
 use yunying::members::lifecycle::recompute;
 use yunying::members::segment::{self, SegmentContext};
+use yunying::send::Simulated;
 
 use crate::backend_tests;
 use crate::helpers::{Backend, TestApp};
@@ -15,6 +16,7 @@ backend_tests!(
     first_stages_of_many_members_arriving_together_are_each_recorded_once,
     several_changes_of_one_member_written_together_keep_the_last,
     stage_inputs_read_together_match_those_read_one_by_one,
+    a_member_created_by_a_group_message_gets_one_first_stage,
 );
 
 const SCOPE: &str = "wwdemo0000000001";
@@ -260,4 +262,55 @@ async fn stage_inputs_read_together_match_those_read_one_by_one(backend: Backend
     assert_eq!(together, one_by_one);
     assert_eq!(together.len(), 2, "{together:?}");
     assert_eq!(together[0].2.groups_now, 2, "a is in two groups");
+}
+
+/// A member's first group message creates them with their first stage. On PostgreSQL the stage
+/// is written by the commit that creates the member, so it is there when the callback is answered
+/// and the stage check after it neither reads nor writes; on SQLite that check writes it inside
+/// the next group commit. Either way one stage and one history row, also for a first message
+/// outside any group (always left to the check).
+async fn a_member_created_by_a_group_message_gets_one_first_stage(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let in_group = Simulated::Text {
+        from: "fresh".into(),
+        name: None,
+        group: Some("g".into()),
+        text: "大家好".into(),
+        msg_id: "fresh-1".into(),
+    };
+    let response = app
+        .post_unsettled("demo_robot", &app.build("demo_robot", &in_group))
+        .await;
+    assert_eq!(response.status(), 200);
+    if backend == Backend::Postgres {
+        let history = app
+            .store
+            .stage_history(SCOPE, "fresh")
+            .await
+            .expect("history");
+        assert_eq!(history.len(), 1, "{history:?}");
+        assert_eq!(
+            (history[0].0.as_deref(), history[0].1.as_str()),
+            (None, "new")
+        );
+    }
+    let alone = Simulated::Text {
+        from: "solo".into(),
+        name: None,
+        group: None,
+        text: "你好".into(),
+        msg_id: "solo-1".into(),
+    };
+    app.post("demo_app", &app.build("demo_app", &alone)).await;
+    app.robot_say("fresh", Some("g"), "又来了", "fresh-2").await;
+    app.settle().await;
+    for user in ["fresh", "solo"] {
+        let history = app.store.stage_history(SCOPE, user).await.expect("history");
+        assert_eq!(history.len(), 1, "{user}: {history:?}");
+        assert_eq!(
+            (history[0].0.as_deref(), history[0].1.as_str()),
+            (None, "new"),
+            "{user}"
+        );
+    }
 }

@@ -14,6 +14,7 @@ use rounds::{BatchedWrite, BoxFuture, PendingStages, PendingWrite, Rounds};
 
 use crate::events::Event;
 use crate::members;
+use crate::members::contacts::FirstStages;
 use crate::store::batch::BatchCommitter;
 use crate::store::inbox::{Accepted, NewInbox, Processed};
 use crate::store::lifecycle::StageChange;
@@ -76,11 +77,13 @@ pub struct InboxWriter {
 type PendingMarks = Arc<std::sync::Mutex<Vec<Processed>>>;
 
 /// Settings of the writer pool.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct WriterOptions {
     pub batch_max: usize,
     pub writers: usize,
     pub timezone: chrono_tz::Tz,
+    /// PostgreSQL: record the first stage of the members a batch creates, in its transaction.
+    pub first_stages: Option<FirstStages>,
 }
 
 /// The OS thread running the writers; join it after shutdown.
@@ -149,6 +152,12 @@ impl InboxWriter {
                             }
                         }
                     }
+                    if store_options.open_all {
+                        let all = store_options.max_connections;
+                        if let Err(e) = BatchCommitter::warm_up(&store, all).await {
+                            tracing::warn!(error = %e, "preparing the group commit's statements failed");
+                        }
+                    }
                     let _ = ready_tx.send(Ok(()));
                     let rx = Arc::new(Mutex::new(rx));
                     let marks = Arc::clone(&marks_in_thread);
@@ -162,7 +171,7 @@ impl InboxWriter {
                                 Arc::clone(&rx),
                                 Arc::clone(&marks),
                                 rounds.clone(),
-                                options,
+                                options.clone(),
                                 shutdown.clone(),
                             ))
                         })
@@ -303,15 +312,7 @@ async fn run_writer(
             }
         }
         let marks = std::mem::take(&mut *pending_marks.lock().unwrap_or_else(|p| p.into_inner()));
-        write_batch(
-            &store,
-            &mut committer,
-            &mut batch,
-            marks,
-            &rounds,
-            options.timezone,
-        )
-        .await;
+        write_batch(&store, &mut committer, &mut batch, marks, &rounds, &options).await;
     }
 }
 
@@ -321,7 +322,7 @@ async fn write_batch(
     batch: &mut Vec<Op>,
     mut marks: Vec<Processed>,
     rounds: &Rounds,
-    tz: chrono_tz::Tz,
+    options: &WriterOptions,
 ) {
     let mut rows = Vec::new();
     let mut events = Vec::new();
@@ -370,7 +371,7 @@ async fn write_batch(
             marks: mark_waiters,
             stages: stages.waiters,
         };
-        commit_and_answer(committer, commit, answers, tz).await;
+        commit_and_answer(committer, commit, answers, options).await;
     }
     if !batched.is_empty() {
         rounds.run(store, batched).await;
@@ -399,21 +400,48 @@ async fn commit_and_answer(
     committer: &mut BatchCommitter,
     commit: Commit<'_>,
     answers: Answers,
-    tz: chrono_tz::Tz,
+    options: &WriterOptions,
 ) {
+    // The stage check runs after the commit: its "now" is no earlier than any row's arrival.
+    let now = commit.rows.iter().map(|r| r.received_at).max().unwrap_or(0);
+    let mut first_staged: Vec<(String, String)> = Vec::new();
     let result = committer
-        .commit_batch(commit.rows, commit.marks, commit.stages, |outcomes| {
-            let fresh = commit
-                .events
-                .iter()
-                .zip(outcomes)
-                .filter(|(_, o)| matches!(o, Accepted::New { .. }))
-                .map(|(e, _)| e.as_ref());
-            members::changes_for(fresh, tz)
-        })
+        .commit_batch(
+            commit.rows,
+            commit.marks,
+            commit.stages,
+            |outcomes| {
+                let fresh = commit
+                    .events
+                    .iter()
+                    .zip(outcomes)
+                    .filter(|(_, o)| matches!(o, Accepted::New { .. }))
+                    .map(|(e, _)| e.as_ref());
+                members::changes_for(fresh, options.timezone)
+            },
+            |changes, created| {
+                let Some(first) = &options.first_stages else {
+                    return Vec::new();
+                };
+                first
+                    .stages(changes, created, now)
+                    .into_iter()
+                    .map(|(member, change)| {
+                        first_staged.push((member.scope.clone(), member.platform_user_id.clone()));
+                        change
+                    })
+                    .collect()
+            },
+        )
         .await;
     match result {
         Ok(committed) => {
+            // Before the answers: the callers' stage checks must find these members checked.
+            if let Some(first) = &options.first_stages {
+                for (scope, user) in &first_staged {
+                    first.note(scope, user, now);
+                }
+            }
             for (done, outcome) in answers.accepts.into_iter().zip(committed.accepted) {
                 let _ = done.send(Ok(outcome));
             }
