@@ -115,3 +115,108 @@ async fn one_failing_write_leaves_the_others_committed_once(backend: Backend) {
     let expected: Vec<(i32, i64)> = (0..64).filter(|d| *d != 13).map(|d| (d, 1)).collect();
     assert_eq!(rows, expected);
 }
+
+/// PostgreSQL: an ops API write runs beside the group commits, not in the writer's turn. An
+/// adjustment that waits for a points row locked elsewhere must not hold up the callbacks; once
+/// the lock goes, it is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_on_a_row_lock_does_not_hold_up_callbacks() {
+    use sqlx::Connection as _;
+    const TOKEN: &str = "ops-token-0123456789";
+    if crate::helpers::pg_url().is_none() {
+        eprintln!("skipped: YUNYING_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let app = Arc::new(
+        TestApp::spawn_with(Backend::Postgres, |c| {
+            c.ops_api.token = yunying::config::Secret::new(TOKEN);
+        })
+        .await,
+    );
+    let adjust = |request_id: &'static str| {
+        let app = Arc::clone(&app);
+        async move {
+            let body = serde_json::json!({
+                "delta": 10, "reason": "活动奖励", "operator": "小运营", "request_id": request_id
+            });
+            let response = app
+                .client
+                .post(app.url("/api/v1/members/wwdemo0000000001/u1/points"))
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(response.status(), 200);
+            response.json::<serde_json::Value>().await.expect("json")
+        }
+    };
+    adjust("r1").await;
+
+    // Another session holds u1's points row.
+    let mut other = sqlx::PgConnection::connect(&app.database_url())
+        .await
+        .expect("connect");
+    sqlx::query("begin")
+        .execute(&mut other)
+        .await
+        .expect("begin");
+    sqlx::query(
+        "select balance from points_accounts where member_id = \
+         (select id from members where platform_user_id = 'u1') for update",
+    )
+    .execute(&mut other)
+    .await
+    .expect("lock");
+    let blocked = tokio::spawn(adjust("r2"));
+    // Until the adjustment is waiting for that lock (seen from the database, not a sleep).
+    let database = app
+        .database_url()
+        .rsplit('/')
+        .next()
+        .expect("name")
+        .to_owned();
+    let mut observer = sqlx::PgConnection::connect(&app.database_url())
+        .await
+        .expect("connect");
+    let waiting = async {
+        loop {
+            let waiters: i64 = sqlx::query_scalar(
+                "select count(*) from pg_stat_activity where datname = $1 and wait_event_type = 'Lock'",
+            )
+            .bind(&database)
+            .fetch_one(&mut observer)
+            .await
+            .expect("activity");
+            if waiters > 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+        .await
+        .expect("the adjustment waits for the lock");
+
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        app.robot_say("u2", Some("g"), "ping", "lock-1"),
+    )
+    .await
+    .expect("a callback is answered while the job waits");
+    assert!(answered.starts_with("pong"), "{answered}");
+    assert!(!blocked.is_finished(), "the adjustment still waits");
+
+    sqlx::query("rollback")
+        .execute(&mut other)
+        .await
+        .expect("rollback");
+    let done = tokio::time::timeout(std::time::Duration::from_secs(30), blocked)
+        .await
+        .expect("the adjustment goes on")
+        .expect("task");
+    assert_eq!(
+        (done["applied"].as_bool(), done["balance"].as_i64()),
+        (Some(true), Some(20))
+    );
+}

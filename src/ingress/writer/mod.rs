@@ -51,8 +51,9 @@ enum Op {
     Flush,
     /// Closes the writer's connection pool (shutdown; tests simulate an outage with it).
     Close(oneshot::Sender<()>),
-    /// Another write transaction (e.g. a redemption), run by the writer between batches so
-    /// that on SQLite it never waits in the busy handler for the group commit's lock.
+    /// Another write transaction (e.g. an ops adjustment). On SQLite the writer runs it between
+    /// batches, so it never waits in the busy handler for the group commit's lock; on PostgreSQL
+    /// it starts it beside them on the writers' pool.
     Job(Job),
     /// A write that joins one transaction with the other batched writes of the same round
     /// (e.g. sign-ins): one commit serves them all.
@@ -193,7 +194,8 @@ impl InboxWriter {
         Ok((Self { tx, marks }, WriterThread(thread)))
     }
 
-    /// Runs a write transaction on the writers' connection pool, queued with the group commits.
+    /// Runs a write transaction on the writers' connection pool: on SQLite queued with the group
+    /// commits, on PostgreSQL started by the writer beside them.
     pub async fn run<T, F, Fut>(&self, f: F) -> Result<T, WriteError>
     where
         F: FnOnce(Store) -> Fut + Send + 'static,
@@ -377,7 +379,14 @@ async fn write_batch(
         rounds.run(store, batched).await;
     }
     for job in jobs {
-        job(store.clone()).await;
+        if committer.commits_stages() {
+            // SQLite: between batches, so the job never waits for the group commit's lock.
+            job(store.clone()).await;
+        } else {
+            // PostgreSQL: beside the batches, so a job waiting on a row lock (an ops adjustment
+            // behind a sign-in) cannot hold up the callbacks behind it.
+            tokio::spawn(job(store.clone()));
+        }
     }
 }
 
