@@ -5,6 +5,8 @@
 #
 # usage: benches/load/run.sh [sqlite|postgres] [seconds] [text] [rate]
 #   OPEN_FIRST=1 runs the latency run on the empty database, before wrk (see below).
+#   TRICKLE_FIRST=1 (with OPEN_FIRST=1) first sends 400 callbacks at 200/s from other members: the
+#   first messages of a new community, when PostgreSQL plans statements on nearly empty tables.
 #   text defaults to a plain chat line; rate (for the latency run) defaults to 5000/s.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -51,6 +53,11 @@ max_run() {
 open_run() {
   local rate_count=$((RATE * 10))
   cargo bench --quiet --bench loadgen -- "$work/rate.txt" "$rate_count" "$MEMBERS" "$CHANNEL" "$TEXT" >/dev/null
+  if [ "${TRICKLE_FIRST:-0}" = 1 ]; then
+    MEMBER_OFFSET=1000000 cargo bench --quiet --bench loadgen -- "$work/trickle.txt" 400 400 "$CHANNEL" "早上好" >/dev/null
+    echo "== $BACKEND: a trickle first, 200/s for 2 s"
+    cargo bench --quiet --bench rate -- "http://127.0.0.1:$PORT" "$work/trickle.txt" 200 2
+  fi
   echo "== $BACKEND: open loop at ${RATE}/s for 10 s ($1)"
   cargo bench --quiet --bench rate -- "http://127.0.0.1:$PORT" "$work/rate.txt" "$RATE" 10
 }

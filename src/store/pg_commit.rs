@@ -157,7 +157,12 @@ async fn insert_and_mark(
         .map(|m| m.at)
         .max()
         .unwrap_or(0);
+    // Planned at every run: a plan kept from the first few small batches (tables nearly empty,
+    // no statistics yet) found the processed marks by scanning the whole inbox, and each commit
+    // got slower as the inbox grew (p99 above 300 ms within ten seconds at 5,000/s after a
+    // trickle of first messages). The other statements look rows up by unique keys only.
     let keys: Vec<InsertedKey> = sqlx::query_as(INSERT_INBOX_AND_MARK)
+        .persistent(false)
         .bind(column(|r| r.channel_id.clone()))
         .bind(column(|r| r.dedupe_key.clone()))
         .bind(column(|r| r.kind.clone()))
