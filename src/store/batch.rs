@@ -21,7 +21,7 @@ pub struct Committed {
 /// How one writer commits its batches.
 pub enum BatchCommitter {
     Sqlite(SqliteCommitter),
-    Postgres(Store),
+    Postgres(Store, pg_commit::TableGrowth),
 }
 
 impl BatchCommitter {
@@ -29,7 +29,7 @@ impl BatchCommitter {
     pub fn for_store(store: &Store, url: &str, sqlite_full_sync: bool) -> Result<Self, StoreError> {
         Ok(match store.backend() {
             Backend::Sqlite => Self::Sqlite(SqliteCommitter::open(url, sqlite_full_sync)?),
-            Backend::Postgres => Self::Postgres(store.clone()),
+            Backend::Postgres => Self::Postgres(store.clone(), pg_commit::TableGrowth::new(url)),
         })
     }
 
@@ -63,12 +63,18 @@ impl BatchCommitter {
                 };
                 committer.commit_batch(rows, marks, stages, changes_for)
             }
-            Self::Postgres(store) => {
+            Self::Postgres(store, growth) => {
                 debug_assert!(stages.is_empty(), "PostgreSQL stages go through the rounds");
                 let mut tx = store.begin_write().await?;
                 let outcomes =
                     pg_commit::write_batch(&mut tx, rows, marks, changes_for, first_stages).await?;
                 tx.commit().await?;
+                growth.note_inserted(
+                    outcomes
+                        .iter()
+                        .filter(|o| matches!(o, Accepted::New { .. }))
+                        .count(),
+                );
                 Ok(Committed {
                     accepted: outcomes,
                     stages_failed: None,

@@ -6,7 +6,11 @@
 
 use std::collections::HashMap;
 
-use sqlx::PgConnection;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use sqlx::{Connection as _, PgConnection};
 
 use super::inbox::{self, Accepted, InsertedKey, NewInbox, Processed};
 use super::lifecycle::StageChange;
@@ -128,6 +132,74 @@ pub(super) async fn write_batch(
     Ok(outcomes)
 }
 
+/// Gathers the statistics of the tables the group commit writes whenever the inbox has outgrown
+/// what PostgreSQL last measured of it. Without statistics (autovacuum off, or not yet run on a
+/// new community) a statement prepared after a few small batches kept a generic plan made for
+/// nearly empty tables: it found the processed marks by scanning the whole inbox, and every commit
+/// got slower as the inbox grew (p99 above 300 ms within ten seconds at 5,000/s, after a trickle of
+/// first messages). `analyze` gives the planner the tables as they are and makes every connection
+/// plan its statements again. Checked at 2,000 new rows, then at ten times as many each time: once
+/// the tables are measured, plans that look rows up by index stay right as they grow, and each
+/// `analyze` costs the database CPU and every connection a fresh plan.
+pub struct TableGrowth {
+    url: String,
+    inserted: u64,
+    next_check: u64,
+    running: Arc<AtomicBool>,
+}
+
+impl TableGrowth {
+    pub fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            inserted: 0,
+            next_check: 2_000,
+            running: Arc::default(),
+        }
+    }
+
+    /// Counts rows this writer inserted; past the next check, compares in the background.
+    pub fn note_inserted(&mut self, rows: usize) {
+        self.inserted += rows as u64;
+        if self.inserted < self.next_check || self.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.next_check = self.inserted.saturating_mul(10);
+        let (url, inserted, running) = (self.url.clone(), self.inserted, Arc::clone(&self.running));
+        tokio::spawn(async move {
+            match analyze_if_outgrown(&url, inserted).await {
+                Ok(true) => tracing::info!(inserted, "table statistics gathered"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "table statistics not gathered"),
+            }
+            running.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// On a connection of its own, so that the writers' connections stay free.
+async fn analyze_if_outgrown(url: &str, inserted: u64) -> Result<bool, StoreError> {
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)?;
+    let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+    // -1 until the table was first analyzed.
+    let known: f32 =
+        sqlx::query_scalar("select reltuples from pg_class where oid = 'inbox'::regclass")
+            .fetch_one(&mut conn)
+            .await?;
+    #[allow(clippy::cast_precision_loss)] // row counts far below 2^52
+    let outgrown = f64::from(known) < inserted as f64;
+    if outgrown {
+        sqlx::query(
+            "analyze inbox, members, chat_groups, group_members, member_daily_activity, \
+             member_stages, member_stage_history",
+        )
+        .execute(&mut conn)
+        .await?;
+    }
+    conn.close().await?;
+    Ok(outgrown)
+}
+
 fn postgres(tx: &mut Tx) -> Result<&mut PgConnection, StoreError> {
     match tx {
         Tx::Postgres(pg) => Ok(&mut **pg),
@@ -157,12 +229,7 @@ async fn insert_and_mark(
         .map(|m| m.at)
         .max()
         .unwrap_or(0);
-    // Planned at every run: a plan kept from the first few small batches (tables nearly empty,
-    // no statistics yet) found the processed marks by scanning the whole inbox, and each commit
-    // got slower as the inbox grew (p99 above 300 ms within ten seconds at 5,000/s after a
-    // trickle of first messages). The other statements look rows up by unique keys only.
     let keys: Vec<InsertedKey> = sqlx::query_as(INSERT_INBOX_AND_MARK)
-        .persistent(false)
         .bind(column(|r| r.channel_id.clone()))
         .bind(column(|r| r.dedupe_key.clone()))
         .bind(column(|r| r.kind.clone()))

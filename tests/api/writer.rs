@@ -220,3 +220,69 @@ async fn a_job_waiting_on_a_row_lock_does_not_hold_up_callbacks() {
         (Some(true), Some(20))
     );
 }
+
+/// PostgreSQL: once the inbox has outgrown what the planner last measured (here: never, as
+/// with autovacuum off), the writer has the tables analyzed, so statements prepared on the
+/// nearly empty tables are planned again for the tables as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tables_are_measured_once_the_inbox_has_grown() {
+    use sqlx::Connection as _;
+    if crate::helpers::pg_url().is_none() {
+        eprintln!("skipped: YUNYING_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let app = Arc::new(TestApp::spawn(Backend::Postgres).await);
+    let mut observer = sqlx::PgConnection::connect(&app.database_url())
+        .await
+        .expect("connect");
+    assert!(
+        measured_rows(&mut observer).await < 0.0,
+        "a new table is not measured"
+    );
+
+    const MESSAGES: usize = 2_100;
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let app = Arc::clone(&app);
+        tasks.push(tokio::spawn(async move {
+            for i in (worker..MESSAGES).step_by(16) {
+                let what = yunying::send::Simulated::Text {
+                    from: format!("m{}", i % 300),
+                    name: None,
+                    group: Some("g".into()),
+                    text: "大家好".into(),
+                    msg_id: format!("grow-{i}"),
+                };
+                let response = app
+                    .post("demo_robot", &app.build("demo_robot", &what))
+                    .await;
+                assert_eq!(response.status(), 200);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    // The statistics are gathered in the background: wait for them (bounded), then check.
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            let rows = measured_rows(&mut observer).await;
+            if rows >= 2_000.0 {
+                return rows;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let rows = waited.expect("the inbox is measured after 2,000 new rows");
+    assert!(rows <= MESSAGES as f32, "{rows}");
+    assert_eq!(app.inbox_count().await, MESSAGES as i64);
+}
+
+/// What the planner last measured of the inbox: -1 until it is analyzed.
+async fn measured_rows(observer: &mut sqlx::PgConnection) -> f32 {
+    sqlx::query_scalar("select reltuples from pg_class where oid = 'inbox'::regclass")
+        .fetch_one(observer)
+        .await
+        .expect("reltuples")
+}
