@@ -324,6 +324,26 @@ impl TestApp {
             .unwrap_or_default()
     }
 
+    /// POSTs JSON to an API path with a bearer token: the status and the JSON answer (null when
+    /// the answer is not JSON).
+    pub async fn api_post(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
     pub async fn inbox_count(&self) -> i64 {
         self.store.inbox_count().await.expect("count")
     }

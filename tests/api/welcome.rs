@@ -139,16 +139,7 @@ async fn new_contacts_and_new_group_members_are_welcomed_once(backend: Backend) 
 }
 
 async fn api(app: &TestApp, body: Value) -> (u16, Value) {
-    let response = app
-        .client
-        .post(app.url("/api/v1/outbox"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    app.api_post("/api/v1/outbox", TOKEN, &body).await
 }
 
 async fn pushes_from_the_api_are_queued_once_and_skip_muted_members(backend: Backend) {

@@ -139,16 +139,11 @@ async fn a_job_waiting_on_a_row_lock_does_not_hold_up_callbacks() {
             let body = serde_json::json!({
                 "delta": 10, "reason": "活动奖励", "operator": "小运营", "request_id": request_id
             });
-            let response = app
-                .client
-                .post(app.url("/api/v1/members/wwdemo0000000001/u1/points"))
-                .bearer_auth(TOKEN)
-                .json(&body)
-                .send()
-                .await
-                .expect("request");
-            assert_eq!(response.status(), 200);
-            response.json::<serde_json::Value>().await.expect("json")
+            let (status, answer) = app
+                .api_post("/api/v1/members/wwdemo0000000001/u1/points", TOKEN, &body)
+                .await;
+            assert_eq!(status, 200, "{answer}");
+            answer
         }
     };
     adjust("r1").await;

@@ -379,7 +379,7 @@ async fn write_batch(
         rounds.run(store, batched).await;
     }
     for job in jobs {
-        if committer.commits_stages() {
+        if store.backend() == store::Backend::Sqlite {
             // SQLite: between batches, so the job never waits for the group commit's lock.
             job(store.clone()).await;
         } else {
