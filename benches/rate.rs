@@ -44,18 +44,29 @@ fn main() {
             tasks.push(tokio::spawn(async move {
                 let t = Instant::now();
                 let ok = client.post(url).body(body).send().await.map(|r| r.status().is_success()).unwrap_or(false);
-                (t.elapsed(), ok)
+                (t.elapsed(), ok, t.duration_since(started))
             }));
         }
         let sent_in = started.elapsed();
         let mut latencies = Vec::with_capacity(total);
         let mut errors = 0;
+        // SLOW_MS=N: when (into the run) requests slower than N ms were sent, grouped by 10 ms.
+        let slow_ms: Option<u128> = std::env::var("SLOW_MS").ok().and_then(|v| v.parse().ok());
+        let mut slow: std::collections::BTreeMap<u128, (usize, Duration)> = Default::default();
         for task in tasks {
-            let (latency, ok) = task.await.expect("task");
+            let (latency, ok, sent_at) = task.await.expect("task");
             latencies.push(latency);
             if !ok {
                 errors += 1;
             }
+            if slow_ms.is_some_and(|ms| latency.as_millis() >= ms) {
+                let entry = slow.entry(sent_at.as_millis() / 10 * 10).or_default();
+                entry.0 += 1;
+                entry.1 = entry.1.max(latency);
+            }
+        }
+        for (at_ms, (count, worst)) in &slow {
+            println!("  slow: sent at {at_ms} ms: {count} requests, worst {worst:?}");
         }
         // PER_SECOND=1: p50 and p99 of each second of sending (a burst shows where it starts).
         if std::env::var("PER_SECOND").is_ok_and(|v| v == "1") {

@@ -272,6 +272,30 @@ async fn the_tables_are_measured_once_the_inbox_has_grown() {
     let rows = waited.expect("the inbox is measured after 2,000 new rows");
     assert!(rows <= MESSAGES as f32, "{rows}");
     assert_eq!(app.inbox_count().await, MESSAGES as i64);
+
+    // A small sample (statistics target 10: at most 11 histogram bounds) and nothing on the
+    // payloads, so that measuring a large inbox stays cheap.
+    let stats: Vec<(String, Option<i32>)> = sqlx::query_as(
+        "select attname::text, array_length(histogram_bounds::text::text[], 1) from pg_stats \
+         where schemaname = current_schema() and tablename = 'inbox' order by attname",
+    )
+    .fetch_all(&mut observer)
+    .await
+    .expect("pg_stats");
+    let names: Vec<&str> = stats.iter().map(|(name, _)| name.as_str()).collect();
+    assert!(
+        names.contains(&"id") && names.contains(&"dedupe_key"),
+        "{names:?}"
+    );
+    assert!(
+        !names.contains(&"payload") && !names.contains(&"reply"),
+        "{names:?}"
+    );
+    let id_bounds = stats
+        .iter()
+        .find(|(name, _)| name == "id")
+        .and_then(|(_, n)| *n);
+    assert!(id_bounds.is_some_and(|n| n <= 11), "{id_bounds:?}");
 }
 
 /// What the planner last measured of the inbox: -1 until it is analyzed.
