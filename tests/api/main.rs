@@ -16,6 +16,7 @@ mod maintenance;
 mod makeup;
 mod member_api;
 mod members;
+mod memory;
 mod ops_api;
 mod outbox;
 mod outbox_processes;
