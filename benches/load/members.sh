@@ -25,6 +25,7 @@ cargo bench --quiet --no-run --bench loadgen 2>/dev/null
 work=$(mktemp -d)
 # Built just before the run: the callbacks' timestamps must stay inside the 300 s replay window.
 cargo bench --quiet --bench loadgen -- "$work/load.txt" "$N" "$N" "$CHANNEL" "$TEXT" >/dev/null
+sync "$work/load.txt" # written back later, it would stall the database's fsyncs mid-run
 YUNYING_DATABASE__URL="sqlite://$work/members.db" YUNYING_SERVER__LISTEN="127.0.0.1:$PORT" YUNYING_LOG="warn,yunying::app=info" \
   ./target/release/yunying serve > "$work/server.log" 2>&1 &
 server=$!

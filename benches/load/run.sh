@@ -8,6 +8,10 @@
 #   TRICKLE_FIRST=1 (with OPEN_FIRST=1) first sends 400 callbacks at 200/s from other members: the
 #   first messages of a new community, when PostgreSQL plans statements on nearly empty tables.
 #   text defaults to a plain chat line; rate (for the latency run) defaults to 5000/s.
+# Each load file is synced to disk before its run. Left dirty, the kernel writes it back 30 s
+# later (vm.dirty_expire_centisecs), in the middle of a later run, and the database's WAL fsync
+# waits behind that writeback on ext4: a 100-250 ms stall that is the benchmark's own doing
+# (docs/benchmarks.md section 2, session 13).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BACKEND=${1:-sqlite}
@@ -45,6 +49,7 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null &&
 max_run() {
   local count=$((40000 * SECS))
   cargo bench --quiet --bench loadgen -- "$work/max.txt" "$count" "$MEMBERS" "$CHANNEL" "$TEXT" >/dev/null
+  sync "$work/max.txt"
   echo "== $BACKEND: wrk, 2 threads, ${CONNS:-256} connections, ${SECS}s, $count unique callbacks from $MEMBERS members"
   LOAD_FILE="$work/max.txt" WRK_THREADS=2 wrk -t2 -c"${CONNS:-256}" -d"${SECS}s" --latency -s benches/load/callbacks.lua "http://127.0.0.1:$PORT"
   curl -s "http://127.0.0.1:$PORT/metrics" | grep "channel=\"$CHANNEL\"" | grep -v ' 0$' || true
@@ -53,8 +58,10 @@ max_run() {
 open_run() {
   local rate_count=$((RATE * 10))
   cargo bench --quiet --bench loadgen -- "$work/rate.txt" "$rate_count" "$MEMBERS" "$CHANNEL" "$TEXT" >/dev/null
+  sync "$work/rate.txt"
   if [ "${TRICKLE_FIRST:-0}" = 1 ]; then
     MEMBER_OFFSET=1000000 cargo bench --quiet --bench loadgen -- "$work/trickle.txt" 400 400 "$CHANNEL" "早上好" >/dev/null
+    sync "$work/trickle.txt"
     echo "== $BACKEND: a trickle first, 200/s for 2 s"
     cargo bench --quiet --bench rate -- "http://127.0.0.1:$PORT" "$work/trickle.txt" 200 2
   fi

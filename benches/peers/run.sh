@@ -33,6 +33,7 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 count=$((40000 * SECS))
 cargo bench --quiet --bench loadgen -- "$work/load.txt" "$count" 10000 demo_robot "大家好，今天的直播几点开始？" >/dev/null
+sync "$work/load.txt" # written back later, it would stall the database's fsyncs mid-run
 
 run_wrk() { # name port
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$2/" && break; sleep 0.2; done
