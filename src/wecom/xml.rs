@@ -66,37 +66,46 @@ impl Fields {
 
 /// Parses an XML document into [`Fields`]. Rejects DOCTYPE (and with it entity declarations).
 pub fn parse_xml(input: &[u8]) -> Result<Fields, ParseError> {
+    // Reading from the slice borrows names and text from the input instead of copying each
+    // event into a buffer; the path of the open elements is kept as one growing string.
     let mut reader = Reader::from_reader(input);
     reader.config_mut().trim_text(false);
     let mut fields = Fields::default();
-    let mut stack: Vec<String> = Vec::new();
+    // Open elements below the root joined by `.`, each followed by a `.`.
+    let mut path = String::new();
+    // For each open element (the root first), the length of `path` before it was entered.
+    let mut open: Vec<usize> = Vec::new();
     let mut text = String::new();
-    let mut buf = Vec::new();
     let mut saw_root = false;
     loop {
         let event = reader
-            .read_event_into(&mut buf)
+            .read_event()
             .map_err(|e| ParseError::Xml(e.to_string()))?;
         match event {
             XmlEvent::DocType(_) => return Err(ParseError::Doctype),
             XmlEvent::Start(start) => {
-                let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-                if stack.is_empty() {
+                if open.is_empty() {
                     if saw_root {
                         return Err(ParseError::Xml("more than one root element".into()));
                     }
                     saw_root = true;
+                    // The root (`xml`) is not part of the paths.
+                    open.push(0);
+                } else {
+                    open.push(path.len());
+                    path.push_str(&String::from_utf8_lossy(start.local_name().as_ref()));
+                    path.push('.');
                 }
-                stack.push(name);
                 text.clear();
             }
             XmlEvent::Empty(start) => {
-                if stack.is_empty() {
+                if open.is_empty() {
                     saw_root = true;
                     continue;
                 }
-                let name = String::from_utf8_lossy(start.local_name().as_ref()).into_owned();
-                fields.push(child_path(&stack, &name), String::new());
+                let local = start.local_name();
+                let name = String::from_utf8_lossy(local.as_ref());
+                fields.push(format!("{path}{name}"), String::new());
             }
             XmlEvent::Text(t) => {
                 let unescaped = t.unescape().map_err(|e| ParseError::Xml(e.to_string()))?;
@@ -106,20 +115,22 @@ pub fn parse_xml(input: &[u8]) -> Result<Fields, ParseError> {
                 text.push_str(&String::from_utf8_lossy(&c.into_inner()));
             }
             XmlEvent::End(_) => {
-                let Some(name) = stack.pop() else {
+                let Some(before) = open.pop() else {
                     return Err(ParseError::Xml("unbalanced end tag".into()));
                 };
-                if !stack.is_empty() {
-                    fields.push(child_path(&stack, &name), std::mem::take(&mut text));
+                if !open.is_empty() {
+                    // Without the trailing `.`.
+                    let own = &path[..path.len() - 1];
+                    fields.push(own, std::mem::take(&mut text));
+                    path.truncate(before);
                 }
                 text.clear();
             }
             XmlEvent::Eof => break,
             _ => {}
         }
-        buf.clear();
     }
-    if !stack.is_empty() {
+    if !open.is_empty() {
         return Err(ParseError::Xml("unexpected end of document".into()));
     }
     if !saw_root {
@@ -128,17 +139,6 @@ pub fn parse_xml(input: &[u8]) -> Result<Fields, ParseError> {
     // Parent elements get an entry too (their own text, usually whitespace); leaves are what
     // callers ask for.
     Ok(fields)
-}
-
-fn child_path(stack: &[String], name: &str) -> String {
-    // stack[0] is the root (`xml`); it is not part of the path.
-    let mut path = String::new();
-    for part in stack.iter().skip(1) {
-        path.push_str(part);
-        path.push('.');
-    }
-    path.push_str(name);
-    path
 }
 
 /// Parses a JSON object into [`Fields`] (nested objects joined with `.`, arrays repeat the path,
@@ -260,6 +260,30 @@ mod tests {
         assert_eq!(
             f.all("MemChangeList.Item").collect::<Vec<_>>(),
             vec!["a", "b"]
+        );
+    }
+
+    #[test]
+    fn paths_return_to_the_parent_after_nested_and_empty_elements() {
+        let xml = b"<xml><A><B>1</B><C><D>2</D><Gone/></C><E>3</E></A><F/><G>4&amp;5</G></xml>";
+        let f = parse_xml(xml).expect("parse");
+        let leaves: Vec<(&str, &str)> = f
+            .pairs()
+            .iter()
+            .map(|(p, v)| (p.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            leaves,
+            vec![
+                ("A.B", "1"),
+                ("A.C.D", "2"),
+                ("A.C.Gone", ""),
+                ("A.C", ""),
+                ("A.E", "3"),
+                ("A", ""),
+                ("F", ""),
+                ("G", "4&5"),
+            ]
         );
     }
 
