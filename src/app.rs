@@ -101,6 +101,7 @@ impl App {
                 writers,
                 timezone: config.timezone(),
                 first_stages: dispatcher.first_stages(),
+                metrics: metrics.clone(),
             },
             writers_stop.clone(),
         )

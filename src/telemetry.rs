@@ -1,5 +1,6 @@
 //! Logs (tracing) and the Prometheus counters behind `/metrics`: callbacks by channel and
-//! outcome, and a handler-latency histogram. Plain atomics, no registry crate.
+//! outcome, handler latency, and how long the group commits take. Plain atomics, no registry
+//! crate.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -73,6 +74,39 @@ struct Histogram {
     sum_micros: AtomicU64,
 }
 
+impl Histogram {
+    fn observe(&self, seconds: f64) {
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        // Saturating float-to-int conversion; durations are never negative.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        self.sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                self.buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        #[allow(clippy::cast_precision_loss)]
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
 type Counters = [AtomicU64; 5];
 
 /// Process-wide counters. Cheap to clone.
@@ -88,6 +122,9 @@ struct MetricsInner {
     unknown_channel: Counters,
     handler_latency: Histogram,
     handler_timeouts: AtomicU64,
+    /// One observation per group commit: its statements and the commit, disk flush included.
+    group_commits: Histogram,
+    group_commit_rows: AtomicU64,
 }
 
 impl Metrics {
@@ -114,17 +151,15 @@ impl Metrics {
     }
 
     pub fn handler_latency(&self, seconds: f64) {
-        let h = &self.inner.handler_latency;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                h.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        h.count.fetch_add(1, Ordering::Relaxed);
-        // Saturating float-to-int conversion; latency is never negative.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        h.sum_micros
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.inner.handler_latency.observe(seconds);
+    }
+
+    /// A group commit that wrote `rows` deliveries took `seconds`.
+    pub fn group_commit(&self, seconds: f64, rows: usize) {
+        self.inner.group_commits.observe(seconds);
+        self.inner
+            .group_commit_rows
+            .fetch_add(u64::try_from(rows).unwrap_or(u64::MAX), Ordering::Relaxed);
     }
 
     pub fn handler_timeout(&self) {
@@ -161,33 +196,31 @@ impl Metrics {
                 );
             }
         }
-        let h = &self.inner.handler_latency;
-        out.push_str(
-            "# HELP yunying_handler_duration_seconds Time spent in handlers per accepted event.\n",
+        self.inner.handler_latency.render(
+            &mut out,
+            "yunying_handler_duration_seconds",
+            "Time spent in handlers per accepted event.",
         );
-        out.push_str("# TYPE yunying_handler_duration_seconds histogram\n");
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "yunying_handler_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                h.buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = h.count.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "yunying_handler_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        #[allow(clippy::cast_precision_loss)]
-        let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "yunying_handler_duration_seconds_sum {sum}");
-        let _ = writeln!(out, "yunying_handler_duration_seconds_count {count}");
         out.push_str("# HELP yunying_handler_timeouts_total Events whose handlers missed the reply budget.\n");
         out.push_str("# TYPE yunying_handler_timeouts_total counter\n");
         let _ = writeln!(
             out,
             "yunying_handler_timeouts_total {}",
             self.inner.handler_timeouts.load(Ordering::Relaxed)
+        );
+        self.inner.group_commits.render(
+            &mut out,
+            "yunying_group_commit_duration_seconds",
+            "Time per group commit of accepted deliveries, the database's disk flush included.",
+        );
+        out.push_str(
+            "# HELP yunying_group_commit_rows_total Deliveries written by group commits.\n",
+        );
+        out.push_str("# TYPE yunying_group_commit_rows_total counter\n");
+        let _ = writeln!(
+            out,
+            "yunying_group_commit_rows_total {}",
+            self.inner.group_commit_rows.load(Ordering::Relaxed)
         );
         if let Some(depth) = inbox_depth {
             out.push_str("# HELP yunying_inbox_depth Accepted deliveries not yet processed.\n");
@@ -217,5 +250,20 @@ mod tests {
         assert!(text.contains("yunying_handler_duration_seconds_bucket{le=\"0.001\"} 0"));
         assert!(text.contains("yunying_handler_duration_seconds_bucket{le=\"0.0025\"} 1"));
         assert!(text.contains("yunying_inbox_depth 3"));
+    }
+
+    #[test]
+    fn group_commits_render_as_a_histogram_and_a_row_count() {
+        let m = Metrics::new(["a"]);
+        m.group_commit(0.004, 12);
+        m.group_commit(0.2, 3);
+        let text = m.render(None);
+        assert!(text.contains("# TYPE yunying_group_commit_duration_seconds histogram"));
+        assert!(text.contains("yunying_group_commit_duration_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("yunying_group_commit_duration_seconds_bucket{le=\"0.25\"} 2"));
+        assert!(text.contains("yunying_group_commit_duration_seconds_count 2"));
+        assert!(text.contains("yunying_group_commit_duration_seconds_sum 0.204"));
+        assert!(text.contains("yunying_group_commit_rows_total 15"));
+        assert!(!text.contains("yunying_inbox_depth"));
     }
 }

@@ -271,6 +271,25 @@ async fn healthz_readyz_and_metrics(backend: Backend) {
         metrics.contains("yunying_handler_duration_seconds_count 1"),
         "{metrics}"
     );
+    // Both deliveries went through the group commit (the retry found its key there), and every
+    // commit is timed, so an operator can see commits waiting on the disk.
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing in {metrics}"))
+    };
+    assert_eq!(value("yunying_group_commit_rows_total"), 2.0, "{metrics}");
+    let commits = value("yunying_group_commit_duration_seconds_count");
+    assert!(commits >= 1.0, "{metrics}");
+    assert_eq!(
+        value("yunying_group_commit_duration_seconds_bucket{le=\"+Inf\"}"),
+        commits
+    );
+    assert!(
+        value("yunying_group_commit_duration_seconds_sum") > 0.0,
+        "{metrics}"
+    );
 }
 
 async fn shutdown_waits_for_the_after_handlers(backend: Backend) {

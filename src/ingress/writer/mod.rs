@@ -85,6 +85,8 @@ pub struct WriterOptions {
     pub timezone: chrono_tz::Tz,
     /// PostgreSQL: record the first stage of the members a batch creates, in its transaction.
     pub first_stages: Option<FirstStages>,
+    /// Where each group commit's duration goes (`/metrics`).
+    pub metrics: crate::telemetry::Metrics,
 }
 
 /// The OS thread running the writers; join it after shutdown.
@@ -414,6 +416,8 @@ async fn commit_and_answer(
     // The stage check runs after the commit: its "now" is no earlier than any row's arrival.
     let now = commit.rows.iter().map(|r| r.received_at).max().unwrap_or(0);
     let mut first_staged: Vec<(String, String)> = Vec::new();
+    let started = std::time::Instant::now();
+    let rows = commit.rows.len();
     let result = committer
         .commit_batch(
             commit.rows,
@@ -445,6 +449,9 @@ async fn commit_and_answer(
         .await;
     match result {
         Ok(committed) => {
+            options
+                .metrics
+                .group_commit(started.elapsed().as_secs_f64(), rows);
             // Before the answers: the callers' stage checks must find these members checked.
             if let Some(first) = &options.first_stages {
                 for (scope, user) in &first_staged {
