@@ -24,7 +24,7 @@ fn app_text_message_from_the_official_sample() {
         0,
     )
     .expect("event");
-    assert_eq!(event.dedupe_key, "m:ChenJiaShun:1456453720");
+    assert_eq!(event.dedupe_key, "msg:1456453720:ChenJiaShun");
     assert_eq!(event.occurred_at, 1476422779);
     let m = event.message().expect("message");
     assert_eq!(
@@ -151,7 +151,7 @@ fn mp_subscribe_and_text() {
     let e = wechat_mp(&ch, &parse_xml(text.as_bytes()).expect("xml"), 0).expect("text");
     assert_eq!(
         e.dedupe_key,
-        "m:oyORnuP8q7ou2gfYjqLzSIWZf0rs:6054768590064713728"
+        "msg:6054768590064713728:oyORnuP8q7ou2gfYjqLzSIWZf0rs"
     );
     let sub = "<xml><ToUserName>gh_1</ToUserName><FromUserName>o1</FromUserName><CreateTime>5</CreateTime><MsgType>event</MsgType><Event>subscribe</Event><EventKey>qrscene_spring</EventKey></xml>";
     match wechat_mp(&ch, &parse_xml(sub.as_bytes()).expect("xml"), 0)
@@ -171,7 +171,7 @@ fn gateway_bodies() {
     let ch = channel(ChannelKind::Gateway, None);
     let body = r#"{"type":"message","msg_id":"m1","sender":{"id":"wxid_a","name":"A"},"group":{"id":"g@chatroom","name":"产品交流1群"},"text":" 签到 ","mentions_bot":false,"time":1700000000}"#.as_bytes();
     let e = gateway(&ch, body, 5).expect("message");
-    assert_eq!(e.dedupe_key, "m:wxid_a:m1");
+    assert_eq!(e.dedupe_key, "msg:m1:wxid_a");
     assert_eq!(e.occurred_at, 1700000000);
     assert_eq!(e.message().expect("m").text, "签到");
     let join =

@@ -14,6 +14,7 @@ backend_tests!(
     the_same_with_four_parallel_writers,
     a_retry_after_processing_gets_the_same_reply,
     two_contacts_added_in_the_same_second_are_both_kept,
+    a_retry_across_the_key_change_is_still_a_duplicate,
 );
 
 const COPIES: usize = 4;
@@ -163,4 +164,116 @@ async fn two_contacts_added_in_the_same_second_are_both_kept(backend: Backend) {
         .await
         .expect("q")
         .is_some());
+}
+
+async fn execute(app: &TestApp, sql: &str, received_at: i64) {
+    match app.store.pool() {
+        yunying::store::Pool::Sqlite(p) => sqlx::query(sql)
+            .bind(received_at)
+            .execute(p)
+            .await
+            .map(|_| ()),
+        yunying::store::Pool::Postgres(p) => sqlx::query(sql)
+            .bind(received_at)
+            .execute(p)
+            .await
+            .map(|_| ()),
+    }
+    .expect("statement");
+}
+
+async fn inbox_keys(app: &TestApp) -> Vec<String> {
+    let sql = "select dedupe_key from inbox order by id";
+    match app.store.pool() {
+        yunying::store::Pool::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+        yunying::store::Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+    }
+    .expect("keys")
+}
+
+/// Message keys used to lead with the sender (`m:{sender}:{MsgId}`); migration 0018 rewrites
+/// the last day's rows to the id-first form, so a platform retry of a message the previous
+/// version accepted just before the upgrade is still answered as a duplicate.
+async fn a_retry_across_the_key_change_is_still_a_duplicate(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, first) = app
+        .send_text(
+            "demo_robot",
+            "zhangsan",
+            Some("chat-1"),
+            "ping",
+            "4561255354251345929",
+        )
+        .await;
+    let (_, old) = app
+        .send_text("demo_robot", "lisi", Some("chat-1"), "ping", "old:id")
+        .await;
+    assert!(first.is_some() && old.is_some());
+    assert_eq!(
+        inbox_keys(&app).await,
+        ["msg:4561255354251345929:zhangsan", "msg:old:id:lisi"]
+    );
+    // Put both rows back as the previous version wrote them: the first received just now by
+    // the database's own clock (which the migration reads), the second two days ago.
+    #[allow(clippy::disallowed_methods)]
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_millis(),
+    )
+    .expect("fits");
+    execute(
+        &app,
+        "update inbox set dedupe_key = 'm:zhangsan:4561255354251345929', received_at = $1 \
+         where sender = 'zhangsan'",
+        now_ms,
+    )
+    .await;
+    execute(
+        &app,
+        "update inbox set dedupe_key = 'm:lisi:old:id', received_at = $1 where sender = 'lisi'",
+        now_ms - 2 * 86_400_000,
+    )
+    .await;
+
+    let migration = match backend {
+        Backend::Sqlite => include_str!("../../migrations/sqlite/0018_message_keys_id_first.sql"),
+        Backend::Postgres => {
+            include_str!("../../migrations/postgres/0018_message_keys_id_first.sql")
+        }
+    };
+    match app.store.pool() {
+        yunying::store::Pool::Sqlite(p) => sqlx::raw_sql(migration).execute(p).await.map(|_| ()),
+        yunying::store::Pool::Postgres(p) => sqlx::raw_sql(migration).execute(p).await.map(|_| ()),
+    }
+    .expect("migration 0018");
+    assert_eq!(
+        inbox_keys(&app).await,
+        ["msg:4561255354251345929:zhangsan", "m:lisi:old:id"],
+        "the recent row is rewritten; the one past any retry is left as it was"
+    );
+
+    let duplicates = app
+        .app_state
+        .metrics
+        .callbacks_total("demo_robot", Outcome::Duplicate);
+    let (status, again) = app
+        .send_text(
+            "demo_robot",
+            "zhangsan",
+            Some("chat-1"),
+            "ping",
+            "4561255354251345929",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(again, first, "the stored reply, not a second run");
+    assert_eq!(app.inbox_count().await, 2);
+    assert_eq!(
+        app.app_state
+            .metrics
+            .callbacks_total("demo_robot", Outcome::Duplicate),
+        duplicates + 1
+    );
 }

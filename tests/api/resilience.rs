@@ -123,7 +123,7 @@ async fn sweeper_reruns_deliveries_left_by_a_crash(backend: Backend) {
     let event = Event {
         channel_id: "demo_app".into(),
         scope: "wwdemo0000000001".into(),
-        dedupe_key: "m:zhangsan:crash-1".into(),
+        dedupe_key: yunying::ingress::normalize::message_key("zhangsan", "crash-1"),
         occurred_at: app.clock.now_secs(),
         kind: EventKind::Message(Message {
             sender: UserRef::new("zhangsan", None),
