@@ -9,11 +9,11 @@ use crate::channels::Channel;
 use crate::events::{Event, EventKind, GroupRef, Message, UserRef};
 use crate::wecom::xml::{Fields, ParseError};
 
-/// Dedupe key of a message: platform message id, then sender. The id leads because platform
-/// ids grow with time, so new keys land next to each other in the inbox's unique index; with
-/// the sender first every callback touched another index page (a third more bytes written per
-/// callback, docs/benchmarks.md section 2). Migration 0018 rewrote the keys of the older form,
-/// `m:{sender}:{msg_id}`.
+/// Dedupe key of a message: platform message id, then sender. The id leads so that, where ids
+/// grow with time, new keys land next to each other in the inbox's unique index; with the
+/// sender first every callback touched another index page (a third more bytes written per
+/// callback, docs/benchmarks.md section 2). Random ids cost what they did before. Migration
+/// 0018 rewrote the keys of the older form, `m:{sender}:{msg_id}`.
 pub fn message_key(sender: &str, msg_id: &str) -> String {
     format!("msg:{msg_id}:{sender}")
 }
