@@ -166,52 +166,22 @@ async fn two_contacts_added_in_the_same_second_are_both_kept(backend: Backend) {
         .is_some());
 }
 
-async fn execute(app: &TestApp, sql: &str, received_at: i64) {
-    match app.store.pool() {
-        yunying::store::Pool::Sqlite(p) => sqlx::query(sql)
-            .bind(received_at)
-            .execute(p)
-            .await
-            .map(|_| ()),
-        yunying::store::Pool::Postgres(p) => sqlx::query(sql)
-            .bind(received_at)
-            .execute(p)
-            .await
-            .map(|_| ()),
-    }
-    .expect("statement");
-}
-
-async fn inbox_keys(app: &TestApp) -> Vec<String> {
-    let sql = "select dedupe_key from inbox order by id";
-    match app.store.pool() {
-        yunying::store::Pool::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
-        yunying::store::Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
-    }
-    .expect("keys")
-}
-
 /// Message keys used to lead with the sender (`m:{sender}:{MsgId}`); migration 0018 rewrites
 /// the last day's rows to the id-first form, so a platform retry of a message the previous
 /// version accepted just before the upgrade is still answered as a duplicate.
 async fn a_retry_across_the_key_change_is_still_a_duplicate(backend: Backend) {
+    const MSG_ID: &str = "4561255354251345929";
     let app = TestApp::spawn(backend).await;
-    let (_, first) = app
-        .send_text(
-            "demo_robot",
-            "zhangsan",
-            Some("chat-1"),
-            "ping",
-            "4561255354251345929",
-        )
-        .await;
+    let send_first = || app.send_text("demo_robot", "zhangsan", Some("chat-1"), "ping", MSG_ID);
+    let (_, first) = send_first().await;
     let (_, old) = app
         .send_text("demo_robot", "lisi", Some("chat-1"), "ping", "old:id")
         .await;
     assert!(first.is_some() && old.is_some());
+    let keys_sql = "select dedupe_key from inbox order by id";
     assert_eq!(
-        inbox_keys(&app).await,
-        ["msg:4561255354251345929:zhangsan", "msg:old:id:lisi"]
+        app.query_column::<String>(keys_sql).await,
+        [format!("msg:{MSG_ID}:zhangsan"), "msg:old:id:lisi".into()]
     );
     // Put both rows back as the previous version wrote them: the first received just now by
     // the database's own clock (which the migration reads), the second two days ago.
@@ -223,17 +193,15 @@ async fn a_retry_across_the_key_change_is_still_a_duplicate(backend: Backend) {
             .as_millis(),
     )
     .expect("fits");
-    execute(
-        &app,
+    app.execute_sql(
         "update inbox set dedupe_key = 'm:zhangsan:4561255354251345929', received_at = $1 \
          where sender = 'zhangsan'",
-        now_ms,
+        &[now_ms],
     )
     .await;
-    execute(
-        &app,
+    app.execute_sql(
         "update inbox set dedupe_key = 'm:lisi:old:id', received_at = $1 where sender = 'lisi'",
-        now_ms - 2 * 86_400_000,
+        &[now_ms - 2 * 86_400_000],
     )
     .await;
 
@@ -243,37 +211,22 @@ async fn a_retry_across_the_key_change_is_still_a_duplicate(backend: Backend) {
             include_str!("../../migrations/postgres/0018_message_keys_id_first.sql")
         }
     };
-    match app.store.pool() {
-        yunying::store::Pool::Sqlite(p) => sqlx::raw_sql(migration).execute(p).await.map(|_| ()),
-        yunying::store::Pool::Postgres(p) => sqlx::raw_sql(migration).execute(p).await.map(|_| ()),
-    }
-    .expect("migration 0018");
+    app.execute_sql(migration, &[]).await;
     assert_eq!(
-        inbox_keys(&app).await,
-        ["msg:4561255354251345929:zhangsan", "m:lisi:old:id"],
+        app.query_column::<String>(keys_sql).await,
+        [format!("msg:{MSG_ID}:zhangsan"), "m:lisi:old:id".into()],
         "the recent row is rewritten; the one past any retry is left as it was"
     );
 
-    let duplicates = app
-        .app_state
-        .metrics
-        .callbacks_total("demo_robot", Outcome::Duplicate);
-    let (status, again) = app
-        .send_text(
-            "demo_robot",
-            "zhangsan",
-            Some("chat-1"),
-            "ping",
-            "4561255354251345929",
-        )
-        .await;
+    let duplicates = || {
+        app.app_state
+            .metrics
+            .callbacks_total("demo_robot", Outcome::Duplicate)
+    };
+    let before = duplicates();
+    let (status, again) = send_first().await;
     assert_eq!(status, 200);
     assert_eq!(again, first, "the stored reply, not a second run");
     assert_eq!(app.inbox_count().await, 2);
-    assert_eq!(
-        app.app_state
-            .metrics
-            .callbacks_total("demo_robot", Outcome::Duplicate),
-        duplicates + 1
-    );
+    assert_eq!(duplicates(), before + 1);
 }

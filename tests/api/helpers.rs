@@ -348,6 +348,44 @@ impl TestApp {
         self.store.inbox_count().await.expect("count")
     }
 
+    /// Runs one SQL statement with integer parameters (`$1`, `$2`…) on the app's database.
+    pub async fn execute_sql(&self, sql: &str, params: &[i64]) {
+        match self.store.pool() {
+            yunying::store::Pool::Sqlite(p) => {
+                let mut query = sqlx::query(sql);
+                for v in params {
+                    query = query.bind(*v);
+                }
+                query.execute(p).await.map(|_| ())
+            }
+            yunying::store::Pool::Postgres(p) => {
+                let mut query = sqlx::query(sql);
+                for v in params {
+                    query = query.bind(*v);
+                }
+                query.execute(p).await.map(|_| ())
+            }
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The first column of every row a query returns.
+    pub async fn query_column<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: Send
+            + Unpin
+            + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+            + sqlx::Type<sqlx::Sqlite>
+            + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+            + sqlx::Type<sqlx::Postgres>,
+    {
+        match self.store.pool() {
+            yunying::store::Pool::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+            yunying::store::Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// Stops the server and waits for it (graceful shutdown).
     pub async fn stop(mut self) {
         self.shutdown.cancel();

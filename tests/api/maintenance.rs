@@ -34,12 +34,8 @@ async fn members_in(app: &TestApp, text: &str, now: i64) -> Vec<String> {
 }
 
 async fn tag_history_len(app: &TestApp) -> i64 {
-    let sql = "select cast(count(*) as bigint) from member_tag_log";
-    match app.store.pool() {
-        yunying::store::Pool::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
-        yunying::store::Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
-    }
-    .expect("history")
+    app.query_column("select cast(count(*) as bigint) from member_tag_log")
+        .await[0]
 }
 
 async fn maintenance_in_small_windows_covers_every_member(backend: Backend) {
