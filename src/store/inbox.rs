@@ -80,8 +80,7 @@ const SELECT_UNPROCESSED: &str = "select id, channel_id, dedupe_key, kind, occur
 const COUNT_UNPROCESSED: &str =
     "select cast(count(*) as bigint) from inbox where processed_at is null";
 const COUNT_ALL: &str = "select cast(count(*) as bigint) from inbox";
-const PRUNE_PROCESSED: &str =
-    "delete from inbox where processed_at is not null and processed_at < $1";
+const PRUNE: &str = "delete from inbox where processed_at is not null and processed_at < $1";
 
 /// Rows per multi-row statement; keeps binds under SQLite's and PostgreSQL's limits.
 pub(super) const CHUNK: usize = 1000;
@@ -187,13 +186,6 @@ impl Store {
         Ok(on_pool!(self.pool(), p => sqlx::query_scalar::<_, i64>(COUNT_ALL).fetch_one(p).await?))
     }
 
-    /// Deletes processed rows older than `before_ms`; returns how many went.
-    pub async fn inbox_prune(&self, before_ms: i64) -> Result<u64, StoreError> {
-        Ok(
-            on_pool!(self.pool(), p => sqlx::query(PRUNE_PROCESSED).bind(before_ms).execute(p).await?.rows_affected()),
-        )
-    }
-
     /// Marks one row processed outside the group-commit writer (sweeper).
     pub async fn inbox_mark_processed(&self, mark: &Processed) -> Result<(), StoreError> {
         on_pool!(self.pool(), p => {
@@ -201,11 +193,7 @@ impl Store {
         });
         Ok(())
     }
-}
 
-const PRUNE: &str = "delete from inbox where processed_at is not null and processed_at < $1";
-
-impl Store {
     /// Deletes processed rows older than `before_ms` (retries come within minutes); returns how many.
     pub async fn prune_inbox(&self, before_ms: i64) -> Result<u64, StoreError> {
         Ok(
