@@ -89,7 +89,8 @@ pub struct TestApp {
     pub app_state: yunying::state::AppState,
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
-    _dir: tempfile::TempDir,
+    /// SQLite's folder; handed on by [`TestApp::stop`].
+    dir: Option<tempfile::TempDir>,
 }
 
 pub fn channel_config(kind: ChannelKind) -> ChannelConfig {
@@ -219,7 +220,7 @@ impl TestApp {
             app_state,
             shutdown,
             server: Some(server),
-            _dir: dir,
+            dir: Some(dir),
         }
     }
 
@@ -386,13 +387,24 @@ impl TestApp {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
-    /// Stops the server and waits for it (graceful shutdown).
-    pub async fn stop(mut self) {
+    /// Stops the server and waits for it (graceful shutdown). Its database stays as long as
+    /// the returned value lives.
+    pub async fn stop(mut self) -> Stopped {
         self.shutdown.cancel();
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("server result");
         }
+        Stopped {
+            database_url: self.database_url(),
+            _dir: self.dir.take(),
+        }
     }
+}
+
+/// What a stopped [`TestApp`] leaves: its database, to look at after shutdown.
+pub struct Stopped {
+    pub database_url: String,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestApp {

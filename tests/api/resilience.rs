@@ -4,6 +4,7 @@
 use yunying::clock::Clock as _;
 use yunying::events::{Event, EventKind, Message, UserRef};
 use yunying::store::inbox::{self, NewInbox};
+use yunying::store::{Store, StoreOptions};
 
 use crate::backend_tests;
 use crate::helpers::{Backend, TestApp};
@@ -13,6 +14,7 @@ backend_tests!(
     sweeper_reruns_deliveries_left_by_a_crash,
     a_failing_handler_is_retried_not_lost,
     graceful_shutdown_finishes,
+    reply_less_marks_are_written_when_due,
 );
 
 /// Fails its first `failures` calls, then answers "ok".
@@ -173,9 +175,51 @@ async fn sweeper_reruns_deliveries_left_by_a_crash(backend: Backend) {
 
 async fn graceful_shutdown_finishes(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (status, _) = app
+    let (status, reply) = app
         .send_text("demo_app", "zhangsan", None, "hello", "before-stop")
         .await;
-    assert_eq!(status, 200);
-    app.stop().await;
+    assert_eq!((status, reply), (200, None));
+    let stopped = app.stop().await;
+    // The processed mark was still waiting for company (its delay is 100 ms); the writer wrote it
+    // before it stopped, so the sweeper will not run the event again.
+    let store = Store::connect(&stopped.database_url, &StoreOptions::default())
+        .await
+        .expect("database still there");
+    assert_eq!(store.inbox_depth().await.expect("depth"), 0);
+}
+
+/// Reply-less processed marks wait for others, then go on their own when nothing else comes.
+async fn reply_less_marks_are_written_when_due(backend: Backend) {
+    // Nothing else wakes the writer: on SQLite the outbox and the periodic jobs write through it.
+    let app = TestApp::spawn_with(backend, |c| {
+        c.outbox.enabled = false;
+        c.scheduler.enabled = false;
+    })
+    .await;
+    for i in 0..3 {
+        let (status, reply) = app
+            .send_text(
+                "demo_app",
+                &format!("quiet-{i}"),
+                None,
+                "hello",
+                &format!("quiet-{i}"),
+            )
+            .await;
+        assert_eq!((status, reply), (200, None));
+    }
+    // The writer's delay runs on real time (it is a batching delay, not business time): wait
+    // for the marks with a generous deadline rather than for a fixed time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let depth = app.store.inbox_depth().await.expect("depth");
+        if depth == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{depth} processed marks were never written"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -1,15 +1,18 @@
 //! Group commit: concurrent callbacks hand their inbox row to a writer task, which writes
-//! everything queued so far (inbox rows + member changes + processed marks) in one transaction
-//! and then answers each caller. Every answer still waits for its own durable write; the
+//! everything queued so far (inbox rows + member changes + processed marks, the reply-less ones
+//! once enough have gathered: [`marks`]) in one transaction and then answers each caller. Every answer still waits for its own durable write; the
 //! platform is acknowledged only after the commit.
 
+mod marks;
 mod rounds;
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use marks::MarkQueue;
 use rounds::{BatchedWrite, BoxFuture, PendingStages, PendingWrite, Rounds};
 
 use crate::events::Event;
@@ -71,11 +74,16 @@ type Job = Box<
 #[derive(Clone)]
 pub struct InboxWriter {
     tx: mpsc::Sender<Op>,
-    /// Reply-less processed marks waiting for the next batch: they cost no queue hop each.
+    /// Reply-less processed marks waiting to ride along with a batch ([`marks`]): they cost no
+    /// queue hop each.
     marks: PendingMarks,
 }
 
-type PendingMarks = Arc<std::sync::Mutex<Vec<Processed>>>;
+type PendingMarks = Arc<std::sync::Mutex<MarkQueue>>;
+
+fn lock_marks(marks: &PendingMarks) -> std::sync::MutexGuard<'_, MarkQueue> {
+    marks.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Settings of the writer pool.
 #[derive(Clone)]
@@ -110,7 +118,11 @@ impl InboxWriter {
         shutdown: CancellationToken,
     ) -> Result<(Self, WriterThread), StoreError> {
         let (tx, rx) = mpsc::channel(64 * 1024);
-        let marks = PendingMarks::default();
+        let marks = Arc::new(std::sync::Mutex::new(if url.starts_with("sqlite:") {
+            MarkQueue::gathering()
+        } else {
+            MarkQueue::immediate()
+        }));
         let marks_in_thread = Arc::clone(&marks);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let url = url.to_owned();
@@ -263,12 +275,9 @@ impl InboxWriter {
     /// Queues a processed mark; it rides along with the next batch. Losing it in a crash only
     /// means the sweeper re-runs an idempotent handler.
     pub fn mark_processed(&self, mark: Processed) {
-        let first = {
-            let mut marks = self.marks.lock().unwrap_or_else(|p| p.into_inner());
-            marks.push(mark);
-            marks.len() == 1
-        };
-        // The first mark since the last batch wakes the writer; later ones ride along.
+        let first = lock_marks(&self.marks).push(mark, tokio::time::Instant::now());
+        // The first waiting mark wakes the writer, which then knows when to write it; later
+        // ones ride along.
         if !first {
             return;
         }
@@ -297,26 +306,49 @@ async fn run_writer(
 ) {
     let mut batch: Vec<Op> = Vec::with_capacity(options.batch_max);
     loop {
-        {
+        let stop = {
             let mut rx = rx.lock().await;
-            let first = tokio::select! {
-                op = rx.recv() => op,
-                () = shutdown.cancelled() => {
-                    // Drain what is already queued, then stop.
-                    rx.try_recv().ok()
-                }
+            let marks_due = lock_marks(&pending_marks).due_at();
+            let woken = tokio::select! {
+                op = rx.recv() => op.map_or(Woken::Stop, Woken::Op),
+                () = sleep_until(marks_due) => Woken::MarksDue,
+                // Drain what is already queued, then stop.
+                () = shutdown.cancelled() => rx.try_recv().map_or(Woken::Stop, Woken::Op),
             };
-            let Some(first) = first else { return };
-            batch.push(first);
+            let stop = matches!(woken, Woken::Stop);
+            if let Woken::Op(op) = woken {
+                batch.push(op);
+            }
             while batch.len() < options.batch_max {
                 match rx.try_recv() {
                     Ok(op) => batch.push(op),
                     Err(_) => break,
                 }
             }
-        }
-        let marks = std::mem::take(&mut *pending_marks.lock().unwrap_or_else(|p| p.into_inner()));
+            stop
+        };
+        let marks = lock_marks(&pending_marks).take_due(Instant::now(), stop);
         write_batch(&store, &mut committer, &mut batch, marks, &rounds, &options).await;
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Why a writer woke up.
+enum Woken {
+    Op(Op),
+    /// The waiting processed marks are due ([`marks`]).
+    MarksDue,
+    /// Shutdown with nothing left queued, or every sender gone: write what waits, then stop.
+    Stop,
+}
+
+/// Sleeps until `at`; forever without one.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
