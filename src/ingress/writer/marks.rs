@@ -1,8 +1,8 @@
 //! Reply-less processed marks wait for company before they are written.
 //!
-//! A mark rewrites an inbox row that an earlier commit wrote. Written with the very next batch, as
-//! they used to be, the marks of a few callbacks dirtied the same inbox pages again at every commit,
-//! and under load a mark arriving at an idle writer cost a commit of its own. Waiting until
+//! A mark rewrites an inbox row that an earlier commit wrote. Written with the very next batch,
+//! as they used to be, the marks of a few callbacks dirtied the same inbox pages again at every
+//! commit, and under load a mark arriving at an idle writer cost a commit of its own. Waiting until
 //! [`MARKS_PER_WRITE`] have gathered, or the oldest has waited [`MARK_DELAY`], lets one commit
 //! rewrite each page once for many rows (docs/benchmarks.md §2, session 15). That is SQLite's
 //! case. On PostgreSQL the marks of a hundred milliseconds made one commit noticeably longer than
@@ -11,9 +11,9 @@
 //!
 //! Nothing depends on a mark being written soon: a retry is recognised by its inbox row, not by its
 //! mark, and the replies that retries need go through the durable path. Only the sweeper reads the
-//! marks, and it leaves rows alone until they are `server.sweep_after_secs` old (at least 5 s), far
-//! longer than a mark waits. A crash loses the waiting marks, as it lost the marks of the next batch
-//! before: the sweeper runs those events again, and handlers are idempotent per event.
+//! marks, and it leaves rows alone until they are `server.sweep_after_secs` old (at least 5 s),
+//! far longer than a mark waits. A crash loses the waiting marks, as it lost the marks of the next
+//! batch before: the sweeper runs those events again, and handlers are idempotent per event.
 
 use std::time::Duration;
 

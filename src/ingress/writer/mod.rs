@@ -1,7 +1,8 @@
 //! Group commit: concurrent callbacks hand their inbox row to a writer task, which writes
-//! everything queued so far (inbox rows + member changes + processed marks, the reply-less ones
-//! once enough have gathered: [`marks`]) in one transaction and then answers each caller. Every answer still waits for its own durable write; the
-//! platform is acknowledged only after the commit.
+//! everything queued so far (inbox rows + member changes + processed marks, on SQLite the
+//! reply-less ones once enough have gathered: `writer/marks.rs`) in one transaction and then
+//! answers each caller. Every answer still waits for its own durable write; the platform is
+//! acknowledged only after the commit.
 
 mod marks;
 mod rounds;
@@ -272,10 +273,10 @@ impl InboxWriter {
         self.ask(|done| Op::Accept { row, event, done }).await?
     }
 
-    /// Queues a processed mark; it rides along with the next batch. Losing it in a crash only
-    /// means the sweeper re-runs an idempotent handler.
+    /// Queues a processed mark; it rides along with a later batch (`writer/marks.rs`). Losing it
+    /// in a crash only means the sweeper re-runs an idempotent handler.
     pub fn mark_processed(&self, mark: Processed) {
-        let first = lock_marks(&self.marks).push(mark, tokio::time::Instant::now());
+        let first = lock_marks(&self.marks).push(mark, Instant::now());
         // The first waiting mark wakes the writer, which then knows when to write it; later
         // ones ride along.
         if !first {
