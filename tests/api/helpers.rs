@@ -351,22 +351,13 @@ impl TestApp {
 
     /// Runs one SQL statement with integer parameters (`$1`, `$2`…) on the app's database.
     pub async fn execute_sql(&self, sql: &str, params: &[i64]) {
-        match self.store.pool() {
-            yunying::store::Pool::Sqlite(p) => {
-                let mut query = sqlx::query(sql);
-                for v in params {
-                    query = query.bind(*v);
-                }
-                query.execute(p).await.map(|_| ())
+        yunying::on_pool!(self.store.pool(), p => {
+            let mut query = sqlx::query(sql);
+            for v in params {
+                query = query.bind(*v);
             }
-            yunying::store::Pool::Postgres(p) => {
-                let mut query = sqlx::query(sql);
-                for v in params {
-                    query = query.bind(*v);
-                }
-                query.execute(p).await.map(|_| ())
-            }
-        }
+            query.execute(p).await.map(|_| ())
+        })
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
@@ -380,11 +371,8 @@ impl TestApp {
             + for<'r> sqlx::Decode<'r, sqlx::Postgres>
             + sqlx::Type<sqlx::Postgres>,
     {
-        match self.store.pool() {
-            yunying::store::Pool::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
-            yunying::store::Pool::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        yunying::on_pool!(self.store.pool(), p => sqlx::query_scalar(sql).fetch_all(p).await)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
     /// Stops the server and waits for it (graceful shutdown). Its database stays as long as

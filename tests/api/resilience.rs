@@ -180,8 +180,8 @@ async fn graceful_shutdown_finishes(backend: Backend) {
         .await;
     assert_eq!((status, reply), (200, None));
     let stopped = app.stop().await;
-    // The processed mark was still waiting for company (its delay is 100 ms); the writer wrote it
-    // before it stopped, so the sweeper will not run the event again.
+    // On SQLite the processed mark was still waiting for company (for up to 100 ms); the writer
+    // wrote it before it stopped, so the sweeper will not run the event again.
     let store = Store::connect(&stopped.database_url, &StoreOptions::default())
         .await
         .expect("database still there");
