@@ -16,7 +16,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::ingress::writer::WriterThread;
 use crate::ingress::{InboxWriter, Ingress, IngressOptions, WriterOptions};
-use crate::state::AppState;
+use crate::state::{AppParts, AppState};
 use crate::store::{Backend, Store, StoreOptions};
 use crate::telemetry::Metrics;
 use crate::templates::Templates;
@@ -154,7 +154,7 @@ impl App {
         let listener = TcpListener::bind(&config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
-        let state = AppState {
+        let state = AppState::new(AppParts {
             config,
             store,
             ingress,
@@ -162,7 +162,7 @@ impl App {
             faq,
             outbox: outbox.clone(),
             recall,
-        };
+        });
         let mut background = vec![tokio::spawn(sweeper(
             state.ingress.clone(),
             shutdown.clone(),

@@ -1,8 +1,11 @@
 //! `GET|POST /callbacks/{channel_id}`: URL verification and deliveries.
 
+use std::convert::Infallible;
+
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::ingress::{CallbackQuery, CallbackResponse, GatewayHeaders, IngressError};
@@ -21,19 +24,9 @@ pub async fn receive(
     State(state): State<AppState>,
     Path(channel_id): Path<String>,
     Query(query): Query<CallbackQuery>,
-    headers: HeaderMap,
+    gateway: GatewayHeaders,
     body: Bytes,
 ) -> Response {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let gateway = GatewayHeaders {
-        timestamp: header(gateway::TIMESTAMP_HEADER),
-        signature: header(gateway::SIGNATURE_HEADER),
-    };
     respond(
         &channel_id,
         state
@@ -41,6 +34,26 @@ pub async fn receive(
             .receive(&channel_id, &query, &gateway, &body)
             .await,
     )
+}
+
+/// The gateway's two headers, read where they are: the `HeaderMap` extractor would copy every
+/// header of every callback.
+impl<S: Send + Sync> FromRequestParts<S> for GatewayHeaders {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Ok(GatewayHeaders {
+            timestamp: header(gateway::TIMESTAMP_HEADER),
+            signature: header(gateway::SIGNATURE_HEADER),
+        })
+    }
 }
 
 fn respond(channel_id: &str, result: Result<CallbackResponse, IngressError>) -> Response {
