@@ -4,9 +4,10 @@
 //! PostgreSQL keeps the sqlx path in [`super::batch`]. Same tables, same rules: a row is new
 //! exactly when its (channel, dedupe key) was not there; member changes only for new rows.
 //!
-//! The writer remembers what it wrote to `chat_groups` and `group_members` (`Known`) and skips
-//! the statements that would change nothing: a group touched less than a minute ago under the same
-//! name, a membership already active. The memory holds only while nobody else writes the file:
+//! The writer remembers what it wrote to `members`, `chat_groups` and `group_members` (`Known`)
+//! and skips the statements that would change nothing: a group touched less than a minute ago
+//! under the same name, a membership already active. A member it has written is updated by row
+//! id, without the look-ups of the unique key that the upsert and the id read cost. The memory holds only while nobody else writes the file:
 //! each batch reads SQLite's `data_version` under its write lock, and any commit by another
 //! connection (a second `serve` process, another writer, the sqlx pool) makes it start over.
 //!
@@ -42,6 +43,10 @@ const UPSERT_MEMBER: &str = "insert into members \
 const INSERT_GROUP: &str = "insert into chat_groups \
      (scope, platform_group_id, name, first_seen_at, last_active_at) values (?1, ?2, ?3, ?4, ?4) \
      on conflict (scope, platform_group_id) do nothing returning id";
+// Same effect as UPSERT_MEMBER's update, for a member whose row id the writer knows.
+const UPDATE_MEMBER_BY_ID: &str = "update members set \
+     display_name = coalesce(?2, display_name), last_active_at = max(?3, last_active_at), \
+     message_count = message_count + ?4 where id = ?1";
 const SELECT_MEMBER_ID: &str = "select id from members where scope = ?1 and platform_user_id = ?2";
 const SELECT_GROUP: &str = "select id, name, last_active_at from chat_groups \
      where scope = ?1 and platform_group_id = ?2";
@@ -85,6 +90,9 @@ struct GroupSeen {
 /// remembered; a failed batch forgets its own changes. Bounded: past the limits it starts over.
 #[derive(Debug, Default)]
 struct Known {
+    /// Member row ids by scope and platform user id.
+    members: HashMap<String, HashMap<String, i64>>,
+    member_count: usize,
     groups: HashMap<(String, String), GroupSeen>,
     /// (scope, group, member) memberships known to be active.
     active: HashSet<(String, String, String)>,
@@ -93,12 +101,15 @@ struct Known {
     data_version: Option<i64>,
 }
 
+// About 70 bytes each: 200,000 members cost some 14 MB at most.
+const KNOWN_MEMBERS_MAX: usize = 200_000;
 const KNOWN_GROUPS_MAX: usize = 100_000;
 const KNOWN_MEMBERSHIPS_MAX: usize = 1_000_000;
 
 /// Changes to [`Known`] made by one batch, applied after its commit.
 #[derive(Default)]
 struct KnownDelta {
+    members: Vec<(String, String, i64)>,
     groups: Vec<((String, String), GroupSeen)>,
     memberships: Vec<((String, String, String), bool)>,
 }
@@ -107,13 +118,34 @@ impl Known {
     /// Forgets everything if another connection committed since this one last looked.
     fn check(&mut self, data_version: i64) {
         if self.data_version != Some(data_version) {
+            self.members.clear();
+            self.member_count = 0;
             self.groups.clear();
             self.active.clear();
             self.data_version = Some(data_version);
         }
     }
 
+    fn member_id(&self, scope: &str, user_id: &str) -> Option<i64> {
+        self.members.get(scope)?.get(user_id).copied()
+    }
+
     fn apply(&mut self, delta: KnownDelta) {
+        if self.member_count + delta.members.len() > KNOWN_MEMBERS_MAX {
+            self.members.clear();
+            self.member_count = 0;
+        }
+        for (scope, user_id, id) in delta.members {
+            if self
+                .members
+                .entry(scope)
+                .or_default()
+                .insert(user_id, id)
+                .is_none()
+            {
+                self.member_count += 1;
+            }
+        }
         if self.groups.len() + delta.groups.len() > KNOWN_GROUPS_MAX {
             self.groups.clear();
         }
@@ -137,7 +169,8 @@ pub struct SqliteCommitter {
     /// The process's write turn on this file, shared with the sqlx pool's write transactions.
     turn: Option<super::turn::WriteTurn>,
     /// `None` only in tests that compare against a writer without memory.
-    known: Option<Known>,
+    /// Boxed: the maps' heads would make every [`super::batch::BatchCommitter`] this large.
+    known: Option<Box<Known>>,
 }
 
 impl SqliteCommitter {
@@ -158,7 +191,7 @@ impl SqliteCommitter {
         Ok(Self {
             conn: Some(conn),
             turn: super::turn::WriteTurn::for_file(options.get_filename()),
-            known: Some(Known::default()),
+            known: Some(Box::default()),
         })
     }
 
@@ -198,7 +231,7 @@ impl SqliteCommitter {
             known.check(version);
         }
         let outcomes = insert_rows(&tx, rows).map_err(store_error)?;
-        let delta = apply_changes(&tx, &changes_for(&outcomes), self.known.as_ref())
+        let delta = apply_changes(&tx, &changes_for(&outcomes), self.known.as_deref())
             .map_err(store_error)?;
         mark(&tx, marks).map_err(store_error)?;
         let stages_failed = if stages.is_empty() {
@@ -281,8 +314,17 @@ fn apply_changes(
     let mut delta = KnownDelta::default();
     let mut member_ids: HashMap<(&str, &str), i64> = HashMap::with_capacity(changes.members.len());
     let mut member = tx.prepare_cached(UPSERT_MEMBER)?;
+    let mut member_by_id = tx.prepare_cached(UPDATE_MEMBER_BY_ID)?;
     let mut member_id_of = tx.prepare_cached(SELECT_MEMBER_ID)?;
     for m in &changes.members {
+        let known_id = known.and_then(|k| k.member_id(&m.scope, &m.user_id));
+        // Zero rows means the remembered row is gone: the upsert below puts it back.
+        if let Some(id) = known_id {
+            if member_by_id.execute(params![id, m.name, m.last_active_at, m.messages])? == 1 {
+                member_ids.insert((m.scope.as_str(), m.user_id.as_str()), id);
+                continue;
+            }
+        }
         member.execute(params![
             m.scope,
             m.user_id,
@@ -293,6 +335,9 @@ fn apply_changes(
         ])?;
         let id: i64 = member_id_of.query_row(params![m.scope, m.user_id], |row| row.get(0))?;
         member_ids.insert((m.scope.as_str(), m.user_id.as_str()), id);
+        if known.is_some() {
+            delta.members.push((m.scope.clone(), m.user_id.clone(), id));
+        }
     }
     let mut group_ids: HashMap<(&str, &str), i64> = HashMap::with_capacity(changes.groups.len());
     for g in &changes.groups {

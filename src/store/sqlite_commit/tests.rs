@@ -203,3 +203,93 @@ async fn a_failing_stage_write_leaves_the_callbacks_of_its_batch_committed() {
     assert_eq!(count("select count(*) from member_stages"), 1);
     assert_eq!(count("select count(*) from member_stage_history"), 1);
 }
+
+fn member_change(user: &str, name: Option<&str>, at: i64, messages: i64) -> MemberChanges {
+    MemberChanges {
+        members: vec![MemberUpsert {
+            name: name.map(Into::into),
+            first_seen_at: at,
+            last_active_at: at,
+            messages,
+            ..member(user)
+        }],
+        ..MemberChanges::default()
+    }
+}
+
+type MemberState = (Option<String>, i64, i64, i64);
+
+fn member_state(db: &Connection, user: &str) -> Option<MemberState> {
+    db.query_row(
+        "select display_name, first_seen_at, last_active_at, message_count from members \
+         where scope = 's' and platform_user_id = ?1",
+        [user],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
+    .optional()
+    .expect("member")
+}
+
+#[tokio::test]
+async fn remembered_members_are_updated_as_the_upsert_would() {
+    let (_dir, committers, db) = committers().await;
+    let mut states = Vec::new();
+    for mut c in committers {
+        db.execute_batch("delete from members").expect("reset");
+        let mut seen = Vec::new();
+        let mut commit = |ch: MemberChanges| {
+            c.commit_batch(&[], &[], &[], |_| ch).expect("commit");
+            seen.push(member_state(&db, "a"));
+        };
+        commit(member_change("a", Some("阿一"), 10 * MIN, 1));
+        // Unnamed, earlier in time (a late retry): the name and the last activity stay.
+        commit(member_change("a", None, 5 * MIN, 1));
+        commit(member_change("a", Some("阿二"), 11 * MIN, 2));
+        commit(member_change("a", None, 12 * MIN, 0));
+        states.push(seen);
+    }
+    assert_eq!(
+        states[0].last(),
+        Some(&Some((Some("阿二".into()), 10 * MIN, 12 * MIN, 4)))
+    );
+    assert_eq!(states[0], states[1], "remembering and plain writers agree");
+}
+
+#[tokio::test]
+async fn a_remembered_member_whose_row_is_gone_is_written_again() {
+    let (_dir, mut committers, db) = committers().await;
+    let c = &mut committers[0];
+    c.commit_batch(&[], &[], &[], |_| member_change("a", None, MIN, 1))
+        .expect("commit");
+    // Deleted on the writer's own connection, which leaves `data_version` as it was: only the
+    // update's row count tells the writer that the row it remembers is gone.
+    c.conn
+        .as_ref()
+        .expect("open")
+        .execute_batch("delete from members")
+        .expect("delete");
+    let mut changes = member_change("a", Some("阿一"), 2 * MIN, 1);
+    changes
+        .activity
+        .push(crate::store::members::ActivityUpsert {
+            scope: "s".into(),
+            user_id: "a".into(),
+            day: 20_261_206,
+            messages: 1,
+            events: 0,
+        });
+    c.commit_batch(&[], &[], &[], |_| changes).expect("commit");
+    assert_eq!(
+        member_state(&db, "a"),
+        Some((Some("阿一".into()), 2 * MIN, 2 * MIN, 1))
+    );
+    let activity_member: i64 = db
+        .query_row("select member_id from member_daily_activity", [], |r| {
+            r.get(0)
+        })
+        .expect("activity");
+    let member: i64 = db
+        .query_row("select id from members", [], |r| r.get(0))
+        .expect("member");
+    assert_eq!(activity_member, member, "activity goes to the new row");
+}
