@@ -7,9 +7,10 @@
 //! The writer remembers what it wrote to `members`, `chat_groups` and `group_members` (`Known`)
 //! and skips the statements that would change nothing: a group touched less than a minute ago
 //! under the same name, a membership already active. A member it has written is updated by row
-//! id, without the look-ups of the unique key that the upsert and the id read cost. The memory holds only while nobody else writes the file:
-//! each batch reads SQLite's `data_version` under its write lock, and any commit by another
-//! connection (a second `serve` process, another writer, the sqlx pool) makes it start over.
+//! id, without the look-ups of the unique key that the upsert and the id read cost. The memory
+//! holds only while nobody else writes the file: each batch reads SQLite's `data_version` under
+//! its write lock, and any commit by another connection (a second `serve` process, another
+//! writer, the sqlx pool) makes it start over.
 //!
 //! The per-callback statements carry no RETURNING clause: SQLite collects RETURNING rows in a
 //! temporary table, and opening and dropping one per statement showed in the writer's profile
