@@ -42,6 +42,18 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend a database URL names: `sqlite:` URLs are SQLite's, every other (validated)
+    /// URL PostgreSQL's.
+    pub fn of_url(url: &str) -> Self {
+        if url.starts_with("sqlite:") {
+            Self::Sqlite
+        } else {
+            Self::Postgres
+        }
+    }
+}
+
 /// A connection pool of either backend.
 #[derive(Debug, Clone)]
 pub enum Pool {
@@ -166,7 +178,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 impl Store {
     /// Connects by URL scheme. SQLite files (and their folder) are created on first use, in WAL mode.
     pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
-        if url.starts_with("sqlite:") {
+        if Backend::of_url(url) == Backend::Sqlite {
             let connect = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)

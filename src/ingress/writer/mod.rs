@@ -119,7 +119,8 @@ impl InboxWriter {
         shutdown: CancellationToken,
     ) -> Result<(Self, WriterThread), StoreError> {
         let (tx, rx) = mpsc::channel(64 * 1024);
-        let marks = Arc::new(std::sync::Mutex::new(if url.starts_with("sqlite:") {
+        let sqlite = store::Backend::of_url(url) == store::Backend::Sqlite;
+        let marks = Arc::new(std::sync::Mutex::new(if sqlite {
             MarkQueue::gathering()
         } else {
             MarkQueue::immediate()
@@ -128,7 +129,7 @@ impl InboxWriter {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let url = url.to_owned();
         let mut store_options = store_options.clone();
-        if url.starts_with("sqlite:") {
+        if sqlite {
             // One writer, one transaction at a time: two connections are plenty (each holds a
             // page cache of its own).
             store_options.max_connections = store_options.max_connections.min(2);
