@@ -55,12 +55,13 @@ impl MarkQueue {
         }
     }
 
-    /// Adds a mark; `true` when none was waiting, so the writer must be told.
-    pub(super) fn push(&mut self, mark: Processed, now: Instant) -> bool {
+    /// Adds a mark; `true` when none was waiting, so the writer must be told. The clock is read
+    /// only for a first mark: later ones do not move the due time.
+    pub(super) fn push(&mut self, mark: Processed, now: impl FnOnce() -> Instant) -> bool {
         self.marks.push(mark);
         let first = self.since.is_none();
         if first {
-            self.since = Some(now);
+            self.since = Some(now());
         }
         first
     }
@@ -98,17 +99,19 @@ mod tests {
     #[test]
     fn only_the_first_waiting_mark_wakes_the_writer() {
         let (mut queue, now) = (MarkQueue::gathering(), Instant::now());
-        assert!(queue.push(mark(1), now));
-        assert!(!queue.push(mark(2), now));
+        assert!(queue.push(mark(1), || now));
+        assert!(!queue.push(mark(2), || unreachable!(
+            "the clock is read for a first mark only"
+        )));
         assert_eq!(queue.take_due(now + MARK_DELAY, false).len(), 2);
-        assert!(queue.push(mark(3), now), "an empty queue wakes it again");
+        assert!(queue.push(mark(3), || now), "an empty queue wakes it again");
     }
 
     #[test]
     fn marks_wait_until_the_oldest_is_due() {
         let (mut queue, start) = (MarkQueue::gathering(), Instant::now());
-        queue.push(mark(1), start);
-        queue.push(mark(2), start + MARK_DELAY / 2);
+        queue.push(mark(1), || start);
+        queue.push(mark(2), || start + MARK_DELAY / 2);
         assert_eq!(
             queue.due_at(),
             Some(start + MARK_DELAY),
@@ -128,17 +131,17 @@ mod tests {
     fn enough_marks_go_at_once() {
         let (mut queue, now) = (MarkQueue::gathering(), Instant::now());
         for (_, id) in (1..MARKS_PER_WRITE).zip(0_i64..) {
-            queue.push(mark(id), now);
+            queue.push(mark(id), || now);
         }
         assert!(queue.take_due(now, false).is_empty());
-        queue.push(mark(-1), now);
+        queue.push(mark(-1), || now);
         assert_eq!(queue.take_due(now, false).len(), MARKS_PER_WRITE);
     }
 
     #[test]
     fn without_a_delay_marks_go_with_the_next_batch() {
         let (mut queue, now) = (MarkQueue::immediate(), Instant::now());
-        assert!(queue.push(mark(1), now));
+        assert!(queue.push(mark(1), || now));
         assert_eq!(queue.due_at(), Some(now));
         assert_eq!(queue.take_due(now, false).len(), 1);
     }
@@ -146,7 +149,7 @@ mod tests {
     #[test]
     fn a_closing_writer_takes_every_mark() {
         let (mut queue, now) = (MarkQueue::gathering(), Instant::now());
-        queue.push(mark(1), now);
+        queue.push(mark(1), || now);
         assert_eq!(queue.take_due(now, true).len(), 1);
         assert!(queue.take_due(now, true).is_empty());
     }

@@ -277,7 +277,7 @@ impl InboxWriter {
     /// Queues a processed mark; it rides along with a later batch (`writer/marks.rs`). Losing it
     /// in a crash only means the sweeper re-runs an idempotent handler.
     pub fn mark_processed(&self, mark: Processed) {
-        let first = lock_marks(&self.marks).push(mark, Instant::now());
+        let first = lock_marks(&self.marks).push(mark, Instant::now);
         // The first waiting mark wakes the writer, which then knows when to write it; later
         // ones ride along.
         if !first {
