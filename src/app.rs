@@ -38,6 +38,7 @@ fn store_options(config: &Config) -> StoreOptions {
         acquire_timeout: Duration::from_millis(config.database.acquire_timeout_ms),
         sqlite_full_sync: config.database.sqlite_synchronous == "full",
         open_all: false,
+        ping_before_use: true,
     }
 }
 
@@ -91,6 +92,7 @@ impl App {
         let writer_store = StoreOptions {
             // One more for the batched writes (sign-ins) on PostgreSQL.
             max_connections: u32::try_from(writers + 1).unwrap_or(5),
+            ping_before_use: false,
             ..server_store
         };
         let (writer, writer_thread) = InboxWriter::spawn_dedicated(

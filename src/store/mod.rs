@@ -151,6 +151,10 @@ pub struct StoreOptions {
     /// PostgreSQL: open every connection at start and keep it (the server; a one-off command
     /// opens what it uses).
     pub open_all: bool,
+    /// PostgreSQL: check each connection with a round trip before lending it out. The group
+    /// commit turns it off: the check was one of its six round trips, and a connection that did
+    /// die fails its batch with a 503 that the platform retries, and is then replaced.
+    pub ping_before_use: bool,
 }
 
 impl Default for StoreOptions {
@@ -160,6 +164,7 @@ impl Default for StoreOptions {
             acquire_timeout: Duration::from_secs(1),
             sqlite_full_sync: false,
             open_all: false,
+            ping_before_use: true,
         }
     }
 }
@@ -229,6 +234,7 @@ impl Store {
                 0
             };
             let pool = PgPoolOptions::new()
+                .test_before_acquire(options.ping_before_use)
                 .min_connections(keep_open)
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)

@@ -305,3 +305,56 @@ async fn measured_rows(observer: &mut sqlx::PgConnection) -> f32 {
         .await
         .expect("reltuples")
 }
+
+/// PostgreSQL: the group commit lends its connections out without a liveness check (it cost a
+/// round trip per batch). When the server kills them, a callback may get a 503, which the
+/// platform retries; the dead connections are then replaced and nothing is lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_connections_killed_by_the_server_are_replaced() {
+    if crate::helpers::pg_url().is_none() {
+        eprintln!("skipped: YUNYING_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let (status, _) = app
+        .send_text("demo_app", "zhangsan", None, "早上好", "before-kill")
+        .await;
+    assert_eq!(status, 200);
+
+    // Every other session of this database, the writer's included.
+    app.execute_sql(
+        "select pg_terminate_backend(pid) from pg_stat_activity \
+         where datname = current_database() and pid <> pg_backend_pid()",
+        &[],
+    )
+    .await;
+
+    // The platform's retries: the same delivery until it is accepted. The writer has two
+    // connections, so at most two attempts can meet a dead one.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let (status, _) = app
+            .send_text("demo_app", "zhangsan", None, "还在吗", "after-kill")
+            .await;
+        statuses.push(status);
+        if status == 200 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&200), "attempts: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "only 503s before the success: {statuses:?}"
+    );
+    // Later deliveries go straight through.
+    let (status, _) = app
+        .send_text("demo_app", "lisi", None, "你好", "later")
+        .await;
+    assert_eq!(status, 200);
+    app.settle().await;
+    assert_eq!(app.inbox_count().await, 3, "each delivery stored once");
+    let counts: Vec<i64> = app
+        .query_column("select message_count from members order by platform_user_id")
+        .await;
+    assert_eq!(counts, vec![1, 2], "lisi once, zhangsan twice");
+}
