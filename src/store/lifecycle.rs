@@ -144,19 +144,15 @@ fn facts_of(
 /// Rows per multi-row stage statement.
 const MANY: usize = 500;
 
-/// Records stage changes, two statements per 500 (on PostgreSQL two in all). The last change of
+/// Records stage changes, two statements per 500 (on PostgreSQL one in all). The last change of
 /// a member sets its stage and every change is logged. Stages are written once per member
 /// (PostgreSQL refuses to update a row twice in one statement) and in member order, so that
 /// writers running at the same time take the rows' locks in one order.
 pub async fn apply_many(tx: &mut Tx, changes: &[StageChange]) -> Result<(), StoreError> {
-    let mut latest = std::collections::BTreeMap::new();
-    for c in changes {
-        latest.insert(c.member_id, c);
-    }
-    let latest: Vec<&StageChange> = latest.into_values().collect();
     if let Tx::Postgres(pg) = tx {
-        return apply_many_postgres(pg, &latest, changes).await;
+        return apply_many_postgres(pg, changes).await;
     }
+    let latest = latest_per_member(changes);
     for chunk in latest.chunks(MANY) {
         on_tx!(tx, conn => {
             let mut qb = QueryBuilder::new("insert into member_stages (member_id, stage, since) ");
@@ -181,37 +177,67 @@ pub async fn apply_many(tx: &mut Tx, changes: &[StageChange]) -> Result<(), Stor
 
 /// Prepares [`apply_many`]'s statements on a PostgreSQL connection (they run with no rows).
 pub(super) async fn prepare_postgres(pg: &mut sqlx::PgConnection) -> Result<(), StoreError> {
-    apply_many_postgres(pg, &[], &[]).await
+    apply_many_postgres(pg, &[]).await
 }
 
-/// [`apply_many`] on PostgreSQL: the rows as arrays, so the two texts never change.
-async fn apply_many_postgres(
-    pg: &mut sqlx::PgConnection,
-    latest: &[&StageChange],
+/// The last change of each member, in member order.
+fn latest_per_member(changes: &[StageChange]) -> Vec<&StageChange> {
+    let mut latest = std::collections::BTreeMap::new();
+    for c in changes {
+        latest.insert(c.member_id, c);
+    }
+    latest.into_values().collect()
+}
+
+/// PostgreSQL: the two `with` items that record stage changes (`staged`, `logged`), their rows as
+/// arrays in the seven parameters from `$first` on, for [`bind_postgres`]. The texts never
+/// change, so they are prepared once; the group commit puts them in its memberships statement.
+pub(super) fn postgres_ctes(first: usize) -> String {
+    let p = |i: usize| first + i;
+    format!(
+        "staged as ( \
+           insert into member_stages (member_id, stage, since) \
+           select * from unnest(${}::int8[], ${}::text[], ${}::int8[]){SET_TAIL} \
+         ), logged as ( \
+           insert into member_stage_history (member_id, from_stage, to_stage, at) \
+           select * from unnest(${}::int8[], ${}::text[], ${}::text[], ${}::int8[]) \
+         )",
+        p(0),
+        p(1),
+        p(2),
+        p(3),
+        p(4),
+        p(5),
+        p(6),
+    )
+}
+
+/// Binds the parameters of [`postgres_ctes`].
+pub(super) fn bind_postgres<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     changes: &[StageChange],
-) -> Result<(), StoreError> {
-    static SET: OnceLock<String> = OnceLock::new();
-    let set = SET.get_or_init(|| {
-        format!(
-            "insert into member_stages (member_id, stage, since) \
-             select * from unnest($1::int8[], $2::text[], $3::int8[]){SET_TAIL}"
-        )
-    });
-    sqlx::query(set)
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let latest = latest_per_member(changes);
+    query
         .bind(latest.iter().map(|c| c.member_id).collect::<Vec<_>>())
         .bind(latest.iter().map(|c| c.to).collect::<Vec<_>>())
         .bind(latest.iter().map(|c| c.at).collect::<Vec<_>>())
-        .execute(&mut *pg)
+        .bind(changes.iter().map(|c| c.member_id).collect::<Vec<_>>())
+        .bind(changes.iter().map(|c| c.from).collect::<Vec<_>>())
+        .bind(changes.iter().map(|c| c.to).collect::<Vec<_>>())
+        .bind(changes.iter().map(|c| c.at).collect::<Vec<_>>())
+}
+
+/// [`apply_many`] on PostgreSQL: both tables in one statement whose text never changes.
+async fn apply_many_postgres(
+    pg: &mut sqlx::PgConnection,
+    changes: &[StageChange],
+) -> Result<(), StoreError> {
+    static STATEMENT: OnceLock<String> = OnceLock::new();
+    // Items of `with` that change data run whether or not the query reads them.
+    let statement = STATEMENT.get_or_init(|| format!("with {} select 1", postgres_ctes(1)));
+    bind_postgres(sqlx::query(statement), changes)
+        .execute(pg)
         .await?;
-    sqlx::query(
-        "insert into member_stage_history (member_id, from_stage, to_stage, at) \
-         select * from unnest($1::int8[], $2::text[], $3::text[], $4::int8[])",
-    )
-    .bind(changes.iter().map(|c| c.member_id).collect::<Vec<_>>())
-    .bind(changes.iter().map(|c| c.from).collect::<Vec<_>>())
-    .bind(changes.iter().map(|c| c.to).collect::<Vec<_>>())
-    .bind(changes.iter().map(|c| c.at).collect::<Vec<_>>())
-    .execute(pg)
-    .await?;
     Ok(())
 }

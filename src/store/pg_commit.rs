@@ -1,8 +1,8 @@
-//! PostgreSQL's group commit in four round trips (begin, inbox, members, memberships; commit)
-//! with statements whose text never changes: the rows go in as arrays (`unnest`), so each
-//! connection prepares and plans every statement once. Multi-row `values (…)` lists gave one
-//! text per batch size, more than the connection's statement cache holds, and each callback
-//! paid for nine round trips of its batch.
+//! PostgreSQL's group commit in four round trips (begin, inbox, members, memberships with the
+//! first stages of new members; commit) with statements whose text never changes: the rows go in
+//! as arrays (`unnest`), so each connection prepares and plans every statement once. Multi-row
+//! `values (…)` lists gave one text per batch size, more than the connection's statement cache
+//! holds, and each callback paid for nine round trips of its batch.
 
 use std::collections::HashMap;
 
@@ -57,12 +57,13 @@ fn upsert_members_and_groups() -> String {
     )
 }
 
-/// Memberships and daily activity. Ids come from scalar subqueries on the unique keys (the
-/// members and groups of this batch are visible: they were written by the statement before);
-/// `order by` fixes the lock order between parallel writers.
-fn upsert_memberships_and_activity() -> String {
+/// Memberships and daily activity, after `stage_ctes` (empty, or items of `with` that end in a
+/// comma). Ids come from scalar subqueries on the unique keys (the members and groups of this
+/// batch are visible: they were written by the statement before); `order by` fixes the lock order
+/// between parallel writers.
+fn upsert_memberships_and_activity(stage_ctes: &str) -> String {
     format!(
-        "with joined as ( \
+        "with {stage_ctes}joined as ( \
            insert into group_members (group_id, member_id, joined_at, left_at) \
            select (select g.id from chat_groups g where g.scope = v.scope and g.platform_group_id = v.group_id), \
              (select m.id from members m where m.scope = v.scope and m.platform_user_id = v.user_id), \
@@ -86,15 +87,25 @@ fn upsert_memberships_and_activity() -> String {
 struct Statements {
     members_and_groups: String,
     memberships_and_activity: String,
+    /// The same with the first stages of the members the batch created: one round trip where a
+    /// batch of new members had two.
+    memberships_activity_and_stages: String,
 }
 
 fn statements() -> &'static Statements {
     static TEXTS: std::sync::OnceLock<Statements> = std::sync::OnceLock::new();
     TEXTS.get_or_init(|| Statements {
         members_and_groups: upsert_members_and_groups(),
-        memberships_and_activity: upsert_memberships_and_activity(),
+        memberships_and_activity: upsert_memberships_and_activity(""),
+        memberships_activity_and_stages: upsert_memberships_and_activity(&format!(
+            "{}, ",
+            super::lifecycle::postgres_ctes(MEMBERSHIP_PARAMETERS + 1)
+        )),
     })
 }
+
+/// Parameters of the memberships and activity statement; the stages' come after them.
+const MEMBERSHIP_PARAMETERS: usize = 10;
 
 /// Writes one batch inside `tx` (a PostgreSQL transaction): the inbox rows with the plain
 /// processed marks, the member changes of the new rows, the first stages that `first_stages`
@@ -112,15 +123,14 @@ pub(super) async fn write_batch(
     let outcomes = inbox::resolve_outcomes(tx, rows, inserted).await?;
     let changes = changes_for(&outcomes);
     let created = upsert_members_and_groups_of(postgres(tx)?, &changes).await?;
-    upsert_memberships_and_activity_of(postgres(tx)?, &changes).await?;
-    if !created.is_empty() {
-        let stages = first_stages(&changes, &created);
-        if !stages.is_empty() {
-            // Only members created by this transaction: no other writer can hold their rows.
-            super::lifecycle::apply_many(tx, &stages).await?;
-        }
-    }
+    // Only members created by this transaction: no other writer can hold their stage rows.
+    let stages = if created.is_empty() {
+        Vec::new()
+    } else {
+        first_stages(&changes, &created)
+    };
     let pg = postgres(tx)?;
+    upsert_memberships_activity_and_stages(pg, &changes, &stages).await?;
     for mark in marks.iter().filter(|m| m.reply.is_some()) {
         sqlx::query(inbox::MARK_PROCESSED)
             .bind(mark.at)
@@ -268,7 +278,8 @@ pub(super) async fn warm_up(pool: &sqlx::PgPool, connections: u32) -> Result<(),
         let pg: &mut PgConnection = tx;
         insert_and_mark(pg, &[], &[]).await?;
         run_members_and_groups(pg, &none).await?;
-        run_memberships_and_activity(pg, &none).await?;
+        run_memberships_and_activity(pg, &none, None).await?;
+        run_memberships_and_activity(pg, &none, Some(&[])).await?;
         super::lifecycle::prepare_postgres(pg).await?;
         sqlx::query(inbox::MARK_PROCESSED)
             .bind(0_i64)
@@ -314,22 +325,33 @@ async fn run_members_and_groups(
     Ok(created)
 }
 
-async fn upsert_memberships_and_activity_of(
+async fn upsert_memberships_activity_and_stages(
     pg: &mut PgConnection,
     changes: &MemberChanges,
+    stages: &[StageChange],
 ) -> Result<(), StoreError> {
+    if !stages.is_empty() {
+        return run_memberships_and_activity(pg, changes, Some(stages)).await;
+    }
     if changes.memberships.is_empty() && changes.activity.is_empty() {
         return Ok(());
     }
-    run_memberships_and_activity(pg, changes).await
+    run_memberships_and_activity(pg, changes, None).await
 }
 
+/// With `stages` (even none), the statement that also records them.
 async fn run_memberships_and_activity(
     pg: &mut PgConnection,
     changes: &MemberChanges,
+    stages: Option<&[StageChange]>,
 ) -> Result<(), StoreError> {
     let (j, a) = (&changes.memberships, &changes.activity);
-    sqlx::query(&statements().memberships_and_activity)
+    let texts = statements();
+    let text = match stages {
+        Some(_) => &texts.memberships_activity_and_stages,
+        None => &texts.memberships_and_activity,
+    };
+    let query = sqlx::query(text)
         .bind(j.iter().map(|r| r.scope.clone()).collect::<Vec<_>>())
         .bind(j.iter().map(|r| r.group_id.clone()).collect::<Vec<_>>())
         .bind(j.iter().map(|r| r.user_id.clone()).collect::<Vec<_>>())
@@ -339,8 +361,12 @@ async fn run_memberships_and_activity(
         .bind(a.iter().map(|r| r.user_id.clone()).collect::<Vec<_>>())
         .bind(a.iter().map(|r| r.day).collect::<Vec<_>>())
         .bind(a.iter().map(|r| r.messages).collect::<Vec<_>>())
-        .bind(a.iter().map(|r| r.events).collect::<Vec<_>>())
-        .execute(pg)
-        .await?;
+        .bind(a.iter().map(|r| r.events).collect::<Vec<_>>());
+    match stages {
+        Some(stages) => super::lifecycle::bind_postgres(query, stages),
+        None => query,
+    }
+    .execute(pg)
+    .await?;
     Ok(())
 }
