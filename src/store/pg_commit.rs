@@ -88,7 +88,7 @@ struct Statements {
     members_and_groups: String,
     memberships_and_activity: String,
     /// The same with the first stages of the members the batch created: one round trip where a
-    /// batch of new members had two.
+    /// batch of new members had three (memberships, stages, their history).
     memberships_activity_and_stages: String,
 }
 
