@@ -95,8 +95,9 @@ struct Known {
     members: HashMap<String, HashMap<String, i64>>,
     member_count: usize,
     groups: HashMap<(String, String), GroupSeen>,
-    /// (scope, group, member) memberships known to be active.
-    active: HashSet<(String, String, String)>,
+    /// Memberships known to be active, as (group row id, member row id). Kept as three strings,
+    /// a million of them held 165 MiB more (docs/benchmarks.md §6, session 18).
+    active: HashSet<(i64, i64)>,
     /// `pragma data_version` when the memory was last known good: it changes with every commit
     /// by another connection, never with this connection's own.
     data_version: Option<i64>,
@@ -106,6 +107,7 @@ struct Known {
 // 60-75 bytes each, so 12-15 MB for 200,000 members.
 const KNOWN_MEMBERS_MAX: usize = 200_000;
 const KNOWN_GROUPS_MAX: usize = 100_000;
+// 17 bytes a slot in a table of 2^21 at a million: about 36 MB.
 const KNOWN_MEMBERSHIPS_MAX: usize = 1_000_000;
 
 /// Changes to [`Known`] made by one batch, applied after its commit.
@@ -113,7 +115,7 @@ const KNOWN_MEMBERSHIPS_MAX: usize = 1_000_000;
 struct KnownDelta {
     members: Vec<(String, String, i64)>,
     groups: Vec<((String, String), GroupSeen)>,
-    memberships: Vec<((String, String, String), bool)>,
+    memberships: Vec<((i64, i64), bool)>,
 }
 
 impl Known {
@@ -367,17 +369,17 @@ fn apply_changes(
     }
     let mut membership_by_ids = tx.prepare_cached(UPSERT_MEMBERSHIP_BY_IDS)?;
     for r in &changes.memberships {
-        let key = (r.scope.clone(), r.group_id.clone(), r.user_id.clone());
-        if !r.left && known.is_some_and(|k| k.active.contains(&key)) {
-            continue;
-        }
-        let left_at = r.left.then_some(r.at);
         // Every membership's group is in the same batch (`changes_for`).
         let group = group_ids
             .get(&(r.scope.as_str(), r.group_id.as_str()))
             .copied()
             .unwrap_or(0);
         let member = member_id(tx, &member_ids, &r.scope, &r.user_id)?;
+        let key = (group, member);
+        if !r.left && known.is_some_and(|k| k.active.contains(&key)) {
+            continue;
+        }
+        let left_at = r.left.then_some(r.at);
         membership_by_ids.execute(params![group, member, r.at, left_at])?;
         delta.memberships.push((key, !r.left));
     }

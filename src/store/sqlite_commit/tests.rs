@@ -293,3 +293,61 @@ async fn a_remembered_member_whose_row_is_gone_is_written_again() {
         .expect("member");
     assert_eq!(activity_member, member, "activity goes to the new row");
 }
+
+/// A membership of `user` in `group`, from a message or a leave.
+fn membership_change(user: &str, group: &str, at: i64, left: bool) -> MemberChanges {
+    let mut changes = change(user, None, at, left);
+    changes.groups[0].group_id = group.into();
+    changes.memberships[0].group_id = group.into();
+    changes
+}
+
+fn memberships(db: &Connection) -> Vec<(String, String, Option<i64>)> {
+    let mut rows = db
+        .prepare(
+            "select g.platform_group_id, m.platform_user_id, gm.left_at from group_members gm \
+             join chat_groups g on g.id = gm.group_id join members m on m.id = gm.member_id \
+             order by 1, 2",
+        )
+        .expect("prepare");
+    rows.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[tokio::test]
+async fn remembered_memberships_are_told_apart_by_group_and_member() {
+    let (_dir, committers, db) = committers().await;
+    let mut seen = Vec::new();
+    for mut c in committers {
+        db.execute_batch(
+            "delete from group_members; delete from chat_groups; delete from members;",
+        )
+        .expect("reset");
+        let mut commit = |ch: MemberChanges| {
+            c.commit_batch(&[], &[], &[], |_| ch).expect("commit");
+        };
+        commit(membership_change("a", "g1", MIN, false));
+        // Another member of the same group, and the same member in another group: both new.
+        commit(membership_change("b", "g1", MIN + 1, false));
+        commit(membership_change("a", "g2", MIN + 2, false));
+        // `a` leaves g1 and speaks in g2 again: only the g1 membership ends.
+        commit(membership_change("a", "g1", MIN + 3, true));
+        commit(membership_change("a", "g2", MIN + 4, false));
+        seen.push(memberships(&db));
+        // Back in g1: the remembered leave must not hide the return.
+        commit(membership_change("a", "g1", MIN + 5, false));
+        seen.push(memberships(&db));
+    }
+    let left = vec![
+        ("g1".to_owned(), "a".to_owned(), Some(MIN + 3)),
+        ("g1".to_owned(), "b".to_owned(), None),
+        ("g2".to_owned(), "a".to_owned(), None),
+    ];
+    let mut back = left.clone();
+    back[0].2 = None;
+    let expected = [left, back].concat();
+    assert_eq!(seen[..2].concat(), expected, "remembering writer");
+    assert_eq!(seen[2..].concat(), expected, "plain writer");
+}
