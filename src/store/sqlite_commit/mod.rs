@@ -107,7 +107,7 @@ struct Known {
 // 60-75 bytes each, so 12-15 MB for 200,000 members.
 const KNOWN_MEMBERS_MAX: usize = 200_000;
 const KNOWN_GROUPS_MAX: usize = 100_000;
-// 17 bytes a slot in a table of 2^21 at a million: about 36 MB.
+// An estimate, not measured alone: 17 bytes a slot in a table of 2^21 at a million, about 36 MB.
 const KNOWN_MEMBERSHIPS_MAX: usize = 1_000_000;
 
 /// Changes to [`Known`] made by one batch, applied after its commit.
