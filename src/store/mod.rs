@@ -198,7 +198,13 @@ impl Store {
                 // Per connection, and a pool has several: with 32 MiB each, reading a million
                 // members filled 8 × 32 MiB in the app pool alone. The OS keeps the file cached
                 // anyway; the writer's own connection keeps a larger cache for the hot pages.
-                .pragma("cache_size", POOL_CACHE_SIZE);
+                .pragma("cache_size", POOL_CACHE_SIZE)
+                // The writer's checkpointer copies the log; a pool commit checkpoints only when
+                // the log has grown past the same backstop as the writer's.
+                .pragma(
+                    "wal_autocheckpoint",
+                    sqlite_commit::checkpoint::WAL_BACKSTOP_PAGES.to_string(),
+                );
             if let Some(parent) = connect.get_filename().parent() {
                 if !parent.as_os_str().is_empty() {
                     std::fs::create_dir_all(parent).map_err(|e| {

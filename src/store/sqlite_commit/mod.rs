@@ -16,6 +16,9 @@
 //! temporary table, and opening and dropping one per statement showed in the writer's profile
 //! (locks, allocations, page-cache set-up). New inbox ids come from `last_insert_rowid`, member
 //! ids from a look-up by the unique key.
+//!
+//! The log is copied into the database file by a thread of its own ([`checkpoint`]), not by
+//! the commit that happens to fill it.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -175,6 +178,8 @@ pub struct SqliteCommitter {
     /// `None` only in tests that compare against a writer without memory.
     /// Boxed: the maps' heads would make every [`super::batch::BatchCommitter`] this large.
     known: Option<Box<Known>>,
+    /// Copies the log into the database file off the commit path ([`checkpoint`]).
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl SqliteCommitter {
@@ -192,10 +197,24 @@ impl SqliteCommitter {
              pragma temp_store = memory; pragma cache_size = -32000;"
         })
         .map_err(store_error)?;
+        let turn = super::turn::WriteTurn::for_file(options.get_filename());
+        // An in-memory database (no turn) has no log, and no second connection could see it.
+        let checkpointer = match turn {
+            Some(_) => {
+                conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WAL_BACKSTOP_PAGES)
+                    .map_err(store_error)?;
+                Some(checkpoint::Checkpointer::start(
+                    options.get_filename(),
+                    full_sync,
+                )?)
+            }
+            None => None,
+        };
         Ok(Self {
             conn: Some(conn),
-            turn: super::turn::WriteTurn::for_file(options.get_filename()),
+            turn,
             known: Some(Box::default()),
+            checkpointer,
         })
     }
 
@@ -207,6 +226,7 @@ impl SqliteCommitter {
     /// Closes the connection: later commits fail as unavailable (shutdown, outage tests).
     pub fn close(&mut self) {
         self.conn = None;
+        self.checkpointer = None;
     }
 
     /// Writes one batch atomically; `changes_for` turns the outcomes (which rows are new) into
@@ -252,6 +272,9 @@ impl SqliteCommitter {
             }
         };
         tx.commit().map_err(store_error)?;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.nudge();
+        }
         if let Some(known) = &mut self.known {
             known.apply(delta);
         }
@@ -509,5 +532,6 @@ fn store_error(e: rusqlite::Error) -> StoreError {
     }
 }
 
+pub mod checkpoint;
 #[cfg(test)]
 mod tests;

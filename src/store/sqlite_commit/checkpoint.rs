@@ -1,0 +1,242 @@
+//! Checkpoints of the write-ahead log on a thread of their own.
+//!
+//! SQLite's automatic checkpoint runs inside the commit that crosses its threshold: the writer
+//! copies the log into the database file and waits for two `fsync`s, and every callback queued
+//! behind it waits too. Under wrk that was 6-9 % of the writer's wall time blocked on the disk,
+//! with the CPU idle meanwhile (docs/benchmarks.md §2, session 19). Here a second connection
+//! copies the log in the background (a PASSIVE checkpoint takes no lock that the writer needs)
+//! at most every [`GATHER`], so a page written many times in between is copied once.
+//!
+//! The writer keeps SQLite's automatic checkpoint, at [`WAL_BACKSTOP_PAGES`] instead of 1,000:
+//! only a checkpoint in a moment when nobody appends lets the log start over from its beginning,
+//! and under steady load that moment never comes by itself. When the backstop fires, most of the
+//! log has already been copied, so the stall is short and rare.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use super::store_error;
+use crate::store::StoreError;
+
+/// How long the log gathers frames between two background checkpoints.
+pub const GATHER: Duration = Duration::from_millis(100);
+
+/// Log size (pages) at which a commit checkpoints by itself: about 40 MiB with 4 KiB pages.
+pub const WAL_BACKSTOP_PAGES: u32 = 10_000;
+
+/// The background checkpointer of one database file. Dropping it stops the thread.
+pub struct Checkpointer {
+    nudge: Option<SyncSender<()>>,
+    rounds: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Opens a connection of its own to the database at `path` and starts the thread.
+    pub fn start(path: &Path, full_sync: bool) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(store_error)?;
+        // The same durability as the writer: the checkpoint syncs the log, then the file.
+        conn.execute_batch(if full_sync {
+            "pragma synchronous = full;"
+        } else {
+            "pragma synchronous = normal;"
+        })
+        .map_err(store_error)?;
+        // One waiting nudge is enough: it means "something was committed since".
+        let (nudge, nudges) = mpsc::sync_channel(1);
+        let rounds = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&rounds);
+        let thread = std::thread::Builder::new()
+            .name("yunying-ckpt".into())
+            .spawn(move || run(&conn, &nudges, &counted))
+            .map_err(|e| StoreError::Other(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Self {
+            nudge: Some(nudge),
+            rounds,
+            thread: Some(thread),
+        })
+    }
+
+    /// Tells the thread that a commit added to the log. Never blocks.
+    pub fn nudge(&self) {
+        if let Some(nudge) = &self.nudge {
+            // Full: a nudge is already waiting. Disconnected: the thread is gone (a panic),
+            // and the writer's backstop checkpoint carries on alone.
+            let _ = nudge.try_send(());
+        }
+    }
+
+    /// Checkpoints finished so far (successful or not).
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // Closing the channel stops the thread within one checkpoint.
+        self.nudge = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(conn: &Connection, nudges: &Receiver<()>, rounds: &AtomicU64) {
+    let mut failing = false;
+    while nudges.recv().is_ok() {
+        loop {
+            checkpoint(conn, &mut failing);
+            rounds.fetch_add(1, Ordering::Release);
+            match gather(nudges) {
+                Gathered::Stop => return,
+                Gathered::Committed => continue,
+                Gathered::Nothing => break,
+            }
+        }
+    }
+}
+
+enum Gathered {
+    Stop,
+    /// Something was committed while gathering: checkpoint again now.
+    Committed,
+    Nothing,
+}
+
+/// Waits out [`GATHER`], watching for commits and for the writer going away.
+fn gather(nudges: &Receiver<()>) -> Gathered {
+    let until = Instant::now() + GATHER;
+    let mut committed = false;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        match nudges.recv_timeout(left) {
+            Ok(()) => committed = true,
+            Err(RecvTimeoutError::Disconnected) => return Gathered::Stop,
+            Err(RecvTimeoutError::Timeout) => {
+                return if committed {
+                    Gathered::Committed
+                } else {
+                    Gathered::Nothing
+                }
+            }
+        }
+    }
+}
+
+/// One PASSIVE checkpoint: copies what no reader still needs, waits for nobody. A failure is
+/// logged once until the next success; the writer's backstop checkpoint still bounds the log.
+fn checkpoint(conn: &Connection, failing: &mut bool) {
+    match conn.query_row("pragma wal_checkpoint(passive)", [], |row| {
+        row.get::<_, i64>(0)
+    }) {
+        Ok(_) => {
+            if *failing {
+                tracing::info!("background WAL checkpoints work again");
+            }
+            *failing = false;
+        }
+        // Another checkpoint (the writer's backstop) is running: nothing to do this round.
+        Err(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::DatabaseBusy => {}
+        Err(e) => {
+            if !*failing {
+                tracing::warn!(error = %e, "background WAL checkpoint failed; commits will checkpoint by themselves");
+            }
+            *failing = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteCommitter;
+    use crate::store::inbox::NewInbox;
+    use crate::store::members::{MemberChanges, MemberUpsert};
+    use crate::store::{Store, StoreOptions};
+
+    fn row(key: &str) -> NewInbox {
+        NewInbox {
+            channel_id: "c".into(),
+            dedupe_key: key.into(),
+            kind: "message".into(),
+            sender: None,
+            group_id: None,
+            occurred_at: 0,
+            received_at: 0,
+            payload: "{}".into(),
+        }
+    }
+
+    fn one_member() -> MemberChanges {
+        MemberChanges {
+            members: vec![MemberUpsert {
+                scope: "s".into(),
+                user_id: "u1".into(),
+                name: None,
+                first_seen_at: 0,
+                last_active_at: 0,
+                messages: 1,
+            }],
+            ..MemberChanges::default()
+        }
+    }
+
+    /// Inbox rows in the database file alone, as a copy without the log shows them; `None`
+    /// while the copy caught a checkpoint half-way.
+    fn rows_in_file(dir: &std::path::Path) -> Option<i64> {
+        let copy = dir.join("copy.db");
+        std::fs::copy(dir.join("t.db"), &copy).ok()?;
+        let db = rusqlite::Connection::open(&copy).ok()?;
+        db.query_row("select count(*) from inbox", [], |r| r.get(0))
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn commits_reach_the_database_file_without_the_writer_checkpointing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
+        let store = Store::connect(&url, &StoreOptions::default())
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        store.close().await;
+        let before = rows_in_file(dir.path()).expect("readable file");
+        assert_eq!(before, 0);
+
+        let mut writer = SqliteCommitter::open(&url, false).expect("open");
+        for i in 0..20 {
+            writer
+                .commit_batch(&[row(&format!("k{i}"))], &[], &[], |_| one_member())
+                .expect("commit");
+        }
+        // Far below the writer's own threshold: only the background thread copies the log.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while rows_in_file(dir.path()) != Some(20) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log was not checkpointed into the file: {:?} rows there",
+                rows_in_file(dir.path())
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(writer.checkpointer.as_ref().expect("thread").rounds() >= 1);
+
+        // A checkpoint is not another connection's commit: the writer keeps its memory.
+        writer
+            .commit_batch(&[row("k20")], &[], &[], |_| one_member())
+            .expect("commit");
+        let known = writer.known.as_ref().expect("memory");
+        assert_eq!(known.member_count, 1);
+        assert!(known.member_id("s", "u1").is_some());
+
+        writer.close();
+        assert!(writer.checkpointer.is_none());
+    }
+}
