@@ -7,10 +7,12 @@
 //! copies the log in the background (a PASSIVE checkpoint takes no lock that the writer needs)
 //! at most every [`GATHER`], so a page written many times in between is copied once.
 //!
-//! The writer keeps SQLite's automatic checkpoint, at [`WAL_BACKSTOP_PAGES`] instead of 1,000:
-//! only a checkpoint in a moment when nobody appends lets the log start over from its beginning,
-//! and under steady load that moment never comes by itself. When the backstop fires, most of the
-//! log has already been copied, so the stall is short and rare.
+//! The log starts over from its beginning only at a commit that finds all of it copied, and
+//! under steady load the writer appends faster than that ever happens by itself. So once the
+//! log holds [`RESTART_AT_PAGES`], the thread catches up to within a few hundred pages and then
+//! copies those while holding the process's write turn: the writer waits a few milliseconds and
+//! its next commit starts the log over. The writer keeps SQLite's automatic checkpoint as a
+//! backstop, at [`WAL_BACKSTOP_PAGES`] instead of 1,000, for when this thread cannot keep up.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +24,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 use super::store_error;
+use crate::store::turn::WriteTurn;
 use crate::store::StoreError;
 
 /// How long the log gathers frames between two background checkpoints.
@@ -29,6 +32,12 @@ pub const GATHER: Duration = Duration::from_millis(100);
 
 /// Log size (pages) at which a commit checkpoints by itself: about 40 MiB with 4 KiB pages.
 pub const WAL_BACKSTOP_PAGES: u32 = 10_000;
+
+/// Log size (pages) at which the thread makes the log start over (about 16 MiB).
+pub const RESTART_AT_PAGES: i64 = 4_000;
+
+/// Pages left to copy under the write turn, at most (unless the writer outruns the catch-up).
+const LAST_PAGES: i64 = 256;
 
 /// The background checkpointer of one database file. Dropping it stops the thread.
 pub struct Checkpointer {
@@ -39,7 +48,12 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     /// Opens a connection of its own to the database at `path` and starts the thread.
-    pub fn start(path: &Path, full_sync: bool) -> Result<Self, StoreError> {
+    pub fn start(
+        path: &Path,
+        full_sync: bool,
+        turn: Option<WriteTurn>,
+        restart_at: i64,
+    ) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(store_error)?;
         // The same durability as the writer: the checkpoint syncs the log, then the file.
         conn.execute_batch(if full_sync {
@@ -54,7 +68,15 @@ impl Checkpointer {
         let counted = Arc::clone(&rounds);
         let thread = std::thread::Builder::new()
             .name("yunying-ckpt".into())
-            .spawn(move || run(&conn, &nudges, &counted))
+            .spawn(move || {
+                let log = Log {
+                    conn,
+                    turn,
+                    restart_at,
+                    failing: false,
+                };
+                run(log, &nudges, &counted);
+            })
             .map_err(|e| StoreError::Other(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Self {
             nudge: Some(nudge),
@@ -88,16 +110,79 @@ impl Drop for Checkpointer {
     }
 }
 
-fn run(conn: &Connection, nudges: &Receiver<()>, rounds: &AtomicU64) {
-    let mut failing = false;
+/// The thread's connection and what it needs to make the log start over.
+struct Log {
+    conn: Connection,
+    turn: Option<WriteTurn>,
+    restart_at: i64,
+    /// A failure is logged once until the next success.
+    failing: bool,
+}
+
+fn run(mut log: Log, nudges: &Receiver<()>, rounds: &AtomicU64) {
     while nudges.recv().is_ok() {
         loop {
-            checkpoint(conn, &mut failing);
+            log.round();
             rounds.fetch_add(1, Ordering::Release);
             match gather(nudges) {
                 Gathered::Stop => return,
                 Gathered::Committed => continue,
                 Gathered::Nothing => break,
+            }
+        }
+    }
+}
+
+impl Log {
+    fn round(&mut self) {
+        let Some((pages, copied)) = self.checkpoint() else {
+            return;
+        };
+        let Some(turn) = self.turn.clone() else {
+            return;
+        };
+        if pages < self.restart_at {
+            return;
+        }
+        // Catch up while the writer goes on appending: each pass has less to copy.
+        let mut left = pages - copied;
+        for _ in 0..4 {
+            if left <= LAST_PAGES {
+                break;
+            }
+            let Some((pages, copied)) = self.checkpoint() else {
+                return;
+            };
+            left = pages - copied;
+        }
+        // The last pages with the writer held back: its next commit finds the log all copied.
+        let _turn = turn.take_blocking();
+        self.checkpoint();
+    }
+
+    /// One PASSIVE checkpoint: copies what no reader still needs, waits for nobody. Returns
+    /// the log's size and how much of it is now copied, in pages; `None` when another
+    /// checkpoint was running (the writer's backstop) or this one failed.
+    fn checkpoint(&mut self) -> Option<(i64, i64)> {
+        let result = self
+            .conn
+            .query_row("pragma wal_checkpoint(passive)", [], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?))
+            });
+        match result {
+            Ok((busy, pages, copied)) => {
+                if self.failing {
+                    tracing::info!("background WAL checkpoints work again");
+                }
+                self.failing = false;
+                (busy == 0).then_some((pages, copied))
+            }
+            Err(e) => {
+                if !self.failing {
+                    tracing::warn!(error = %e, "background WAL checkpoint failed; commits will checkpoint by themselves");
+                }
+                self.failing = true;
+                None
             }
         }
     }
@@ -126,30 +211,6 @@ fn gather(nudges: &Receiver<()>) -> Gathered {
                     Gathered::Nothing
                 }
             }
-        }
-    }
-}
-
-/// One PASSIVE checkpoint: copies what no reader still needs, waits for nobody. A failure is
-/// logged once until the next success; the writer's backstop checkpoint still bounds the log.
-fn checkpoint(conn: &Connection, failing: &mut bool) {
-    match conn.query_row("pragma wal_checkpoint(passive)", [], |row| {
-        row.get::<_, i64>(0)
-    }) {
-        Ok(_) => {
-            if *failing {
-                tracing::info!("background WAL checkpoints work again");
-            }
-            *failing = false;
-        }
-        // Another checkpoint (the writer's backstop) is running: nothing to do this round.
-        Err(rusqlite::Error::SqliteFailure(f, _))
-            if f.code == rusqlite::ErrorCode::DatabaseBusy => {}
-        Err(e) => {
-            if !*failing {
-                tracing::warn!(error = %e, "background WAL checkpoint failed; commits will checkpoint by themselves");
-            }
-            *failing = true;
         }
     }
 }
@@ -198,8 +259,7 @@ mod tests {
             .ok()
     }
 
-    #[tokio::test]
-    async fn commits_reach_the_database_file_without_the_writer_checkpointing() {
+    async fn migrated_file() -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
         let store = Store::connect(&url, &StoreOptions::default())
@@ -207,6 +267,12 @@ mod tests {
             .expect("connect");
         store.migrate().await.expect("migrate");
         store.close().await;
+        (dir, url)
+    }
+
+    #[tokio::test]
+    async fn commits_reach_the_database_file_without_the_writer_checkpointing() {
+        let (dir, url) = migrated_file().await;
         let before = rows_in_file(dir.path()).expect("readable file");
         assert_eq!(before, 0);
 
@@ -238,5 +304,48 @@ mod tests {
 
         writer.close();
         assert!(writer.checkpointer.is_none());
+    }
+
+    /// The log's checkpoint sequence number (WAL header, bytes 12-15, big-endian): it goes up
+    /// by one each time the log starts over.
+    fn log_restarts(dir: &std::path::Path) -> u32 {
+        let header = std::fs::read(dir.join("t.db-wal")).expect("log");
+        u32::from_be_bytes(header[12..16].try_into().expect("four bytes"))
+    }
+
+    #[tokio::test]
+    async fn the_log_starts_over_while_the_writer_never_pauses() {
+        let (dir, url) = migrated_file().await;
+        let mut writer = SqliteCommitter::open(&url, false).expect("open");
+        // Only the thread may start the log over: the writer's backstop is out of reach, and
+        // the restart size is small enough for a test's worth of commits.
+        writer
+            .conn
+            .as_ref()
+            .expect("open")
+            .pragma_update(None, "wal_autocheckpoint", 1_000_000)
+            .expect("pragma");
+        writer.checkpointer = None;
+        writer.checkpointer = Some(
+            super::Checkpointer::start(&dir.path().join("t.db"), false, writer.turn.clone(), 100)
+                .expect("checkpointer"),
+        );
+        let turn = writer.turn.clone().expect("a file has a turn");
+        let mut commits = 0;
+        let mut first = None;
+        while writer.checkpointer.as_ref().expect("thread").rounds() < 4 {
+            // As the group commit does: one write turn per batch.
+            let _turn = turn.take().await.expect("turn");
+            writer
+                .commit_batch(&[row(&format!("k{commits}"))], &[], &[], |_| one_member())
+                .expect("commit");
+            commits += 1;
+            first.get_or_insert_with(|| log_restarts(dir.path()));
+        }
+        let restarts = log_restarts(dir.path()) - first.expect("committed");
+        assert!(
+            restarts >= 1,
+            "the log never started over in {commits} commits"
+        );
     }
 }
