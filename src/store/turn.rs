@@ -65,15 +65,6 @@ impl WriteTurn {
         })
     }
 
-    /// Waits for the turn on a thread outside the async runtime (the WAL checkpointer), as
-    /// long as it takes: the holder is a writer within one transaction.
-    pub fn take_blocking(&self) -> Turn {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let turn = Arc::clone(&self.lock).blocking_lock_owned();
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
-        turn
-    }
-
     /// Writers now waiting for the turn.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)

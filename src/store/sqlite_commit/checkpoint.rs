@@ -62,6 +62,11 @@ impl Checkpointer {
             "pragma synchronous = normal;"
         })
         .map_err(store_error)?;
+        // Only to wait for the write turn, with its timeout, from this plain thread.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| StoreError::Other(format!("cannot start the checkpoint thread: {e}")))?;
         // One waiting nudge is enough: it means "something was committed since".
         let (nudge, nudges) = mpsc::sync_channel(1);
         let rounds = Arc::new(AtomicU64::new(0));
@@ -71,6 +76,7 @@ impl Checkpointer {
             .spawn(move || {
                 let log = Log {
                     conn,
+                    runtime,
                     turn,
                     restart_at,
                     failing: false,
@@ -113,6 +119,7 @@ impl Drop for Checkpointer {
 /// The thread's connection and what it needs to make the log start over.
 struct Log {
     conn: Connection,
+    runtime: tokio::runtime::Runtime,
     turn: Option<WriteTurn>,
     restart_at: i64,
     /// A failure is logged once until the next success.
@@ -156,8 +163,10 @@ impl Log {
             left = pages - copied;
         }
         // The last pages with the writer held back: its next commit finds the log all copied.
-        let _turn = turn.take_blocking();
-        self.checkpoint();
+        // No turn within the writers' timeout: leave the restart to a later round.
+        if let Ok(_turn) = self.runtime.block_on(turn.take()) {
+            self.checkpoint();
+        }
     }
 
     /// One PASSIVE checkpoint: copies what no reader still needs, waits for nobody. Returns

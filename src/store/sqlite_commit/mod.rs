@@ -199,18 +199,17 @@ impl SqliteCommitter {
         .map_err(store_error)?;
         let turn = super::turn::WriteTurn::for_file(options.get_filename());
         // An in-memory database (no turn) has no log, and no second connection could see it.
-        let checkpointer = match &turn {
-            Some(_) => {
-                conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WAL_BACKSTOP_PAGES)
-                    .map_err(store_error)?;
-                Some(checkpoint::Checkpointer::start(
-                    options.get_filename(),
-                    full_sync,
-                    turn.clone(),
-                    checkpoint::RESTART_AT_PAGES,
-                )?)
-            }
-            None => None,
+        let checkpointer = if turn.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", checkpoint::WAL_BACKSTOP_PAGES)
+                .map_err(store_error)?;
+            Some(checkpoint::Checkpointer::start(
+                options.get_filename(),
+                full_sync,
+                turn.clone(),
+                checkpoint::RESTART_AT_PAGES,
+            )?)
+        } else {
+            None
         };
         Ok(Self {
             conn: Some(conn),
