@@ -1,4 +1,5 @@
-//! The group commit's memory and its failure handling, on real SQLite files.
+//! The group commit's memory, its failure handling and its background checkpoints, on real
+//! SQLite files.
 
 use super::*;
 use crate::store::members::{GroupUpsert, MemberUpsert, MembershipUpsert};
@@ -50,8 +51,8 @@ fn change(user: &str, group_name: Option<&str>, at: i64, left: bool) -> MemberCh
     }
 }
 
-/// Each case runs on a writer that remembers and on one that does not: same rows after.
-async fn committers() -> (tempfile::TempDir, Vec<SqliteCommitter>, Connection) {
+/// A migrated database file `t.db` in a folder of its own, and its URL.
+async fn migrated_file() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
     let store = Store::connect(&url, &StoreOptions::default())
@@ -59,6 +60,20 @@ async fn committers() -> (tempfile::TempDir, Vec<SqliteCommitter>, Connection) {
         .expect("connect");
     store.migrate().await.expect("migrate");
     store.close().await;
+    (dir, url)
+}
+
+/// One member's changes, nothing else.
+fn one_member() -> MemberChanges {
+    MemberChanges {
+        members: vec![member("u1")],
+        ..MemberChanges::default()
+    }
+}
+
+/// Each case runs on a writer that remembers and on one that does not: same rows after.
+async fn committers() -> (tempfile::TempDir, Vec<SqliteCommitter>, Connection) {
+    let (dir, url) = migrated_file().await;
     let remembering = SqliteCommitter::open(&url, false).expect("open");
     let mut plain = SqliteCommitter::open(&url, false).expect("open");
     plain.known = None;
@@ -350,4 +365,97 @@ async fn remembered_memberships_are_told_apart_by_group_and_member() {
     let expected = [left, back].concat();
     assert_eq!(seen[..2].concat(), expected, "remembering writer");
     assert_eq!(seen[2..].concat(), expected, "plain writer");
+}
+
+// The background checkpoints (`checkpoint.rs`).
+
+/// Inbox rows in the database file alone, as a copy without the log shows them; `None`
+/// while the copy caught a checkpoint half-way.
+fn rows_in_file(dir: &std::path::Path) -> Option<i64> {
+    let copy = dir.join("copy.db");
+    std::fs::copy(dir.join("t.db"), &copy).ok()?;
+    let db = Connection::open(&copy).ok()?;
+    db.query_row("select count(*) from inbox", [], |r| r.get(0))
+        .ok()
+}
+
+#[tokio::test]
+async fn commits_reach_the_database_file_without_the_writer_checkpointing() {
+    let (dir, url) = migrated_file().await;
+    let before = rows_in_file(dir.path()).expect("readable file");
+    assert_eq!(before, 0);
+
+    let mut writer = SqliteCommitter::open(&url, false).expect("open");
+    for i in 0..20 {
+        writer
+            .commit_batch(&[inbox_row(&format!("k{i}"))], &[], &[], |_| one_member())
+            .expect("commit");
+    }
+    // Far below the writer's own threshold: only the background thread copies the log.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rows_in_file(dir.path()) != Some(20) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log was not checkpointed into the file: {:?} rows there",
+            rows_in_file(dir.path())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(writer.checkpointer.as_ref().expect("thread").rounds() >= 1);
+
+    // A checkpoint is not another connection's commit: the writer keeps its memory.
+    writer
+        .commit_batch(&[inbox_row("k20")], &[], &[], |_| one_member())
+        .expect("commit");
+    let known = writer.known.as_ref().expect("memory");
+    assert_eq!(known.member_count, 1);
+    assert!(known.member_id("s", "u1").is_some());
+
+    writer.close();
+    assert!(writer.checkpointer.is_none());
+}
+
+/// The log's checkpoint sequence number (WAL header, bytes 12-15, big-endian): it goes up
+/// by one each time the log starts over.
+fn log_restarts(dir: &std::path::Path) -> u32 {
+    let header = std::fs::read(dir.join("t.db-wal")).expect("log");
+    u32::from_be_bytes(header[12..16].try_into().expect("four bytes"))
+}
+
+#[tokio::test]
+async fn the_log_starts_over_while_the_writer_never_pauses() {
+    let (dir, url) = migrated_file().await;
+    let mut writer = SqliteCommitter::open(&url, false).expect("open");
+    // Only the thread may start the log over: the writer's backstop is out of reach, and
+    // the restart size is small enough for a test's worth of commits.
+    writer
+        .conn
+        .as_ref()
+        .expect("open")
+        .pragma_update(None, "wal_autocheckpoint", 1_000_000)
+        .expect("pragma");
+    writer.checkpointer = None;
+    writer.checkpointer = Some(
+        checkpoint::Checkpointer::start(&dir.path().join("t.db"), false, writer.turn.clone(), 100)
+            .expect("checkpointer"),
+    );
+    let turn = writer.turn.clone().expect("a file has a turn");
+    let mut commits = 0;
+    let mut first = None;
+    while writer.checkpointer.as_ref().expect("thread").rounds() < 4 {
+        // As the group commit does: one write turn per batch.
+        let _turn = turn.take().await.expect("turn");
+        writer
+            .commit_batch(&[inbox_row(&format!("k{commits}"))], &[], &[], |_| {
+                one_member()
+            })
+            .expect("commit");
+        commits += 1;
+        first.get_or_insert_with(|| log_restarts(dir.path()));
+    }
+    let restarts = log_restarts(dir.path()) - first.expect("committed");
+    assert!(
+        restarts >= 1,
+        "the log never started over in {commits} commits"
+    );
 }
