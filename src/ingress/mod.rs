@@ -99,7 +99,6 @@ pub struct IngressOptions {
     pub sweep_after: Duration,
 }
 
-/// The callback pipeline. Cheap to clone.
 /// Whether the passive answer went out without the chain's reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Late {
