@@ -37,6 +37,7 @@ fn message(n: u64, member: u64) -> Event {
             platform_msg_id: msg_id,
         }),
         reply_url: None,
+        unsigned_body: false,
     }
 }
 

@@ -151,6 +151,9 @@ impl App {
                 sweep_after: Duration::from_secs(
                     u64::try_from(config.server.sweep_after_secs).unwrap_or(60),
                 ),
+                future_skew_secs: config.server.future_skew_secs,
+                past_skew_secs: config.server.past_skew_secs,
+                response_url_hosts: config.aibot.response_url_hosts.clone(),
             },
         );
         let listener = TcpListener::bind(&config.server.listen)

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{ChannelKind, Config};
+use crate::config::{ChannelConfig, ChannelKind, Config, MpMode};
 use crate::wecom::crypto::{KeyError, MsgCrypt};
 
 /// One configured, enabled channel with its decoded keys.
@@ -23,6 +23,26 @@ pub struct Channel {
     pub robot_name: Option<String>,
     /// CorpID of a `wecom_app`; AppID of a `wechat_mp`.
     pub receive_id: String,
+    /// How a `wechat_mp` channel takes deliveries.
+    pub mp_mode: Option<MpMode>,
+}
+
+/// The receive id inside a channel's callbacks: CorpID for apps, AppID for Official Accounts.
+pub fn receive_id_of(c: &ChannelConfig) -> String {
+    match c.kind {
+        ChannelKind::WecomApp => c.corp_id.clone().unwrap_or_default(),
+        ChannelKind::WechatMp => c.app_id.clone().unwrap_or_default(),
+        // The AI bot's callbacks carry an empty receive id (Doc 101033).
+        ChannelKind::WecomRobot | ChannelKind::WecomAibot | ChannelKind::Gateway => String::new(),
+    }
+}
+
+/// The member scope of channel `id`: configured, else the corp id / app id, else the channel id.
+pub fn scope_of(id: &str, c: &ChannelConfig) -> String {
+    c.scope.clone().unwrap_or_else(|| match c.kind {
+        ChannelKind::WecomApp | ChannelKind::WechatMp => receive_id_of(c),
+        ChannelKind::WecomRobot | ChannelKind::WecomAibot | ChannelKind::Gateway => id.to_owned(),
+    })
 }
 
 /// All enabled channels by id.
@@ -37,24 +57,12 @@ impl Channels {
         let mut by_id = HashMap::new();
         for (id, c) in config.channels.iter().filter(|(_, c)| c.enabled) {
             let token = c.token.as_ref().map(|t| t.expose().to_owned());
-            let receive_id = match c.kind {
-                ChannelKind::WecomApp => c.corp_id.clone().unwrap_or_default(),
-                ChannelKind::WechatMp => c.app_id.clone().unwrap_or_default(),
-                // The AI bot's callbacks carry an empty receive id (Doc 101033).
-                ChannelKind::WecomRobot | ChannelKind::WecomAibot | ChannelKind::Gateway => {
-                    String::new()
-                }
-            };
+            let receive_id = receive_id_of(c);
             let crypt = match (&token, &c.encoding_aes_key) {
                 (Some(token), Some(key)) => Some(MsgCrypt::new(token, key.expose(), &receive_id)?),
                 _ => None,
             };
-            let scope = c.scope.clone().unwrap_or_else(|| match c.kind {
-                ChannelKind::WecomApp | ChannelKind::WechatMp => receive_id.clone(),
-                ChannelKind::WecomRobot | ChannelKind::WecomAibot | ChannelKind::Gateway => {
-                    id.clone()
-                }
-            });
+            let scope = scope_of(id, c);
             let channel = Channel {
                 id: id.clone(),
                 kind: c.kind,
@@ -66,6 +74,7 @@ impl Channels {
                     .flatten(),
                 robot_name: c.robot_name.clone(),
                 receive_id,
+                mp_mode: (c.kind == ChannelKind::WechatMp).then(|| c.mp_mode()),
             };
             by_id.insert(id.clone(), Arc::new(channel));
         }

@@ -117,6 +117,10 @@ pub struct Event {
     /// Where a late answer may still be posted (the AI bot's one-shot `response_url`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_url: Option<String>,
+    /// The body came without a signature over it (an Official Account's plaintext mode): such an
+    /// event never acts with a staff role.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsigned_body: bool,
 }
 
 impl Event {

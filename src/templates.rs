@@ -50,6 +50,10 @@ const BUILTIN: &[(&str, &str)] = &[
         include_str!("../templates/commands/refused.txt.j2"),
     ),
     (
+        "commands/rule_refused.txt.j2",
+        include_str!("../templates/commands/rule_refused.txt.j2"),
+    ),
+    (
         "commands/role.txt.j2",
         include_str!("../templates/commands/role.txt.j2"),
     ),

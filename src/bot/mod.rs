@@ -70,16 +70,17 @@ impl Dispatcher {
         let rules = crate::members::rules::TagRules::new(&config.tag_rules, &config.points.levels);
         let stages = crate::members::contacts::StageOnEvent::new(config.lifecycle.clone());
         let first_stages = stages.first_stages();
+        let mute = Arc::new(crate::commands::MuteGate::default());
         let mut chain = Self::default()
             .with(crate::members::contacts::Follows)
             .with(crate::members::tag_sync::TagSyncEvents)
             .with(rules.clone())
             .with(crate::outbox::welcome::Welcomer::new(config))
-            .with(crate::commands::MuteGate::default())
             .with(crate::commands::CommandHandler::new(
-                config.commands.clone(),
-                config.points.clone(),
+                config,
+                Arc::clone(&mute),
             ))
+            .with(mute)
             .with(Ping)
             .with(crate::recall::optout::OptOut)
             .with(crate::points::PointsHandler::new(config.points.clone()))

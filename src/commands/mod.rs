@@ -3,28 +3,42 @@
 //! once per source message and audited.
 
 pub mod parse;
+pub mod roles;
 mod run;
 pub mod spec;
+
+use std::sync::Arc;
 
 use minijinja::context;
 
 use self::parse::{ParseError, Parsed};
+use self::roles::Roles;
 use self::spec::{Role, COMMANDS};
 use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
 use crate::config::CommandsConfig;
 use crate::events::{Event, Message};
 use crate::store::commands::{self as db, NewAudit};
 
-/// The command handler (runs before sign-in and FAQ, so `/…` is never taken for a question).
+/// The command handler. It runs before the mute gate, so a muted staff member's commands are
+/// still carried out (and audited), and before sign-in and FAQ, so `/…` is never taken for a
+/// question.
 pub struct CommandHandler {
     config: CommandsConfig,
     /// For levels in `/member`.
     points: crate::config::PointsConfig,
+    roles: Roles,
+    /// Members' commands (`/help`) are silent for muted members, like everything else.
+    mute: Arc<MuteGate>,
 }
 
 impl CommandHandler {
-    pub fn new(config: CommandsConfig, points: crate::config::PointsConfig) -> Self {
-        Self { config, points }
+    pub fn new(config: &crate::config::Config, mute: Arc<MuteGate>) -> Self {
+        Self {
+            config: config.commands.clone(),
+            points: config.points.clone(),
+            roles: Roles::new(config),
+            mute,
+        }
     }
 
     /// The command text after the prefix, if `text` is a command.
@@ -41,21 +55,6 @@ impl CommandHandler {
             .filter(|rest| !rest.is_empty() && !rest.starts_with(' '))
             .map(str::to_owned)
     }
-
-    /// The sender's role: a role granted in chat wins over the configuration; default member.
-    async fn role_of(&self, ctx: &BotContext, scope: &str, user_id: &str) -> anyhow::Result<Role> {
-        if let Some(granted) = ctx.store.granted_role(scope, user_id).await? {
-            return Ok(Role::parse(&granted).unwrap_or(Role::Member));
-        }
-        Ok(self
-            .config
-            .staff
-            .iter()
-            .filter(|s| s.user == user_id && (s.scope == "*" || s.scope == scope))
-            .filter_map(|s| Role::parse(&s.role))
-            .max()
-            .unwrap_or(Role::Member))
-    }
 }
 
 impl Handler for CommandHandler {
@@ -71,7 +70,20 @@ impl Handler for CommandHandler {
             let Some(text) = self.command_text(&message.text) else {
                 return Ok(Outcome::Continue);
             };
-            let role = self.role_of(ctx, &event.scope, &message.sender.id).await?;
+            let user = message.sender.id.as_str();
+            let staff_role = self
+                .roles
+                .effective(&ctx.store, &event.channel_id, &event.scope, user)
+                .await?;
+            // A body no signature covers could come from anyone who saw one delivery URL.
+            let role = if event.unsigned_body {
+                Role::Member
+            } else {
+                staff_role
+            };
+            if role == Role::Member && self.mute.is_muted(ctx, &event.scope, user).await? {
+                return Ok(Outcome::Silent);
+            }
             let prefix = self.config.prefix.as_str();
             let parsed = match parse::parse(&text) {
                 Ok(p) => p,
@@ -83,6 +95,7 @@ impl Handler for CommandHandler {
                     let reply = ctx
                         .templates
                         .render("commands/unknown", context! { word, prefix })?;
+                    audit(ctx, event, message, role, &text, "[]", "unknown", &reply).await?;
                     return Ok(Outcome::Reply(reply));
                 }
                 Err(ParseError::Usage { spec, reason }) => {
@@ -97,20 +110,34 @@ impl Handler for CommandHandler {
                 }
             };
             if role < parsed.spec.role {
+                let unsigned = event.unsigned_body && staff_role >= parsed.spec.role;
                 let reply = ctx.templates.render(
                     "commands/refused",
-                    context! { command => parsed.spec.name, needed => parsed.spec.role.as_str() },
+                    context! { command => parsed.spec.name, needed => parsed.spec.role.as_str(), unsigned },
                 )?;
                 let args = serde_json::to_string(&parsed.args)?;
-                audit(ctx, event, message, role, &text, &args, "refused", &reply).await?;
+                let outcome = if unsigned {
+                    "refused_unsigned"
+                } else {
+                    "refused"
+                };
+                audit(ctx, event, message, role, &text, &args, outcome, &reply).await?;
                 return Ok(Outcome::Reply(reply));
             }
             if parsed.spec.name == "help" {
                 return Ok(Outcome::Reply(help(ctx, &parsed, role, prefix)?));
             }
-            let reply =
-                run::execute(ctx, &self.points, event, message, role, &text, &parsed).await?;
-            Ok(Outcome::Reply(reply))
+            let run = run::Run {
+                points: &self.points,
+                roles: &self.roles,
+                max_adjustment: self.config.max_points_adjustment,
+                event,
+                message,
+                role,
+                text: &text,
+                parsed: &parsed,
+            };
+            Ok(Outcome::Reply(run::execute(ctx, &run).await?))
         })
     }
 }
@@ -248,7 +275,12 @@ pub struct MuteGate {
 pub const MUTES_RECHECK_MS: i64 = 2_000;
 
 impl MuteGate {
-    async fn is_muted(&self, ctx: &BotContext, scope: &str, user: &str) -> anyhow::Result<bool> {
+    pub(crate) async fn is_muted(
+        &self,
+        ctx: &BotContext,
+        scope: &str,
+        user: &str,
+    ) -> anyhow::Result<bool> {
         let now = ctx.clock.now_ms();
         let fresh = self
             .cache
@@ -269,7 +301,7 @@ impl MuteGate {
     }
 }
 
-impl Handler for MuteGate {
+impl Handler for Arc<MuteGate> {
     fn name(&self) -> &'static str {
         "mute"
     }

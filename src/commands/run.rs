@@ -8,6 +8,7 @@ use chrono::TimeZone as _;
 use minijinja::context;
 
 use super::parse::{Parsed, Value};
+use super::roles::{self, Roles};
 use super::spec::Role;
 use super::AuditOwned;
 use crate::bot::BotContext;
@@ -28,15 +29,30 @@ struct Target {
     name: String,
 }
 
-pub(super) async fn execute(
-    ctx: &BotContext,
-    points: &crate::config::PointsConfig,
-    event: &Event,
-    message: &Message,
-    role: Role,
-    text: &str,
-    parsed: &Parsed,
-) -> anyhow::Result<String> {
+/// One permitted command to carry out.
+pub(super) struct Run<'r> {
+    pub points: &'r crate::config::PointsConfig,
+    pub roles: &'r Roles,
+    /// Largest change of one `/points` adjustment.
+    pub max_adjustment: i64,
+    pub event: &'r Event,
+    pub message: &'r Message,
+    /// The sender's role.
+    pub role: Role,
+    pub text: &'r str,
+    pub parsed: &'r Parsed,
+}
+
+pub(super) async fn execute(ctx: &BotContext, run: &Run<'_>) -> anyhow::Result<String> {
+    let Run {
+        points,
+        event,
+        message,
+        role,
+        text,
+        parsed,
+        ..
+    } = *run;
     let args_json = serde_json::to_string(&parsed.args)?;
     let audit = |outcome: &str, reply: &str| {
         AuditOwned::new(
@@ -62,6 +78,10 @@ pub(super) async fn execute(
                 }
             }
         }
+    }
+    if let Some(reply) = refusal(ctx, run, &targets).await? {
+        record(ctx, audit("refused", &reply)).await?;
+        return Ok(reply);
     }
     let operator = message
         .sender
@@ -411,6 +431,58 @@ pub(super) async fn execute(
             Ok(reply)
         }
         _ => anyhow::bail!("command `{}` has no implementation", parsed.spec.name),
+    }
+}
+
+/// The reply refusing a command whose arguments break a rule: an adjustment past the cap, a
+/// mute of an equal or higher role, a role change that would leave no admin.
+async fn refusal(
+    ctx: &BotContext,
+    run: &Run<'_>,
+    targets: &[Target],
+) -> anyhow::Result<Option<String>> {
+    let name = run.parsed.spec.name;
+    let scope = run.event.scope.as_str();
+    let refused = |code: &str, target: &str| -> anyhow::Result<Option<String>> {
+        Ok(Some(ctx.templates.render(
+            "commands/rule_refused",
+            context! { code, name => target, limit => run.max_adjustment },
+        )?))
+    };
+    match (name, run.parsed.args.as_slice()) {
+        ("points", [_, Value::Number(delta), ..])
+            if delta.unsigned_abs() > run.max_adjustment.unsigned_abs() =>
+        {
+            refused("adjustment_too_large", &targets[0].name)
+        }
+        ("mute" | "unmute", _) => {
+            let target = &targets[0];
+            let target_role = run
+                .roles
+                .effective(&ctx.store, &run.event.channel_id, scope, &target.user_id)
+                .await?;
+            match roles::check_mute(run.role, target_role) {
+                Some(r) => refused(r.as_str(), &target.name),
+                None => Ok(None),
+            }
+        }
+        ("role", [_, Value::Choice(new_role)]) => {
+            let target = &targets[0];
+            let new_role = Role::parse(new_role).unwrap_or(Role::Member);
+            let current = run
+                .roles
+                .effective(&ctx.store, &run.event.channel_id, scope, &target.user_id)
+                .await?;
+            match run
+                .roles
+                .check_role_change(&ctx.store, scope, &target.user_id, current, new_role)
+                .await?
+            {
+                Some(r) => refused(r.as_str(), &target.name),
+                None => Ok(None),
+            }
+        }
+        _ => Ok(None),
     }
 }
 

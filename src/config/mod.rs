@@ -102,6 +102,8 @@ pub struct AibotConfig {
     pub lease_secs: i64,
     /// Reconnect backoff: exponential with jitter up to this.
     pub reconnect_max_secs: u64,
+    /// Hosts a callback's `response_url` may point at; late answers to other hosts are not posted.
+    pub response_url_hosts: Vec<String>,
 }
 
 /// The scheduler (定时任务): cron expressions with seconds first, in `community.timezone`.
@@ -252,19 +254,26 @@ pub struct LayerConfig {
 pub struct CommandsConfig {
     /// What a command starts with, e.g. `/` (full-width `／` works too).
     pub prefix: String,
-    /// Ops staff by platform user id; `/role` changes made in chat override this list.
+    /// Ops staff by platform user id; `/role` changes made in chat override this list, except
+    /// that an admin listed here always stays admin.
     #[serde(default)]
     pub staff: Vec<StaffConfig>,
+    /// Largest change of one `/points` adjustment (either sign).
+    pub max_points_adjustment: i64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaffConfig {
-    /// Member scope (the corp id for WeCom channels); `*` for every scope.
+    /// Member scope (the corp id for WeCom channels); `*` for every scope except Official
+    /// Accounts, whose OpenIDs match only an entry that names their channel or scope.
     pub scope: String,
     pub user: String,
     /// `admin` or `operator`.
     pub role: String,
+    /// Only on this channel (then `scope` may be `*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 /// FAQ answers (智能问答).
@@ -394,6 +403,21 @@ pub struct ServerConfig {
     pub sweep_after_secs: i64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// A client must send a request's headers within this time (also the wait for the first).
+    pub header_read_timeout_secs: u64,
+    /// A client must send a request's body within this time once its headers are in.
+    pub body_read_timeout_secs: u64,
+    /// A kept-alive connection with no request for this long is closed.
+    pub keep_alive_idle_secs: u64,
+    /// Most open connections; 0 = three quarters of the process's open-file limit.
+    pub max_connections: usize,
+    /// A platform message time further ahead of arrival than this is replaced by the arrival time.
+    pub future_skew_secs: i64,
+    /// A platform message time further behind arrival than this is replaced by the arrival time
+    /// (retries of a delivery come within minutes; a crash backlog within hours).
+    pub past_skew_secs: i64,
+    /// Runs of an event whose handlers keep failing before it is set aside as dead.
+    pub handler_max_attempts: i64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -459,6 +483,28 @@ impl ChannelKind {
     }
 }
 
+/// How a WeChat Official Account channel takes deliveries (the MP console's 消息加解密方式).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MpMode {
+    /// 安全模式: only encrypted bodies, signed over the ciphertext.
+    Safe,
+    /// 兼容模式: encrypted bodies, and plaintext ones whose body no signature covers.
+    Compatible,
+    /// 明文模式: plaintext bodies only.
+    Plaintext,
+}
+
+impl MpMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "safe" => Some(Self::Safe),
+            "compatible" => Some(Self::Compatible),
+            "plaintext" => Some(Self::Plaintext),
+            _ => None,
+        }
+    }
+}
+
 /// One configured connection. Which keys are required depends on `kind`; validation says which.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -494,7 +540,9 @@ pub struct ChannelConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bot_id: Option<String>,
     /// `wecom_aibot`: `callback` (encrypted JSON callbacks to `/callbacks/{id}`) or `websocket`
-    /// (the long connection Yunying dials out; no public URL needed).
+    /// (the long connection Yunying dials out; no public URL needed). `wechat_mp`: `safe`
+    /// (default with an `encoding_aes_key`: encrypted bodies only), `compatible` (also plaintext
+    /// bodies, which never run staff commands) or `plaintext` (no key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
     /// `wecom_aibot` in websocket mode: the endpoint (default `wss://openws.work.weixin.qq.com`).
@@ -516,6 +564,18 @@ pub struct ChannelConfig {
 
 fn yes() -> bool {
     true
+}
+
+impl ChannelConfig {
+    /// The Official Account mode: the configured one, else safe when a key is set (validation
+    /// refuses a channel with neither).
+    pub fn mp_mode(&self) -> MpMode {
+        match self.mode.as_deref().and_then(MpMode::parse) {
+            Some(mode) => mode,
+            None if self.encoding_aes_key.is_some() => MpMode::Safe,
+            None => MpMode::Plaintext,
+        }
+    }
 }
 
 impl Config {

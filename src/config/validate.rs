@@ -253,7 +253,100 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
     }
     validate_outbound(config, &mut issues);
     validate_schedules(config, &mut issues);
+    validate_limits(config, &mut issues);
+    validate_staff(config, &mut issues);
     issues
+}
+
+/// Connection timeouts, message-time skew, attempts and adjustment caps.
+fn validate_limits(config: &Config, issues: &mut Vec<(String, String)>) {
+    let mut bad = |key: &str, reason: &str| issues.push((key.to_owned(), reason.to_owned()));
+    let s = &config.server;
+    for (key, value) in [
+        (
+            "server.header_read_timeout_secs",
+            s.header_read_timeout_secs,
+        ),
+        ("server.body_read_timeout_secs", s.body_read_timeout_secs),
+        ("server.keep_alive_idle_secs", s.keep_alive_idle_secs),
+    ] {
+        if !(1..=3600).contains(&value) {
+            bad(key, "must be between 1 and 3600 seconds");
+        }
+    }
+    if s.max_connections != 0 && s.max_connections < 16 {
+        bad(
+            "server.max_connections",
+            "must be 0 (automatic) or at least 16",
+        );
+    }
+    if s.future_skew_secs < 60 {
+        bad("server.future_skew_secs", "must be at least 60 seconds");
+    }
+    if s.past_skew_secs < 600 {
+        bad(
+            "server.past_skew_secs",
+            "must be at least 600 seconds (platform retries come minutes late)",
+        );
+    }
+    if !(1..=100).contains(&s.handler_max_attempts) {
+        bad("server.handler_max_attempts", "must be between 1 and 100");
+    }
+    if config.commands.max_points_adjustment < 1 {
+        bad("commands.max_points_adjustment", "must be at least 1");
+    }
+    if config
+        .aibot
+        .response_url_hosts
+        .iter()
+        .any(|h| h.trim().is_empty() || h.contains('/'))
+    {
+        bad(
+            "aibot.response_url_hosts",
+            "hosts are bare names such as qyapi.weixin.qq.com",
+        );
+    }
+}
+
+/// Staff entries: a named channel must exist.
+fn validate_staff(config: &Config, issues: &mut Vec<(String, String)>) {
+    for (i, s) in config.commands.staff.iter().enumerate() {
+        if let Some(channel) = &s.channel {
+            if !config.channels.contains_key(channel) {
+                issues.push((
+                    format!("commands.staff[{i}].channel"),
+                    format!("no channel `{channel}` is configured"),
+                ));
+            }
+        }
+    }
+}
+
+/// An Official Account's mode and its key must agree: plaintext is never the silent default.
+fn validate_mp_mode(prefix: &str, channel: &ChannelConfig, issues: &mut Vec<(String, String)>) {
+    let has_key = channel.encoding_aes_key.is_some();
+    let reason = match (channel.mode.as_deref(), has_key) {
+        (None | Some("safe" | "compatible"), true) | (Some("plaintext"), false) => return,
+        (None, false) => (
+            "mode",
+            "without encoding_aes_key the channel would take unsigned plaintext bodies: set \
+             encoding_aes_key (安全模式) or say mode = \"plaintext\" explicitly"
+                .to_owned(),
+        ),
+        (Some(mode @ ("safe" | "compatible")), false) => {
+            ("encoding_aes_key", format!("required in {mode} mode"))
+        }
+        (Some("plaintext"), true) => (
+            "mode",
+            "plaintext mode takes no encoding_aes_key; mode = \"compatible\" accepts both"
+                .to_owned(),
+        ),
+        (Some(other), _) => (
+            "mode",
+            format!("`{other}` is not `safe`, `compatible` or `plaintext`"),
+        ),
+    };
+    issues.push((format!("{prefix}.{}", reason.0), reason.1));
 }
 
 /// Keys each kind needs and may have.
@@ -283,7 +376,7 @@ fn keys_for(kind: ChannelKind) -> (&'static [&'static str], &'static [&'static s
         ),
         ChannelKind::WechatMp => (
             &["token", "app_id"],
-            &["encoding_aes_key", "secret", "scope"],
+            &["encoding_aes_key", "secret", "scope", "mode"],
         ),
         ChannelKind::Gateway => (&["secret"], &["send_url", "scope"]),
     }
@@ -398,6 +491,9 @@ fn validate_channel(id: &str, channel: &ChannelConfig) -> Vec<(String, String)> 
                 ));
             }
         }
+    }
+    if channel.kind == ChannelKind::WechatMp {
+        validate_mp_mode(&prefix, channel, &mut issues);
     }
     if let Some(corp_id) = &channel.corp_id {
         if corp_id.trim().is_empty() {

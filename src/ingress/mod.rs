@@ -3,6 +3,7 @@
 //! [`IngressError`](crate::ingress::IngressError) with a 4xx status and a short reason; a database
 //! outage is a 503 so the platform retries; nothing panics.
 
+pub mod limits;
 pub mod normalize;
 mod reply;
 pub mod writer;
@@ -17,7 +18,7 @@ pub use writer::{InboxWriter, WriteError, WriterOptions};
 
 use crate::bot::{BotContext, Dispatcher};
 use crate::channels::{Channel, Channels};
-use crate::config::ChannelKind;
+use crate::config::{ChannelKind, MpMode};
 use crate::events::Event;
 use crate::store::inbox::{Accepted, NewInbox, Processed};
 use crate::telemetry::{Metrics, Outcome};
@@ -56,6 +57,9 @@ pub enum IngressError {
     Crypto(#[from] CryptoError),
     #[error("{0}")]
     Parse(#[from] ParseError),
+    /// The channel's configuration does not take this kind of delivery.
+    #[error("{0}")]
+    Refused(&'static str),
     #[error("storage unavailable")]
     Unavailable(String),
     #[error("internal error")]
@@ -68,7 +72,7 @@ impl IngressError {
         match self {
             Self::UnknownChannel => 404,
             Self::MethodNotAllowed => 405,
-            Self::Missing(_) | Self::Parse(_) => 400,
+            Self::Missing(_) | Self::Parse(_) | Self::Refused(_) => 400,
             Self::Crypto(CryptoError::BadSignature) => 401,
             Self::Crypto(CryptoError::StaleTimestamp { .. } | CryptoError::ReceiveIdMismatch) => {
                 403
@@ -92,11 +96,16 @@ pub enum CallbackResponse {
 }
 
 /// Settings of the ingress pipeline.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct IngressOptions {
     pub replay_window_secs: i64,
     pub handler_budget: Duration,
     pub sweep_after: Duration,
+    /// Platform times further from arrival than these are replaced by the arrival time.
+    pub future_skew_secs: i64,
+    pub past_skew_secs: i64,
+    /// Hosts an AI bot's `response_url` may point at.
+    pub response_url_hosts: Vec<String>,
 }
 
 /// Whether the passive answer went out without the chain's reply.
@@ -307,8 +316,9 @@ impl Ingress {
     async fn deliver(
         &self,
         channel: &Arc<Channel>,
-        event: Event,
+        mut event: Event,
     ) -> Result<(Option<String>, Outcome), IngressError> {
+        self.bound(&mut event)?;
         let event = Arc::new(event);
         let row = NewInbox {
             channel_id: channel.id.clone(),
@@ -343,70 +353,60 @@ impl Ingress {
         body: &[u8],
     ) -> Result<Verified, IngressError> {
         if channel.kind == ChannelKind::Gateway {
-            let timestamp = headers
-                .timestamp
-                .as_deref()
-                .ok_or(IngressError::Missing(gateway::TIMESTAMP_HEADER))?;
-            let signature = headers
-                .signature
-                .as_deref()
-                .ok_or(IngressError::Missing(gateway::SIGNATURE_HEADER))?;
-            let secret = channel.gateway_secret.as_deref().unwrap_or_default();
-            if !gateway::verify(secret, timestamp, body, signature) {
-                return Err(CryptoError::BadSignature.into());
-            }
-            let ts = self.check_time(timestamp)?;
-            let event = normalize::gateway(channel, body, ts)?;
-            let shape = ReplyShape::GatewayJson {
-                mention: event
-                    .message()
-                    .filter(|m| m.group.is_some())
-                    .map(|m| m.sender.id.clone()),
-            };
-            return Ok(Verified { event, shape });
+            return self.verify_gateway(channel, headers, body);
         }
-
         let timestamp = q
             .timestamp
             .as_deref()
             .ok_or(IngressError::Missing("timestamp"))?;
         let nonce = q.nonce.as_deref().ok_or(IngressError::Missing("nonce"))?;
-        let mp_plaintext =
-            channel.kind == ChannelKind::WechatMp && q.encrypt_type.as_deref() != Some("aes");
-        let (inner, json_envelope) = if mp_plaintext {
-            let sig = q
-                .signature
-                .as_deref()
-                .ok_or(IngressError::Missing("signature"))?;
-            crypto::verify_signature(
-                channel.token.as_deref().unwrap_or_default(),
-                timestamp,
-                nonce,
-                None,
-                sig,
-            )?;
-            (body.to_vec(), false)
-        } else {
-            let sig = q
-                .msg_signature
-                .as_deref()
-                .ok_or(IngressError::Missing("msg_signature"))?;
-            let envelope = xml::parse_any(body)?;
-            let json_envelope = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
-            let encrypt = envelope
-                .get_any(&["Encrypt", "encrypt"])
-                .ok_or(ParseError::Missing("Encrypt"))?;
-            let crypt = channel
-                .crypt
-                .as_ref()
-                .ok_or_else(|| IngressError::Internal("channel without keys".into()))?;
-            // Authenticate before anything else is trusted, then bound the timestamp.
-            crypto::verify_signature(crypt.token(), timestamp, nonce, Some(encrypt.trim()), sig)?;
-            (crypt.decrypt(encrypt)?, json_envelope)
+        let encrypted = q.encrypt_type.as_deref() == Some("aes");
+        let (inner, json_envelope, unsigned) = match channel.mp_mode {
+            Some(MpMode::Safe) if !encrypted => {
+                return Err(IngressError::Refused(
+                    "this Official Account channel is in safe mode: only encrypted deliveries \
+                 (encrypt_type=aes with msg_signature) are accepted",
+                ))
+            }
+            Some(MpMode::Plaintext) if encrypted => return Err(IngressError::Refused(
+                "this Official Account channel is in plaintext mode: encrypted deliveries need \
+                 encoding_aes_key and mode = \"safe\" or \"compatible\"",
+            )),
+            Some(_) if !encrypted => {
+                // The signature covers token, timestamp and nonce only, not the body.
+                let sig = q
+                    .signature
+                    .as_deref()
+                    .ok_or(IngressError::Missing("signature"))?;
+                let token = channel.token.as_deref().unwrap_or_default();
+                crypto::verify_signature(token, timestamp, nonce, None, sig)?;
+                (body.to_vec(), false, true)
+            }
+            _ => {
+                let sig = q
+                    .msg_signature
+                    .as_deref()
+                    .ok_or(IngressError::Missing("msg_signature"))?;
+                // Only the ciphertext is taken out of the envelope before the signature over it
+                // is checked; nothing else an unauthenticated sender wrote is parsed.
+                let envelope = xml::envelope_encrypt(body)?;
+                let crypt = channel
+                    .crypt
+                    .as_ref()
+                    .ok_or_else(|| IngressError::Internal("channel without keys".into()))?;
+                crypto::verify_signature(
+                    crypt.token(),
+                    timestamp,
+                    nonce,
+                    Some(&envelope.encrypt),
+                    sig,
+                )?;
+                (crypt.decrypt(&envelope.encrypt)?, envelope.json, false)
+            }
         };
         let ts = self.check_time(timestamp)?;
         let fields = xml::parse_any(&inner)?;
-        let event = match channel.kind {
+        let mut event = match channel.kind {
             ChannelKind::WecomApp => normalize::wecom_app(channel, &fields, ts)?,
             ChannelKind::WecomRobot => normalize::wecom_robot(channel, &fields, ts)?,
             ChannelKind::WecomAibot => normalize::wecom_aibot(channel, &fields, ts)?,
@@ -415,8 +415,66 @@ impl Ingress {
                 return Err(IngressError::Internal("unreachable gateway branch".into()))
             }
         };
-        let shape = ReplyShape::for_event(channel, &event, &fields, json_envelope, mp_plaintext);
+        event.unsigned_body = unsigned;
+        let shape = ReplyShape::for_event(channel, &event, &fields, json_envelope, unsigned);
         Ok(Verified { event, shape })
+    }
+
+    fn verify_gateway(
+        &self,
+        channel: &Channel,
+        headers: &GatewayHeaders,
+        body: &[u8],
+    ) -> Result<Verified, IngressError> {
+        let timestamp = headers
+            .timestamp
+            .as_deref()
+            .ok_or(IngressError::Missing(gateway::TIMESTAMP_HEADER))?;
+        let signature = headers
+            .signature
+            .as_deref()
+            .ok_or(IngressError::Missing(gateway::SIGNATURE_HEADER))?;
+        let secret = channel.gateway_secret.as_deref().unwrap_or_default();
+        if !gateway::verify(secret, timestamp, body, signature) {
+            return Err(CryptoError::BadSignature.into());
+        }
+        let ts = self.check_time(timestamp)?;
+        let event = normalize::gateway(channel, body, ts)?;
+        let shape = ReplyShape::GatewayJson {
+            mention: event
+                .message()
+                .filter(|m| m.group.is_some())
+                .map(|m| m.sender.id.clone()),
+        };
+        Ok(Verified { event, shape })
+    }
+
+    /// Bounds what a delivery carries before it is stored: identifiers, names, the time, and a
+    /// reply URL only to an allowed host.
+    fn bound(&self, event: &mut Event) -> Result<(), IngressError> {
+        limits::check_event(event)?;
+        if let Some(url) = &event.reply_url {
+            if !crate::outbox::response_url_allowed(url, &self.options.response_url_hosts) {
+                tracing::warn!(
+                    channel = %event.channel_id,
+                    host = %xml::clean(url::Url::parse(url).ok().as_ref().and_then(url::Url::host_str).unwrap_or("?")),
+                    "response_url host not allowed (aibot.response_url_hosts); late answers will not go there"
+                );
+                event.reply_url = None;
+            }
+        }
+        let arrival = self.bot.clock.now_secs();
+        let (future, past) = (self.options.future_skew_secs, self.options.past_skew_secs);
+        if let Some(claimed) = limits::clamp_time(event, arrival, future, past) {
+            tracing::warn!(
+                channel = %event.channel_id,
+                key = %event.dedupe_key,
+                claimed,
+                arrival,
+                "platform time outside the skew window; using the arrival time"
+            );
+        }
+        Ok(())
     }
 
     /// Runs the handler chain within the budget. A chain that overruns keeps going in the

@@ -65,6 +65,7 @@ fn build(channel: &Channel, dedupe_key: String, occurred_at: i64, kind: EventKin
         occurred_at,
         kind,
         reply_url: None,
+        unsigned_body: false,
     }
 }
 
@@ -195,15 +196,20 @@ pub fn wecom_robot(
     fields: &Fields,
     request_ts: i64,
 ) -> Result<Event, ParseError> {
-    let msg_type = fields
-        .non_empty(&["MsgType", "msgtype"])
-        .ok_or(ParseError::Missing("MsgType"))?;
+    // Each field by its documented spelling first: XML's capitalized name, JSON's lowercase one
+    // (another spelling in the same payload must not win).
+    let pick = |xml_name: &'static str, json_name: &'static str| {
+        if fields.is_json() {
+            fields.non_empty(&[json_name, xml_name])
+        } else {
+            fields.non_empty(&[xml_name, json_name])
+        }
+    };
+    let msg_type = pick("MsgType", "msgtype").ok_or(ParseError::Missing("MsgType"))?;
     let at = parse_time(fields, request_ts);
-    let from = fields.non_empty(&["From.UserId", "from.userid"]);
-    let chat_type = fields
-        .non_empty(&["ChatType", "chattype"])
-        .unwrap_or("single");
-    let chat_id = fields.non_empty(&["ChatId", "chatid"]);
+    let from = pick("From.UserId", "from.userid");
+    let chat_type = pick("ChatType", "chattype").unwrap_or("single");
+    let chat_id = pick("ChatId", "chatid");
     if msg_type == "event" || from.is_none() {
         let event = fields
             .non_empty(&["Event.EventType", "event.event_type", "event.eventtype"])
@@ -219,9 +225,7 @@ pub fn wecom_robot(
         ));
     }
     let from = from.unwrap_or_default();
-    let msg_id = fields
-        .non_empty(&["MsgId", "msgid"])
-        .ok_or(ParseError::Missing("MsgId"))?;
+    let msg_id = pick("MsgId", "msgid").ok_or(ParseError::Missing("MsgId"))?;
     let raw_text = match msg_type {
         "text" => fields
             .get_any(&["Text.Content", "text.content"])
@@ -239,7 +243,7 @@ pub fn wecom_robot(
         name: None,
     });
     let message = Message {
-        sender: user(from, fields.non_empty(&["From.Name", "from.name"])),
+        sender: user(from, pick("From.Name", "from.name")),
         group,
         msg_type: msg_type.to_owned(),
         text: strip_mention(&raw_text, channel.robot_name.as_deref()),

@@ -12,6 +12,7 @@ fn channel(kind: ChannelKind, robot_name: Option<&str>) -> Channel {
         gateway_secret: None,
         robot_name: robot_name.map(str::to_owned),
         receive_id: "corp".into(),
+        mp_mode: None,
     }
 }
 
@@ -198,4 +199,24 @@ fn missing_fields_are_errors() {
         0
     )
     .is_err());
+}
+
+#[test]
+fn json_robot_callbacks_take_the_documented_lowercase_sender() {
+    let json = br#"{"msgid":"m1","chatid":"c1","chattype":"group","From":{"UserId":"forged"},"from":{"userid":"real"},"msgtype":"text","text":{"content":"hi"}}"#;
+    let event = wecom_robot(
+        &channel(ChannelKind::WecomRobot, None),
+        &parse_json(json).expect("json"),
+        5,
+    )
+    .expect("event");
+    assert_eq!(event.actor().map(|u| u.id.as_str()), Some("real"));
+    let xml = b"<xml><MsgId>m1</MsgId><ChatId>c1</ChatId><ChatType>group</ChatType><From><UserId>real</UserId></From><from><userid>forged</userid></from><MsgType>text</MsgType><Text><Content>hi</Content></Text></xml>";
+    let event = wecom_robot(
+        &channel(ChannelKind::WecomRobot, None),
+        &parse_xml(xml).expect("xml"),
+        5,
+    )
+    .expect("event");
+    assert_eq!(event.actor().map(|u| u.id.as_str()), Some("real"));
 }

@@ -184,6 +184,7 @@ mod tests {
                 platform_msg_id: "1".into(),
             }),
             reply_url: None,
+            unsigned_body: false,
         }
     }
 
@@ -252,6 +253,7 @@ mod tests {
                 removed: false,
             },
             reply_url: None,
+            unsigned_body: false,
         });
         let changes = changes_for(&events, chrono_tz::UTC);
         assert!(changes.memberships[0].left);

@@ -236,6 +236,7 @@ mod tests {
             occurred_at: 0,
             kind,
             reply_url: None,
+            unsigned_body: false,
         }
     }
 

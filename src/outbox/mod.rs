@@ -177,6 +177,11 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
         }
         Outbound::ReplyUrl { url, markdown } => {
             need(ChannelKind::WecomAibot, "late replies")?;
+            if !response_url_allowed(url, &config.aibot.response_url_hosts) {
+                return Err(EnqueueError::Invalid(
+                    "response_url host is not in aibot.response_url_hosts".into(),
+                ));
+            }
             let body = serde_json::json!({
                 "url": url, "msgtype": "markdown", "markdown": { "content": markdown },
             });
@@ -242,6 +247,19 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
         expires_at_ms: env.expires_at_ms,
         task_sender: sender,
     })
+}
+
+/// Whether a callback's `response_url` points at one of the allowed hosts (over http or https),
+/// so a forged or tampered callback cannot make the server post to an address of its choice.
+pub fn response_url_allowed(url: &str, hosts: &[String]) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    matches!(parsed.scheme(), "https" | "http")
+        && parsed.username().is_empty()
+        && parsed
+            .host_str()
+            .is_some_and(|h| hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(h)))
 }
 
 /// Writes the message into the caller's transaction; `false` when its key was queued before.

@@ -83,7 +83,14 @@ pub async fn sign_in_tx(
     if let (Some(rank), Some(streak)) = (state.signin_rank, state.signin_streak) {
         return Ok(already(config, &account, rank, streak));
     }
-    let streak = rules::next_streak(account.last_signin_day, account.streak, req.day);
+    // A late delivery may sign in for a day before the last one: its streak comes from the day
+    // before it, and the days after it are recomputed below.
+    let backdated = account.last_signin_day.is_some_and(|last| last > req.day);
+    let streak = if backdated {
+        streak_from_day_before(tx, member_id, req.day).await?
+    } else {
+        rules::next_streak(account.last_signin_day, account.streak, req.day)
+    };
     let reward = rules::reward(config, member_id, req.day, streak);
     let granted = rules::capped(config, reward.total(), state.earned);
     let source_key = format!("signin:{member_id}:{}", req.day);
@@ -108,6 +115,9 @@ pub async fn sign_in_tx(
         ));
     };
 
+    if let (true, Some(last)) = (backdated, account.last_signin_day) {
+        restreak_after(tx, member_id, req.day, streak, last, req.now_ms).await?;
+    }
     let (before, _) = rules::level_of(config, account.total_earned);
     let (level, _) = rules::level_of(config, account.total_earned + credited);
     Ok(SigninOutcome::Signed {
@@ -120,6 +130,45 @@ pub async fn sign_in_tx(
         level_up: level != before,
         level,
     })
+}
+
+/// The streak of a sign-in on `day`: one more than the day before's, or 1.
+async fn streak_from_day_before(tx: &mut Tx, member_id: i64, day: i32) -> Result<i64, StoreError> {
+    let Some(date) = rules::day_to_date(day) else {
+        return Ok(1);
+    };
+    let before = to_day(date - chrono::Duration::days(1));
+    Ok(db::signin_streak(tx, member_id, before)
+        .await?
+        .map_or(1, |s| s + 1))
+}
+
+/// After a sign-in was filled in on `day` with `streak`, carries the streak through the
+/// consecutive signed-in days after it; when the run reaches `last_day`, the account's current
+/// streak follows.
+async fn restreak_after(
+    tx: &mut Tx,
+    member_id: i64,
+    day: i32,
+    mut streak: i64,
+    last_day: i32,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let Some(mut date) = rules::day_to_date(day) else {
+        return Ok(());
+    };
+    loop {
+        date += chrono::Duration::days(1);
+        let next = to_day(date);
+        if next > last_day || db::signin_streak(tx, member_id, next).await?.is_none() {
+            return Ok(());
+        }
+        streak += 1;
+        db::set_signin_streak(tx, member_id, next, streak).await?;
+        if next == last_day {
+            return db::set_account_streak(tx, member_id, streak, last_day, now_ms).await;
+        }
+    }
 }
 
 fn already(config: &PointsConfig, account: &db::Account, rank: i64, streak: i64) -> SigninOutcome {

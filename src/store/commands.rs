@@ -49,6 +49,9 @@ pub struct NamedMember {
 const ROLE: &str = "select role from staff_roles where scope = $1 and user_id = $2";
 const SET_ROLE: &str = "insert into staff_roles (scope, user_id, role, granted_by, granted_at) values ($1, $2, $3, $4, $5) \
      on conflict (scope, user_id) do update set role = excluded.role, granted_by = excluded.granted_by, granted_at = excluded.granted_at";
+const ROLES_IN_SCOPE: &str =
+    "select user_id, role from staff_roles where scope = $1 order by user_id";
+const DELETE_ROLE: &str = "delete from staff_roles where scope = $1 and user_id = $2";
 const MUTED: &str = "select scope, user_id from muted_members";
 const MUTE: &str =
     "insert into muted_members (scope, user_id, muted_by, muted_at) values ($1, $2, $3, $4) \
@@ -75,6 +78,13 @@ impl Store {
     ) -> Result<Option<String>, StoreError> {
         Ok(
             on_pool!(self.pool(), p => sqlx::query_scalar::<_, String>(ROLE).bind(scope).bind(user_id).fetch_optional(p).await?),
+        )
+    }
+
+    /// Every role granted in `scope`: (user id, role).
+    pub async fn granted_roles(&self, scope: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, (String, String)>(ROLES_IN_SCOPE).bind(scope).fetch_all(p).await?),
         )
     }
 
@@ -123,6 +133,12 @@ pub async fn set_role(
         sqlx::query(SET_ROLE).bind(scope).bind(user_id).bind(role).bind(by).bind(now_ms).execute(&mut **c).await?;
     });
     Ok(())
+}
+
+/// Drops a role granted in chat (the configuration applies again); `true` if there was one.
+pub async fn delete_role(tx: &mut Tx, scope: &str, user_id: &str) -> Result<bool, StoreError> {
+    let n = on_tx!(tx, c => sqlx::query(DELETE_ROLE).bind(scope).bind(user_id).execute(&mut **c).await?.rows_affected());
+    Ok(n == 1)
 }
 
 /// `true` if the member was not muted before.

@@ -60,9 +60,13 @@ const BUMP_SIGNIN_COUNT: &str =
      on conflict (scope, day) do update set signins = signin_counts.signins + 1 returning signins";
 const DROP_SIGNIN_COUNT: &str =
     "update signin_counts set signins = signins - 1 where scope = $1 and day = $2";
+// A sign-in for a day before the last one (a late delivery) never moves the last day back; its
+// streak and the later ones are recomputed by the caller.
 const SIGNIN_UPDATE: &str = "update points_accounts set balance = balance + $1, total_earned = total_earned + $1, \
-     streak = $2, best_streak = case when $2 > best_streak then $2 else best_streak end, last_signin_day = $3, updated_at = $4 \
-     where member_id = $5";
+     streak = case when last_signin_day is null or last_signin_day < $3 then $2 else streak end, \
+     best_streak = case when $2 > best_streak then $2 else best_streak end, \
+     last_signin_day = case when last_signin_day is null or last_signin_day < $3 then $3 else last_signin_day end, \
+     updated_at = $4 where member_id = $5";
 const SELECT_ACCOUNT_BY_ID: &str = "select balance, total_earned, cast(streak as bigint) as streak, cast(best_streak as bigint) as best_streak, \
      cast(last_signin_day as integer) as last_signin_day from points_accounts where member_id = $1";
 /// The ledger reason of sign-in points.
@@ -83,8 +87,9 @@ const RECORD_SIGNIN_PG: &str = "with counted as ( \
        update points_accounts set \
          balance = balance + coalesce((select delta from credited), 0), \
          total_earned = total_earned + coalesce((select delta from credited), 0), \
-         streak = $6::integer, best_streak = greatest(best_streak, $6::integer), \
-         last_signin_day = $2::integer, updated_at = $7::bigint \
+         streak = case when last_signin_day is null or last_signin_day < $2::integer then $6::integer else streak end, \
+         best_streak = greatest(best_streak, $6::integer), \
+         last_signin_day = greatest(coalesce(last_signin_day, $2::integer), $2::integer), updated_at = $7::bigint \
        where member_id = $1::bigint and exists (select 1 from signed)) \
      select cast((select rank from signed) as bigint), cast((select delta from credited) as bigint)";
 const INSERT_SIGNIN: &str =
@@ -415,6 +420,34 @@ pub async fn signin_streak(
     Ok(
         on_tx!(tx, c => sqlx::query_scalar::<_, i64>(SIGNIN_STREAK).bind(member_id).bind(day).fetch_optional(&mut **c).await?),
     )
+}
+
+/// Sets the streak recorded with the member's sign-in on `day`.
+pub async fn set_signin_streak(
+    tx: &mut Tx,
+    member_id: i64,
+    day: i32,
+    streak: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx, c => {
+        sqlx::query(SET_SIGNIN_STREAK).bind(streak).bind(member_id).bind(day).execute(&mut **c).await?;
+    });
+    Ok(())
+}
+
+/// Sets the account's current streak as of `last_day` (the last day never moves back).
+pub async fn set_account_streak(
+    tx: &mut Tx,
+    member_id: i64,
+    streak: i64,
+    last_day: i32,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    on_tx!(tx, c => {
+        sqlx::query(SET_ACCOUNT_STREAK).bind(streak).bind(last_day).bind(now_ms).bind(member_id)
+            .execute(&mut **c).await?;
+    });
+    Ok(())
 }
 
 /// A made-up sign-in (补签): a sign-in row without points for a missed day, and the streak carried

@@ -8,6 +8,7 @@ mod members_api;
 mod ops_api;
 mod outbox_api;
 mod recall_api;
+mod staff_api;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(outbox_api::router())
         .merge(members_api::router())
         .merge(recall_api::router())
+        .merge(staff_api::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

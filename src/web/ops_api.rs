@@ -153,17 +153,25 @@ impl FromRequestParts<AppState> for Operator {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or_default();
         if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             Ok(Operator)
         } else {
-            Err(error(
-                StatusCode::UNAUTHORIZED,
-                "missing or wrong bearer token",
-            ))
+            let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"yunying\""),
+            );
+            Err(response)
         }
     }
+}
+
+/// The credentials of `Authorization: Bearer <token>`; the scheme is case-insensitive (RFC 9110).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn today(state: &AppState) -> i32 {
@@ -221,6 +229,13 @@ async fn adjust_points(
         return error(
             StatusCode::BAD_REQUEST,
             "delta must not be 0; reason, operator and request_id are required",
+        );
+    }
+    let max = state.config.commands.max_points_adjustment;
+    if body.delta.unsigned_abs() > max.unsigned_abs() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("delta must be between -{max} and {max} (commands.max_points_adjustment)"),
         );
     }
     let (day, now) = (today(&state), state.ingress.clock().now_ms());

@@ -6,7 +6,17 @@
 use quick_xml::events::Event as XmlEvent;
 use quick_xml::Reader;
 
-/// Why an XML or JSON payload was refused.
+/// Deepest element nesting accepted (WeCom's deepest documented payload nests four levels).
+pub const MAX_DEPTH: usize = 32;
+/// Most elements (or JSON values) in one payload.
+pub const MAX_FIELDS: usize = 4096;
+/// Longest element path (`A.B.C`) in bytes.
+pub const MAX_PATH_BYTES: usize = 512;
+/// Longest detail of a parse error, in characters: the rest is cut off.
+const MAX_DETAIL_CHARS: usize = 120;
+
+/// Why an XML or JSON payload was refused. Details quote the input only through [`clean`], so
+/// an attacker's element names cannot put control characters into logs or answers.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ParseError {
     #[error("XML with a DOCTYPE is not accepted")]
@@ -19,6 +29,44 @@ pub enum ParseError {
     Missing(&'static str),
     #[error("payload is neither XML nor JSON")]
     UnknownFormat,
+    #[error("payload nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+    #[error("payload has more than {MAX_FIELDS} elements")]
+    TooManyFields,
+    #[error("field {field} is too long ({len} bytes, at most {max})")]
+    TooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("field {0} contains a NUL character")]
+    Nul(&'static str),
+}
+
+/// Error text safe to log and to answer: control characters escaped, at most
+/// [`MAX_DETAIL_CHARS`] characters.
+pub fn clean(detail: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in detail.chars().enumerate() {
+        if i == MAX_DETAIL_CHARS {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn xml_error(e: impl std::fmt::Display) -> ParseError {
+    ParseError::Xml(clean(&e.to_string()))
+}
+
+fn json_error(e: impl std::fmt::Display) -> ParseError {
+    ParseError::Json(clean(&e.to_string()))
 }
 
 /// A message flattened to `(path, text)` pairs in document order. Paths join element names
@@ -26,6 +74,7 @@ pub enum ParseError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fields {
     pairs: Vec<(String, String)>,
+    json: bool,
 }
 
 impl Fields {
@@ -59,12 +108,25 @@ impl Fields {
         &self.pairs
     }
 
+    /// Adds a pair. NUL characters are dropped from the value: no platform sends them, and
+    /// PostgreSQL refuses them in text.
     pub fn push(&mut self, path: impl Into<String>, value: impl Into<String>) {
-        self.pairs.push((path.into(), value.into()));
+        let mut value = value.into();
+        if value.contains('\0') {
+            value.retain(|c| c != '\0');
+        }
+        self.pairs.push((path.into(), value));
+    }
+
+    /// Whether the payload was JSON (its documented field names are lowercase).
+    pub fn is_json(&self) -> bool {
+        self.json
     }
 }
 
-/// Parses an XML document into [`Fields`]. Rejects DOCTYPE (and with it entity declarations).
+/// Parses an XML document into [`Fields`]. Rejects DOCTYPE (and with it entity declarations),
+/// nesting past [`MAX_DEPTH`], more than [`MAX_FIELDS`] elements and paths past
+/// [`MAX_PATH_BYTES`], so the work is linear in the input.
 pub fn parse_xml(input: &[u8]) -> Result<Fields, ParseError> {
     // Reading from the slice borrows names and text from the input instead of copying each
     // event into a buffer; the path of the open elements is kept as one growing string.
@@ -78,9 +140,10 @@ pub fn parse_xml(input: &[u8]) -> Result<Fields, ParseError> {
     let mut text = String::new();
     let mut saw_root = false;
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| ParseError::Xml(e.to_string()))?;
+        let event = reader.read_event().map_err(xml_error)?;
+        if fields.pairs.len() > MAX_FIELDS {
+            return Err(ParseError::TooManyFields);
+        }
         match event {
             XmlEvent::DocType(_) => return Err(ParseError::Doctype),
             XmlEvent::Start(start) => {
@@ -92,9 +155,15 @@ pub fn parse_xml(input: &[u8]) -> Result<Fields, ParseError> {
                     // The root (`xml`) is not part of the paths.
                     open.push(0);
                 } else {
+                    if open.len() > MAX_DEPTH {
+                        return Err(ParseError::TooDeep);
+                    }
                     open.push(path.len());
                     push_utf8(&mut path, start.local_name().as_ref());
                     path.push('.');
+                    if path.len() > MAX_PATH_BYTES {
+                        return Err(ParseError::Xml("element path too long".into()));
+                    }
                 }
                 text.clear();
             }
@@ -105,10 +174,13 @@ pub fn parse_xml(input: &[u8]) -> Result<Fields, ParseError> {
                 }
                 let mut own = path.clone();
                 push_utf8(&mut own, start.local_name().as_ref());
+                if own.len() > MAX_PATH_BYTES {
+                    return Err(ParseError::Xml("element path too long".into()));
+                }
                 fields.push(own, String::new());
             }
             XmlEvent::Text(t) => {
-                let unescaped = t.unescape().map_err(|e| ParseError::Xml(e.to_string()))?;
+                let unescaped = t.unescape().map_err(xml_error)?;
                 text.push_str(&unescaped);
             }
             XmlEvent::CData(c) => {
@@ -152,20 +224,34 @@ fn push_utf8(out: &mut String, bytes: &[u8]) {
 }
 
 /// Parses a JSON object into [`Fields`] (nested objects joined with `.`, arrays repeat the path,
-/// numbers kept as their literal text so 64-bit ids survive).
+/// numbers kept as their literal text so 64-bit ids survive). The same bounds as XML apply
+/// (serde_json itself stops at 128 levels).
 pub fn parse_json(input: &[u8]) -> Result<Fields, ParseError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(input).map_err(|e| ParseError::Json(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_slice(input).map_err(json_error)?;
     if !value.is_object() {
         return Err(ParseError::Json("top level is not an object".into()));
     }
-    let mut fields = Fields::default();
-    flatten_json("", &value, &mut fields);
+    let mut fields = Fields {
+        json: true,
+        ..Fields::default()
+    };
+    flatten_json("", &value, 0, &mut fields)?;
     Ok(fields)
 }
 
-fn flatten_json(path: &str, value: &serde_json::Value, out: &mut Fields) {
+fn flatten_json(
+    path: &str,
+    value: &serde_json::Value,
+    depth: usize,
+    out: &mut Fields,
+) -> Result<(), ParseError> {
     use serde_json::Value;
+    if depth > MAX_DEPTH {
+        return Err(ParseError::TooDeep);
+    }
+    if out.pairs.len() > MAX_FIELDS {
+        return Err(ParseError::TooManyFields);
+    }
     match value {
         Value::Object(map) => {
             for (k, v) in map {
@@ -174,15 +260,23 @@ fn flatten_json(path: &str, value: &serde_json::Value, out: &mut Fields) {
                 } else {
                     format!("{path}.{k}")
                 };
-                flatten_json(&child, v, out);
+                if child.len() > MAX_PATH_BYTES {
+                    return Err(ParseError::Json("key path too long".into()));
+                }
+                flatten_json(&child, v, depth + 1, out)?;
             }
         }
-        Value::Array(items) => items.iter().for_each(|v| flatten_json(path, v, out)),
+        Value::Array(items) => {
+            for v in items {
+                flatten_json(path, v, depth + 1, out)?;
+            }
+        }
         Value::String(s) => out.push(path, s.as_str()),
         Value::Number(n) => out.push(path, n.to_string()),
         Value::Bool(b) => out.push(path, b.to_string()),
         Value::Null => {}
     }
+    Ok(())
 }
 
 /// Parses XML or JSON by the first non-space byte.
@@ -192,6 +286,81 @@ pub fn parse_any(input: &[u8]) -> Result<Fields, ParseError> {
         Some(b'{') => parse_json(input),
         _ => Err(ParseError::UnknownFormat),
     }
+}
+
+/// The ciphertext of an encrypted envelope, found without parsing the rest of the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The `Encrypt` value, trimmed: what the signature covers.
+    pub encrypt: String,
+    /// Whether the envelope was JSON (the reply then goes back as JSON too).
+    pub json: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonEnvelope {
+    #[serde(alias = "Encrypt")]
+    encrypt: String,
+}
+
+/// Takes `Encrypt` out of an envelope with a bounded scan (XML: the first `<Encrypt>` element,
+/// as text or CDATA; JSON: the `encrypt` key), so nothing an unauthenticated sender wrote is
+/// parsed before the signature over that value is checked.
+pub fn envelope_encrypt(body: &[u8]) -> Result<Envelope, ParseError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'<') => {
+            if find(body, b"<!DOCTYPE").is_some() {
+                return Err(ParseError::Doctype);
+            }
+            Ok(Envelope {
+                encrypt: xml_encrypt(body)?,
+                json: false,
+            })
+        }
+        Some(b'{') => {
+            let envelope: JsonEnvelope = serde_json::from_slice(body).map_err(json_error)?;
+            Ok(Envelope {
+                encrypt: envelope.encrypt.trim().to_owned(),
+                json: true,
+            })
+        }
+        _ => Err(ParseError::UnknownFormat),
+    }
+}
+
+fn xml_encrypt(body: &[u8]) -> Result<String, ParseError> {
+    const OPEN: &[u8] = b"<Encrypt>";
+    const CLOSE: &[u8] = b"</Encrypt>";
+    const CDATA_OPEN: &[u8] = b"<![CDATA[";
+    const CDATA_CLOSE: &[u8] = b"]]>";
+    let start = find(body, OPEN).ok_or(ParseError::Missing("Encrypt"))? + OPEN.len();
+    let rest = trim_start(&body[start..]);
+    let (value, after) = if let Some(inner) = rest.strip_prefix(CDATA_OPEN) {
+        let end = find(inner, CDATA_CLOSE)
+            .ok_or_else(|| ParseError::Xml("unterminated CDATA in Encrypt".into()))?;
+        (&inner[..end], trim_start(&inner[end + CDATA_CLOSE.len()..]))
+    } else {
+        let end = rest.iter().position(|&b| b == b'<').unwrap_or(rest.len());
+        (&rest[..end], &rest[end..])
+    };
+    if !after.starts_with(CLOSE) {
+        return Err(ParseError::Xml(
+            "Encrypt is not closed by </Encrypt>".into(),
+        ));
+    }
+    let text = std::str::from_utf8(value)
+        .map_err(|_| ParseError::Xml("Encrypt is not UTF-8 text".into()))?;
+    let text = quick_xml::escape::unescape(text).map_err(xml_error)?;
+    Ok(text.trim().to_owned())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let skip = bytes.iter().take_while(|b| b.is_ascii_whitespace()).count();
+    &bytes[skip..]
 }
 
 /// Wraps text in CDATA, splitting any `]]>` so the content cannot close the section early.
@@ -303,6 +472,106 @@ mod tests {
         let f = parse_xml(xml).expect("parse");
         assert_eq!(f.get("Content"), Some("ok \u{fffd} \u{fffd} end"));
         assert_eq!(f.get("B"), Some("张"));
+    }
+
+    #[test]
+    fn the_envelope_scan_finds_encrypt_as_text_cdata_or_json() {
+        let cdata = b"<xml><ToUserName><![CDATA[ww1]]></ToUserName><Encrypt><![CDATA[ abc+/= ]]></Encrypt><AgentID>1</AgentID></xml>";
+        assert_eq!(
+            envelope_encrypt(cdata).expect("cdata"),
+            Envelope {
+                encrypt: "abc+/=".into(),
+                json: false
+            }
+        );
+        let text = b"  <xml><Encrypt>\n abc&#43;\n</Encrypt></xml>";
+        assert_eq!(envelope_encrypt(text).expect("text").encrypt, "abc+");
+        let json = br#"{"tousername":"x","encrypt":"abc\/d","agentid":1}"#;
+        assert_eq!(
+            envelope_encrypt(json).expect("json"),
+            Envelope {
+                encrypt: "abc/d".into(),
+                json: true
+            }
+        );
+    }
+
+    #[test]
+    fn the_envelope_scan_refuses_what_it_cannot_take_apart() {
+        for (bad, want) in [
+            (&b"<xml><A>1</A></xml>"[..], ParseError::Missing("Encrypt")),
+            (
+                b"<xml><Encrypt><![CDATA[abc</Encrypt></xml>",
+                ParseError::Xml("unterminated CDATA in Encrypt".into()),
+            ),
+            (
+                b"<xml><Encrypt>abc<B/></Encrypt></xml>",
+                ParseError::Xml("Encrypt is not closed by </Encrypt>".into()),
+            ),
+            (
+                b"<!DOCTYPE x><xml><Encrypt>a</Encrypt></xml>",
+                ParseError::Doctype,
+            ),
+            (b"garbage", ParseError::UnknownFormat),
+        ] {
+            assert_eq!(
+                envelope_encrypt(bad),
+                Err(want),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_and_floods_of_elements_are_refused() {
+        let deep = format!(
+            "<xml>{}{}</xml>",
+            "<a>".repeat(MAX_DEPTH + 1),
+            "</a>".repeat(MAX_DEPTH + 1)
+        );
+        assert_eq!(parse_xml(deep.as_bytes()), Err(ParseError::TooDeep));
+        let ok = format!(
+            "<xml>{}{}</xml>",
+            "<a>".repeat(MAX_DEPTH),
+            "</a>".repeat(MAX_DEPTH)
+        );
+        assert!(parse_xml(ok.as_bytes()).is_ok());
+        let many = format!("<xml>{}</xml>", "<a/>".repeat(MAX_FIELDS + 2));
+        assert_eq!(parse_xml(many.as_bytes()), Err(ParseError::TooManyFields));
+        let long = format!("<xml><{0}>1</{0}></xml>", "n".repeat(MAX_PATH_BYTES + 1));
+        assert!(matches!(
+            parse_xml(long.as_bytes()),
+            Err(ParseError::Xml(_))
+        ));
+        let json_deep = format!(
+            "{}1{}",
+            "{\"a\":".repeat(MAX_DEPTH + 2),
+            "}".repeat(MAX_DEPTH + 2)
+        );
+        assert_eq!(parse_json(json_deep.as_bytes()), Err(ParseError::TooDeep));
+    }
+
+    #[test]
+    fn error_details_escape_control_characters_and_stay_short() {
+        let err = parse_xml(b"<xml><a\x01\x1b[31m>1</b></xml>").expect_err("mismatch");
+        let text = err.to_string();
+        assert!(!text.chars().any(char::is_control), "{text:?}");
+        assert_eq!(
+            clean(&"x".repeat(500)).chars().count(),
+            MAX_DETAIL_CHARS + 1
+        );
+        assert_eq!(clean("a\nb\u{1b}"), "a\\nb\\u{1b}");
+    }
+
+    #[test]
+    fn nul_characters_never_reach_a_value() {
+        let f = parse_json(br#"{"from":{"userid":"u\u0000 1"}}"#).expect("json");
+        assert_eq!(f.get("from.userid"), Some("u 1"));
+        let f = parse_xml(b"<xml><A>x&#0;y</A></xml>");
+        if let Ok(f) = f {
+            assert_eq!(f.get("A"), Some("xy"));
+        }
     }
 
     #[test]

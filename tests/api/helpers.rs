@@ -121,6 +121,8 @@ pub fn test_config(database_url: &str) -> Config {
     config.server.listen = "127.0.0.1:0".into();
     config.database.url = Secret::new(database_url);
     config.templates.dir = concat!(env!("CARGO_MANIFEST_DIR"), "/templates").into();
+    // The WeCom stand-in listens on loopback.
+    config.aibot.response_url_hosts.push("127.0.0.1".into());
     let mut v1 = channel_config(ChannelKind::WecomApp);
     v1.token = Some(Secret::new("hJqcu3uJ9Tn2gXPmxx2w9kkCkCE2EPYo"));
     v1.encoding_aes_key = Some(Secret::new("6qkdMrq68nTKduznJYO1A37W2oEgpkMUvkttRToqhUt"));
@@ -341,6 +343,28 @@ impl TestApp {
             .send()
             .await
             .expect("request");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    /// Any API call with a bearer token and a JSON body (none when `body` is null): the status
+    /// and the JSON answer (null when it is not JSON).
+    pub async fn api_call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut builder = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if !body.is_null() {
+            builder = builder.json(body);
+        }
+        let response = builder.send().await.expect("request");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or_default())
     }

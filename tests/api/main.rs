@@ -24,6 +24,7 @@ mod recall;
 mod redeem;
 mod rejections;
 mod resilience;
+mod roles;
 mod segments;
 mod signin;
 mod tag_rules;

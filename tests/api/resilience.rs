@@ -136,6 +136,7 @@ async fn sweeper_reruns_deliveries_left_by_a_crash(backend: Backend) {
             platform_msg_id: "crash-1".into(),
         }),
         reply_url: None,
+        unsigned_body: false,
     };
     let row = NewInbox {
         channel_id: event.channel_id.clone(),

@@ -176,10 +176,19 @@ fn tokenize(text: &str) -> Result<Vec<(usize, Token)>, SegmentError> {
     Ok(out)
 }
 
+/// Deepest nesting of parentheses and `not` accepted.
+pub const MAX_NESTING: usize = 64;
+/// Most conditions in one expression (each `and` / `or` nests the tree one level deeper).
+pub const MAX_TERMS: usize = 256;
+
 struct Parser {
     tokens: Vec<(usize, Token)>,
     at: usize,
     len: usize,
+    /// Open parentheses and `not`s around the current position.
+    nesting: usize,
+    /// Conditions parsed so far.
+    terms: usize,
 }
 
 impl Parser {
@@ -220,10 +229,28 @@ impl Parser {
         Ok(left)
     }
 
+    /// Enters one more level of parentheses or `not`, refusing past [`MAX_NESTING`].
+    fn nest(&mut self) -> Result<(), SegmentError> {
+        if self.nesting >= MAX_NESTING {
+            return self.fail(&format!(
+                "at most {MAX_NESTING} levels of parentheses and `not`"
+            ));
+        }
+        self.nesting += 1;
+        Ok(())
+    }
+
     fn not(&mut self) -> Result<Expr, SegmentError> {
         if self.keyword(&["not", "非"]) {
+            self.nest()?;
             self.at += 1;
-            return Ok(Expr::Not(Box::new(self.not()?)));
+            let inner = self.not()?;
+            self.nesting -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
+        }
+        self.terms += 1;
+        if self.terms > MAX_TERMS {
+            return self.fail(&format!("at most {MAX_TERMS} conditions"));
         }
         self.atom()
     }
@@ -231,12 +258,14 @@ impl Parser {
     fn atom(&mut self) -> Result<Expr, SegmentError> {
         match self.peek().cloned() {
             Some(Token::Open) => {
+                self.nest()?;
                 self.at += 1;
                 let inner = self.or()?;
                 if self.peek() != Some(&Token::Close) {
                     return self.fail("`)`, `and` or `or`");
                 }
                 self.at += 1;
+                self.nesting -= 1;
                 Ok(inner)
             }
             Some(Token::Word(word)) => {
@@ -327,7 +356,13 @@ fn number(text: &str, days: bool) -> Option<i64> {
 pub fn parse(text: &str) -> Result<Expr, SegmentError> {
     let tokens = tokenize(text)?;
     let len = text.chars().count();
-    let mut parser = Parser { tokens, at: 0, len };
+    let mut parser = Parser {
+        tokens,
+        at: 0,
+        len,
+        nesting: 0,
+        terms: 0,
+    };
     let expr = parser.or()?;
     if parser.at < parser.tokens.len() {
         return parser.fail("`and`, `or` or the end");
@@ -383,6 +418,27 @@ mod tests {
             parse("joined > 30天").expect("p"),
             Expr::Compare(Field::DaysSinceJoined, Op::Gt, 30)
         );
+    }
+
+    #[test]
+    fn deep_nesting_and_endless_chains_are_refused_with_a_position() {
+        for (text, what) in [
+            ("(".repeat(5000) + "tag:a" + &")".repeat(5000), "levels"),
+            ("not ".repeat(5000) + "tag:a", "levels"),
+            (vec!["tag:a"; 5000].join(" and "), "conditions"),
+            (vec!["tag:a"; 5000].join(" or "), "conditions"),
+        ] {
+            let e = parse(&text).expect_err("refused");
+            assert!(e.expected.contains(what), "{e}");
+            assert!(e.position > 0 && e.position < text.chars().count(), "{e}");
+        }
+        let ok = format!(
+            "{}tag:a{}",
+            "(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        assert_eq!(parse(&ok).expect("at the limit"), Expr::Tag("a".into()));
+        assert!(parse(&vec!["tag:a"; MAX_TERMS].join(" or ")).is_ok());
     }
 
     #[test]
