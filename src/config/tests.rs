@@ -128,6 +128,31 @@ fn wrong_type_and_bad_values_are_reported_with_key_and_reason() {
             "{text}"
         );
 
+        jail.create_file(
+            "mp.toml",
+            "[channels.mp1]\nkind = \"wechat_mp\"\ntoken = \"t\"\napp_id = \"wx1\"\n\n\
+             [channels.mp2]\nkind = \"wechat_mp\"\ntoken = \"t\"\napp_id = \"wx2\"\nmode = \"compatible\"\n\n\
+             [channels.mp3]\nkind = \"wechat_mp\"\ntoken = \"t\"\napp_id = \"wx3\"\nmode = \"plaintext\"\n\n\
+             [commands]\nprefix = \"/\"\nstaff = [{ scope = \"*\", user = \"a\", role = \"admin\", channel = \"nowhere\" }]\n",
+        )?;
+        let text = err_of(Some(Path::new("mp.toml"))).to_string();
+        assert!(
+            text.contains("channels.mp1.mode`: without encoding_aes_key"),
+            "{text}"
+        );
+        assert!(
+            text.contains("channels.mp2.encoding_aes_key`: required in compatible mode"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("channels.mp3"),
+            "explicit plaintext is accepted: {text}"
+        );
+        assert!(
+            text.contains("commands.staff[0].channel`: no channel `nowhere`"),
+            "{text}"
+        );
+
         jail.create_file("c.toml", "[channels.Bad]\nkind = \"carrier_pigeon\"\n")?;
         let text = err_of(Some(Path::new("c.toml"))).to_string();
         assert!(text.contains("channels.Bad.kind"), "{text}");

@@ -11,6 +11,7 @@ mod dedupe;
 mod demo;
 mod faq;
 mod faq_cli;
+mod hostile;
 mod lifecycle;
 mod maintenance;
 mod makeup;
