@@ -255,6 +255,7 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
     validate_schedules(config, &mut issues);
     validate_limits(config, &mut issues);
     validate_staff(config, &mut issues);
+    validate_ops_templates(config, &mut issues);
     issues
 }
 
@@ -305,6 +306,17 @@ fn validate_limits(config: &Config, issues: &mut Vec<(String, String)>) {
             "aibot.response_url_hosts",
             "hosts are bare names such as qyapi.weixin.qq.com",
         );
+    }
+}
+
+/// Welcome texts by contact-way state are ops templates: they must pass the sandbox.
+fn validate_ops_templates(config: &Config, issues: &mut Vec<(String, String)>) {
+    let sample =
+        minijinja::context! { name => "会员昵称会员昵称会员昵称会员昵称", state => "渠道" };
+    for (state, source) in &config.welcome.by_state {
+        if let Err(e) = crate::templates::sandbox::shared().check(source, &sample) {
+            issues.push((format!("welcome.by_state.{state}"), e.to_string()));
+        }
     }
 }
 

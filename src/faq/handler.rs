@@ -104,7 +104,7 @@ impl Handler for FaqHandler {
                     .await??;
                 if let Some(id) = picked {
                     if let Some(entry) = snapshot.entries.iter().find(|e| e.id == id) {
-                        return Ok(Outcome::Reply(answer(ctx, message, entry)?));
+                        return answer(ctx, message, entry).await;
                     }
                 }
                 return Ok(Outcome::Continue);
@@ -148,7 +148,7 @@ impl Handler for FaqHandler {
                         })
                     })
                     .await??;
-                return Ok(Outcome::Reply(answer(ctx, message, entry)?));
+                return answer(ctx, message, entry).await;
             }
             if confidence >= config.suggest_threshold {
                 let ids: Vec<i64> = ranked.iter().map(|(_, e)| e.id).collect();
@@ -203,18 +203,31 @@ fn display_name(message: &Message) -> String {
         .unwrap_or_else(|| message.sender.id.clone())
 }
 
-fn answer(ctx: &BotContext, message: &Message, entry: &FaqEntry) -> anyhow::Result<String> {
+/// The entry's answer for this member. The answer is ops-written text: it renders in the
+/// sandbox on a blocking thread, and one that fails (it passed the check when saved, but not with
+/// this member's values) is logged and left unsaid rather than failing the event for ever.
+async fn answer(ctx: &BotContext, message: &Message, entry: &FaqEntry) -> anyhow::Result<Outcome> {
     let name = display_name(message);
     let group = message.group.as_ref().and_then(|g| g.name.clone());
-    let text = ctx.templates.render_str(
-        &format!("faq entry {}", entry.id),
-        &entry.answer,
-        context! { name, group },
-    )?;
-    Ok(ctx.templates.render(
+    let (templates, source, what) = (
+        ctx.templates.clone(),
+        entry.answer.clone(),
+        format!("faq entry {}", entry.id),
+    );
+    let vars = context! { name => name.clone(), group };
+    let rendered =
+        tokio::task::spawn_blocking(move || templates.render_str(&what, &source, vars)).await?;
+    let text = match rendered {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::error!(entry = entry.id, error = %e, "FAQ answer does not render; not answered");
+            return Ok(Outcome::Silent);
+        }
+    };
+    Ok(Outcome::Reply(ctx.templates.render(
         "replies/faq_answer",
         context! { answer => text, question => entry.question, name },
-    )?)
+    )?))
 }
 
 /// Counts the question with an open one that says nearly the same, or records it anew.

@@ -27,8 +27,17 @@ pub fn check_entry(e: &NewFaqEntry) -> Result<(), String> {
     if e.similar.iter().any(|q| q.trim().is_empty()) {
         return Err("a similar question is empty".into());
     }
-    let env = minijinja::Environment::new();
-    env.template_from_str(&e.answer)
-        .map(|_| ())
+    check_answer(&e.answer)
+}
+
+/// Checks an answer as the sandbox will render it, with a long sample name, so a template that is
+/// outside the allowed subset, loops too long or renders past one message is refused when saved.
+pub fn check_answer(answer: &str) -> Result<(), String> {
+    let sample = minijinja::context! {
+        name => "会员昵称会员昵称会员昵称会员昵称会员昵称会员昵称会员昵称会员昵称",
+        group => "产品交流群产品交流群产品交流群",
+    };
+    crate::templates::sandbox::shared()
+        .check(answer, &sample)
         .map_err(|err| format!("answer template: {err}"))
 }

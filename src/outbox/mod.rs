@@ -249,6 +249,30 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
     })
 }
 
+/// Records a message whose template failed for its recipient as a dead letter with the reason
+/// (kind `unrendered`: a replay fails again until the template is fixed and the run repeated).
+pub async fn enqueue_unrendered(
+    tx: &mut Tx,
+    channel_id: &str,
+    idem_key: &str,
+    recipient: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<bool, EnqueueError> {
+    let row = NewOutbox {
+        idem_key: idem_key.to_owned(),
+        channel_id: channel_id.to_owned(),
+        kind: "unrendered".into(),
+        recipient: recipient.to_owned(),
+        payload: "{}".into(),
+        priority: PRIORITY_NORMAL,
+        not_before_ms: now_ms,
+        expires_at_ms: None,
+        task_sender: None,
+    };
+    Ok(rows::enqueue_dead(tx, &row, &format!("template: {reason}"), now_ms).await?)
+}
+
 /// Whether a callback's `response_url` points at one of the allowed hosts (over http or https),
 /// so a forged or tampered callback cannot make the server post to an address of its choice.
 pub fn response_url_allowed(url: &str, hosts: &[String]) -> bool {

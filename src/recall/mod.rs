@@ -38,7 +38,6 @@ pub struct Plan {
     pub config: RecallPlanConfig,
     pub schedule: Schedule,
     segment: Expr,
-    templates: minijinja::Environment<'static>,
 }
 
 impl Plan {
@@ -55,17 +54,20 @@ impl Plan {
         {
             return Err("touches must come in increasing after_days".into());
         }
-        let mut templates = minijinja::Environment::new();
+        let sample = context! {
+            name => "会员昵称会员昵称会员昵称会员昵称", days_away => 30, balance => 1000,
+            streak_lost => 12, level => "核心", faq_top => vec!["怎么签到", "积分怎么用", "怎么兑换"],
+            bonus => 100,
+        };
         for (i, t) in c.touches.iter().enumerate() {
-            templates
-                .add_template_owned(format!("touch{i}"), t.template.clone())
+            crate::templates::sandbox::shared()
+                .check(&t.template, &sample)
                 .map_err(|e| format!("touches[{i}].template: {e}"))?;
         }
         Ok(Self {
             config: c.clone(),
             schedule,
             segment,
-            templates,
         })
     }
 
@@ -113,6 +115,8 @@ pub struct RunReport {
     pub held_out_sample: Vec<String>,
     /// Set when the run was outside the plan's send hours and sent nothing.
     pub outside_send_hours: bool,
+    /// Touches whose template failed for the member: dead letters with the reason.
+    pub unrendered: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +131,8 @@ struct Decided {
     candidate: Candidate,
     touch: usize,
     held_out: bool,
-    text: Option<String>,
+    /// The message, or why its template failed for this member (held out: none).
+    text: Option<Result<String, String>>,
 }
 
 /// Runs (or previews, with `dry_run`) one plan at `now_ms`.
@@ -242,12 +247,19 @@ fn decide(
             }
             None
         } else {
-            let text = render(plan, k, &cand, idle_days, faq_top, ctx)?;
-            report.touched += 1;
-            if report.samples.len() < 5 {
-                report.samples.push((cand.user_id.clone(), text.clone()));
+            match render(plan, k, &cand, idle_days, faq_top, ctx) {
+                Ok(text) => {
+                    report.touched += 1;
+                    if report.samples.len() < 5 {
+                        report.samples.push((cand.user_id.clone(), text.clone()));
+                    }
+                    Some(Ok(text))
+                }
+                Err(reason) => {
+                    report.unrendered += 1;
+                    Some(Err(reason))
+                }
             }
-            Some(text)
         };
         decided.push(Decided {
             candidate: cand,
@@ -266,7 +278,7 @@ fn render(
     idle_days: i64,
     faq_top: &[String],
     ctx: &RecallContext,
-) -> Result<String, RecallError> {
+) -> Result<String, String> {
     let level = ctx
         .config
         .points
@@ -276,12 +288,7 @@ fn render(
         .find(|l| cand.total_earned >= l.min_points)
         .map(|l| l.name.clone())
         .unwrap_or_default();
-    let template = plan
-        .templates
-        .get_template(&format!("touch{k}"))
-        .map_err(|e| RecallError::Plan(e.to_string()))?;
-    template
-        .render(context! {
+    let vars = context! {
             name => cand.name.as_deref().unwrap_or("朋友"),
             days_away => idle_days,
             balance => cand.balance,
@@ -289,9 +296,11 @@ fn render(
             level => level,
             faq_top => faq_top,
             bonus => plan.config.touches[k].bonus_points,
-        })
+    };
+    crate::templates::sandbox::shared()
+        .render(&plan.config.touches[k].template, &vars)
         .map(|s| s.trim().to_owned())
-        .map_err(|e| RecallError::Plan(format!("touches[{k}].template: {e}")))
+        .map_err(|e| format!("touches[{k}].template: {e}"))
 }
 
 /// Writes a batch of touches and their outbox rows in one transaction; returns how many were new.
@@ -322,11 +331,24 @@ async fn record(
             bonus_points: if d.held_out { 0 } else { t.bonus_points },
             bonus_end_day: (t.bonus_points > 0).then(|| day(now_ms + t.bonus_within_days * DAY_MS)),
         };
+        let idem_key = format!(
+            "recall:{}:{}:{}:{}",
+            c.id, touch.touch, touch.member_id, touch.cycle
+        );
+        // A message that could not be made is a dead letter, and no touch: the member was not
+        // reached, so neither the plan's counts nor its cooldown take them.
+        if let Some(Err(reason)) = &d.text {
+            let user = &d.candidate.user_id;
+            outbox::enqueue_unrendered(&mut tx, &c.channel, &idem_key, user, reason, now_ms)
+                .await
+                .map_err(|e| RecallError::Plan(e.to_string()))?;
+            continue;
+        }
         if !rows::insert_touch(&mut tx, &touch).await? {
             continue;
         }
         fresh += 1;
-        let Some(text) = &d.text else { continue };
+        let Some(Ok(text)) = &d.text else { continue };
         let user = d.candidate.user_id.clone();
         let message = match kind {
             ChannelKind::WecomRobot => Outbound::Robot(RobotMessage::Text {
@@ -347,10 +369,7 @@ async fn record(
             ChannelKind::Gateway | ChannelKind::WecomAibot => continue,
         };
         let env = Envelope {
-            idem_key: format!(
-                "recall:{}:{}:{}:{}",
-                c.id, touch.touch, touch.member_id, touch.cycle
-            ),
+            idem_key,
             channel_id: c.channel.clone(),
             message,
             priority: PRIORITY_NORMAL,

@@ -72,6 +72,11 @@ const INSERT: &str = "insert into outbox (idem_key, channel_id, kind, recipient,
      next_attempt_at, expires_at, task_sender, created_at, updated_at) \
      values ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10, $10) on conflict (idem_key) do nothing";
 
+const INSERT_DEAD: &str =
+    "insert into outbox (idem_key, channel_id, kind, recipient, payload, priority, state, \
+     next_attempt_at, last_error, created_at, updated_at) \
+     values ($1, $2, $3, $4, $5, 0, 'dead', $6, $7, $6, $6) on conflict (idem_key) do nothing";
+
 fn claim_sql(backend: Backend) -> String {
     let lock = match backend {
         Backend::Postgres => " for update skip locked",
@@ -147,6 +152,21 @@ pub async fn enqueue(tx: &mut Tx, row: &NewOutbox, now_ms: i64) -> Result<bool, 
         .bind(&row.idem_key).bind(&row.channel_id).bind(&row.kind).bind(&row.recipient)
         .bind(&row.payload).bind(row.priority).bind(row.not_before_ms).bind(row.expires_at_ms)
         .bind(&row.task_sender).bind(now_ms)
+        .execute(&mut **c).await?.rows_affected());
+    Ok(n == 1)
+}
+
+/// Records a message that could not be made (its template failed for this recipient) as a dead
+/// letter with the reason, under the key it would have had; `false` when the key exists.
+pub async fn enqueue_dead(
+    tx: &mut Tx,
+    row: &NewOutbox,
+    reason: &str,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let n = on_tx!(tx, c => sqlx::query(INSERT_DEAD)
+        .bind(&row.idem_key).bind(&row.channel_id).bind(&row.kind).bind(&row.recipient)
+        .bind(&row.payload).bind(now_ms).bind(reason)
         .execute(&mut **c).await?.rows_affected());
     Ok(n == 1)
 }

@@ -19,7 +19,8 @@ backend_tests!(
     segment_and_rule_nesting_is_refused_with_the_position,
     bad_identifiers_get_400_and_never_fail_their_neighbours,
     implausible_message_times_use_the_arrival_time,
-    a_late_sign_in_never_breaks_the_streak
+    a_late_sign_in_never_breaks_the_streak,
+    ops_templates_are_refused_when_saved_and_dead_lettered_when_sent
 );
 
 const TOKEN: &str = "ops-token-0123456789";
@@ -337,4 +338,97 @@ async fn a_late_sign_in_never_breaks_the_streak(backend: Backend) {
         .query_column("select cast(streak as bigint) from signins order by day")
         .await;
     assert_eq!(streaks, vec![1, 2], "{yesterday} then {today}");
+}
+
+async fn ops_templates_are_refused_when_saved_and_dead_lettered_when_sent(backend: Backend) {
+    let long_reply = format!("{{{{ name }}}}{}", "好".repeat(620));
+    let plan: yunying::config::RecallPlanConfig = toml::from_str(&format!(
+        r#"
+        id = "long"
+        name = "长消息"
+        cron = "0 0 10 * * *"
+        channel = "demo_robot"
+        segment = "messages >= 0"
+        holdout_percent = 0
+        recall_window_days = 7
+        cooldown_days = 5
+        max_touches = 1
+        send_hours = [0, 24]
+        [[touches]]
+        after_days = 1
+        template = "{long_reply}"
+        "#
+    ))
+    .expect("plan");
+    let app = TestApp::spawn_with(backend, move |c| {
+        c.ops_api.token = Secret::new(TOKEN);
+        c.recall.plans = vec![plan];
+    })
+    .await;
+    let nested = "{% for a in [1,2,3,4,5,6,7,8,9,10] %}{% for b in [1,2,3,4,5,6,7,8,9,10] %}{% for c in [1,2,3,4,5,6,7,8,9,10] %}{% for d in [1,2,3,4,5,6,7,8,9,10] %}x{% endfor %}{% endfor %}{% endfor %}{% endfor %}";
+    for answer in [
+        nested,
+        "{{ debug() }}",
+        "{% include 'replies/pong.txt.j2' %}",
+        "{% for i in [1,2,3] %}{{ 'x' * 10000 }}{% endfor %}",
+    ] {
+        let (status, body) = app
+            .api_call(
+                "POST",
+                "/api/v1/faq/entries",
+                TOKEN,
+                &json!({ "question": "测试问题", "answer": answer }),
+            )
+            .await;
+        assert_eq!(status, 400, "{answer}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("answer template"),
+            "{body}"
+        );
+    }
+    let what = Simulated::Text {
+        from: "zhangsan".into(),
+        name: Some("张三".into()),
+        group: Some("g".into()),
+        text: "/faq add 循环 | {{ debug() }}".into(),
+        msg_id: "t1".into(),
+    };
+    let refused = reply_text(
+        &app,
+        "demo_robot",
+        app.post("demo_robot", &app.build("demo_robot", &what))
+            .await,
+    )
+    .await
+    .expect("reply");
+    assert!(
+        refused.contains("未新增") && refused.contains("debug"),
+        "{refused}"
+    );
+
+    // A member whose name makes the touch longer than one message: a dead letter with the reason.
+    let long_name = "长".repeat(128);
+    let what = Simulated::Text {
+        from: "u-long".into(),
+        name: Some(long_name),
+        group: Some("g".into()),
+        text: "大家好".into(),
+        msg_id: "t2".into(),
+    };
+    app.post("demo_robot", &app.build("demo_robot", &what))
+        .await;
+    app.clock.advance_ms(2 * 86_400_000);
+    let (status, report) = app
+        .api_call("POST", "/api/v1/recall/long/run", TOKEN, &Value::Null)
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["unrendered"], 1, "{report}");
+    let errors: Vec<String> = app
+        .query_column("select last_error from outbox where state = 'dead' and kind = 'unrendered'")
+        .await;
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].contains("2048"), "{errors:?}");
 }

@@ -1,157 +1,162 @@
 //! Reply templates (minijinja), loaded at run time from `templates.dir` so ops staff can edit
 //! them without recompiling; a file missing there falls back to the copy built into the binary.
 //! Every template is compiled at start-up, so a syntax error stops start-up with file and line.
+//! Text ops staff write at run time renders in the [`sandbox`](crate::templates::sandbox).
+
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use minijinja::Environment;
 
+pub use sandbox::{Sandbox, SandboxError};
+
 /// Templates shipped in the binary: (name, source).
 const BUILTIN: &[(&str, &str)] = &[
     (
         "commands/faq.txt.j2",
-        include_str!("../templates/commands/faq.txt.j2"),
+        include_str!("../../templates/commands/faq.txt.j2"),
     ),
     (
         "commands/faq_test.txt.j2",
-        include_str!("../templates/commands/faq_test.txt.j2"),
+        include_str!("../../templates/commands/faq_test.txt.j2"),
     ),
     (
         "commands/help.txt.j2",
-        include_str!("../templates/commands/help.txt.j2"),
+        include_str!("../../templates/commands/help.txt.j2"),
     ),
     (
         "commands/help_one.txt.j2",
-        include_str!("../templates/commands/help_one.txt.j2"),
+        include_str!("../../templates/commands/help_one.txt.j2"),
     ),
     (
         "commands/member.txt.j2",
-        include_str!("../templates/commands/member.txt.j2"),
+        include_str!("../../templates/commands/member.txt.j2"),
     ),
     (
         "commands/mention.txt.j2",
-        include_str!("../templates/commands/mention.txt.j2"),
+        include_str!("../../templates/commands/mention.txt.j2"),
     ),
     (
         "commands/mute.txt.j2",
-        include_str!("../templates/commands/mute.txt.j2"),
+        include_str!("../../templates/commands/mute.txt.j2"),
     ),
     (
         "commands/points.txt.j2",
-        include_str!("../templates/commands/points.txt.j2"),
+        include_str!("../../templates/commands/points.txt.j2"),
     ),
     (
         "commands/recall.txt.j2",
-        include_str!("../templates/commands/recall.txt.j2"),
+        include_str!("../../templates/commands/recall.txt.j2"),
     ),
     (
         "commands/refused.txt.j2",
-        include_str!("../templates/commands/refused.txt.j2"),
+        include_str!("../../templates/commands/refused.txt.j2"),
     ),
     (
         "commands/rule_refused.txt.j2",
-        include_str!("../templates/commands/rule_refused.txt.j2"),
+        include_str!("../../templates/commands/rule_refused.txt.j2"),
     ),
     (
         "commands/role.txt.j2",
-        include_str!("../templates/commands/role.txt.j2"),
+        include_str!("../../templates/commands/role.txt.j2"),
     ),
     (
         "commands/stats.txt.j2",
-        include_str!("../templates/commands/stats.txt.j2"),
+        include_str!("../../templates/commands/stats.txt.j2"),
     ),
     (
         "commands/tag.txt.j2",
-        include_str!("../templates/commands/tag.txt.j2"),
+        include_str!("../../templates/commands/tag.txt.j2"),
     ),
     (
         "commands/unknown.txt.j2",
-        include_str!("../templates/commands/unknown.txt.j2"),
+        include_str!("../../templates/commands/unknown.txt.j2"),
     ),
     (
         "commands/usage.txt.j2",
-        include_str!("../templates/commands/usage.txt.j2"),
+        include_str!("../../templates/commands/usage.txt.j2"),
     ),
     (
         "outbound/welcome_contact.txt.j2",
-        include_str!("../templates/outbound/welcome_contact.txt.j2"),
+        include_str!("../../templates/outbound/welcome_contact.txt.j2"),
     ),
     (
         "outbound/welcome_group.txt.j2",
-        include_str!("../templates/outbound/welcome_group.txt.j2"),
+        include_str!("../../templates/outbound/welcome_group.txt.j2"),
     ),
     (
         "replies/recall_opt_out.txt.j2",
-        include_str!("../templates/replies/recall_opt_out.txt.j2"),
+        include_str!("../../templates/replies/recall_opt_out.txt.j2"),
     ),
     (
         "replies/recall_opt_in.txt.j2",
-        include_str!("../templates/replies/recall_opt_in.txt.j2"),
+        include_str!("../../templates/replies/recall_opt_in.txt.j2"),
     ),
     (
         "replies/aibot_welcome.txt.j2",
-        include_str!("../templates/replies/aibot_welcome.txt.j2"),
+        include_str!("../../templates/replies/aibot_welcome.txt.j2"),
     ),
     (
         "replies/pong.txt.j2",
-        include_str!("../templates/replies/pong.txt.j2"),
+        include_str!("../../templates/replies/pong.txt.j2"),
     ),
     (
         "replies/faq_answer.txt.j2",
-        include_str!("../templates/replies/faq_answer.txt.j2"),
+        include_str!("../../templates/replies/faq_answer.txt.j2"),
     ),
     (
         "replies/faq_suggest.txt.j2",
-        include_str!("../templates/replies/faq_suggest.txt.j2"),
+        include_str!("../../templates/replies/faq_suggest.txt.j2"),
     ),
     (
         "replies/faq_unsure.txt.j2",
-        include_str!("../templates/replies/faq_unsure.txt.j2"),
+        include_str!("../../templates/replies/faq_unsure.txt.j2"),
     ),
     (
         "replies/makeup_ok.txt.j2",
-        include_str!("../templates/replies/makeup_ok.txt.j2"),
+        include_str!("../../templates/replies/makeup_ok.txt.j2"),
     ),
     (
         "replies/makeup_refused.txt.j2",
-        include_str!("../templates/replies/makeup_refused.txt.j2"),
+        include_str!("../../templates/replies/makeup_refused.txt.j2"),
     ),
     (
         "replies/signin_ok.txt.j2",
-        include_str!("../templates/replies/signin_ok.txt.j2"),
+        include_str!("../../templates/replies/signin_ok.txt.j2"),
     ),
     (
         "replies/signin_already.txt.j2",
-        include_str!("../templates/replies/signin_already.txt.j2"),
+        include_str!("../../templates/replies/signin_already.txt.j2"),
     ),
     (
         "replies/points_balance.txt.j2",
-        include_str!("../templates/replies/points_balance.txt.j2"),
+        include_str!("../../templates/replies/points_balance.txt.j2"),
     ),
     (
         "replies/leaderboard.txt.j2",
-        include_str!("../templates/replies/leaderboard.txt.j2"),
+        include_str!("../../templates/replies/leaderboard.txt.j2"),
     ),
     (
         "replies/leaderboard_usage.txt.j2",
-        include_str!("../templates/replies/leaderboard_usage.txt.j2"),
+        include_str!("../../templates/replies/leaderboard_usage.txt.j2"),
     ),
     (
         "replies/shop.txt.j2",
-        include_str!("../templates/replies/shop.txt.j2"),
+        include_str!("../../templates/replies/shop.txt.j2"),
     ),
     (
         "replies/redeem_ok.txt.j2",
-        include_str!("../templates/replies/redeem_ok.txt.j2"),
+        include_str!("../../templates/replies/redeem_ok.txt.j2"),
     ),
     (
         "replies/redeem_refused.txt.j2",
-        include_str!("../templates/replies/redeem_refused.txt.j2"),
+        include_str!("../../templates/replies/redeem_refused.txt.j2"),
     ),
     (
         "replies/redeem_again.txt.j2",
-        include_str!("../templates/replies/redeem_again.txt.j2"),
+        include_str!("../../templates/replies/redeem_again.txt.j2"),
     ),
 ];
 
@@ -168,6 +173,7 @@ pub struct TemplateError {
 #[derive(Clone)]
 pub struct Templates {
     env: Arc<Environment<'static>>,
+    sandbox: Arc<Sandbox>,
 }
 
 impl Templates {
@@ -188,7 +194,10 @@ impl Templates {
                     reason: e.detail().unwrap_or("syntax error").to_owned(),
                 })?;
         }
-        Ok(Self { env: Arc::new(env) })
+        Ok(Self {
+            env: Arc::new(env),
+            sandbox: Arc::new(Sandbox::new()),
+        })
     }
 
     /// Only the built-in copies (tests, tools).
@@ -196,25 +205,26 @@ impl Templates {
         Self::load(Path::new("/nonexistent")).expect("built-in templates compile")
     }
 
-    /// Renders text written by ops staff (an FAQ answer may use `{{ name }}`); `what` names it
-    /// in errors. A broken template is an error, never a half-rendered answer.
+    /// Renders text written by ops staff (an FAQ answer may use `{{ name }}`) in the sandbox;
+    /// `what` names it in errors. A broken template is an error, never a half-rendered answer.
     pub fn render_str(
         &self,
         what: &str,
         source: &str,
         vars: impl serde::Serialize,
     ) -> Result<String, TemplateError> {
-        if !source.contains("{{") && !source.contains("{%") {
-            return Ok(source.trim_end().to_owned());
-        }
-        self.env
-            .render_str(source, vars)
-            .map(|s| s.trim_end().to_owned())
+        self.sandbox
+            .render(source, &minijinja::Value::from_serialize(&vars))
             .map_err(|e| TemplateError {
                 file: what.to_owned(),
-                line: e.line(),
+                line: None,
                 reason: e.to_string(),
             })
+    }
+
+    /// The sandbox ops templates render in.
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
     }
 
     /// Renders `name` (without the `.txt.j2` suffix) with `vars`; trailing whitespace trimmed.
