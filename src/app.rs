@@ -154,6 +154,7 @@ impl App {
                 future_skew_secs: config.server.future_skew_secs,
                 past_skew_secs: config.server.past_skew_secs,
                 response_url_hosts: config.aibot.response_url_hosts.clone(),
+                max_attempts: config.server.handler_max_attempts,
             },
         );
         let listener = TcpListener::bind(&config.server.listen)

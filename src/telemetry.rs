@@ -122,6 +122,8 @@ struct MetricsInner {
     unknown_channel: Counters,
     handler_latency: Histogram,
     handler_timeouts: AtomicU64,
+    dead_events: AtomicU64,
+    duplicate_waits: AtomicU64,
     /// One observation per group commit: its statements and the commit, disk flush included.
     group_commits: Histogram,
     group_commit_rows: AtomicU64,
@@ -166,6 +168,20 @@ impl Metrics {
         self.inner.handler_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A duplicate delivery waited for the first copy's answer.
+    pub fn duplicate_wait(&self) {
+        self.inner.duplicate_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn duplicate_waits(&self) -> u64 {
+        self.inner.duplicate_waits.load(Ordering::Relaxed)
+    }
+
+    /// An event set aside as dead after its handlers failed too often.
+    pub fn inbox_dead(&self) {
+        self.inner.dead_events.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn callbacks_total(&self, channel_id: &str, outcome: Outcome) -> u64 {
         self.inner
             .callbacks
@@ -207,6 +223,20 @@ impl Metrics {
             out,
             "yunying_handler_timeouts_total {}",
             self.inner.handler_timeouts.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP yunying_duplicate_waits_total Duplicate deliveries that waited for the first copy's answer.\n");
+        out.push_str("# TYPE yunying_duplicate_waits_total counter\n");
+        let _ = writeln!(
+            out,
+            "yunying_duplicate_waits_total {}",
+            self.inner.duplicate_waits.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP yunying_inbox_dead_total Events set aside as dead by this process after repeated handler failures.\n");
+        out.push_str("# TYPE yunying_inbox_dead_total counter\n");
+        let _ = writeln!(
+            out,
+            "yunying_inbox_dead_total {}",
+            self.inner.dead_events.load(Ordering::Relaxed)
         );
         self.inner.group_commits.render(
             &mut out,

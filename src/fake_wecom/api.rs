@@ -145,6 +145,7 @@ pub(super) async fn gettoken(
     AxState(state): AxState<Shared>,
     Query(q): Query<GetTokenQuery>,
 ) -> Response {
+    delay_token(&state, &q.corpid).await;
     issue_token(&state, &q.corpid, &q.corpsecret)
 }
 
@@ -152,7 +153,23 @@ pub(super) async fn mp_token(
     AxState(state): AxState<Shared>,
     Query(q): Query<GetTokenQuery>,
 ) -> Response {
+    delay_token(&state, &q.appid).await;
     issue_token(&state, &q.appid, &q.secret)
+}
+
+/// The injected `gettoken_delay_ms`: the call is seen (counted in the stats) before the wait.
+async fn delay_token(state: &Shared, app: &str) {
+    let delay = {
+        let mut st = lock(state);
+        let delay = st.faults.gettoken_delay_ms;
+        if delay > 0 {
+            *st.token_waits.entry(app.to_owned()).or_default() += 1;
+        }
+        delay
+    };
+    if delay > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
 }
 
 pub(super) fn deliver(st: &mut State, api: &str, to: &str, body: Value) {
@@ -525,4 +542,20 @@ pub(super) async fn aibot_response(
         ok(json!({}))
     };
     after(hang, response).await
+}
+
+/// A group gateway's send URL: records what Yunying pushed (the signature headers are checked by
+/// the tests that read the request log).
+pub(super) async fn gateway_send(
+    AxState(state): AxState<Shared>,
+    Json(body): Json<Value>,
+) -> Response {
+    let to = body["group"]["id"]
+        .as_str()
+        .or_else(|| body["to"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let mut st = lock(&state);
+    deliver(&mut st, "gateway/send", &to, body);
+    ok(json!({}))
 }

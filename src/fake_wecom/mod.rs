@@ -72,6 +72,11 @@ impl FakeWecom {
         lock(&self.state).gettoken_calls.values().sum()
     }
 
+    /// Token calls that arrived while `gettoken_delay_ms` held them back.
+    pub fn delayed_token_calls(&self) -> u64 {
+        lock(&self.state).token_waits.values().sum()
+    }
+
     pub fn duplicates_suppressed(&self) -> u64 {
         lock(&self.state).duplicates_suppressed
     }
@@ -221,6 +226,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/ws", get(ws::upgrade))
         .route("/cgi-bin/aibot/response", post(aibot_response))
+        .route("/gateway/send", post(api::gateway_send))
         .route("/_fake/faults", post(set_faults))
         .route("/_fake/deliveries", get(list_deliveries))
         .route("/_fake/requests", get(list_requests))

@@ -28,6 +28,8 @@ pub struct Faults {
     pub ignore_duplicate_check: bool,
     /// When set, all tokens issued so far are invalid from now on (answers 40014 / 42001).
     pub expire_tokens_now: bool,
+    /// `gettoken` (and the MP token call) counts the call, then answers only after this long.
+    pub gettoken_delay_ms: u64,
 }
 
 /// One accepted request that delivered (or created) something.
@@ -67,6 +69,8 @@ pub struct State {
     pub tokens: HashMap<String, (String, i64, bool)>,
     /// gettoken calls per corp id / app id.
     pub gettoken_calls: HashMap<String, u64>,
+    /// Token calls held back by `gettoken_delay_ms`, counted when they arrive.
+    pub token_waits: HashMap<String, u64>,
     pub deliveries: Vec<Delivery>,
     pub requests: Vec<RequestLog>,
     pub duplicates_suppressed: u64,

@@ -3,13 +3,16 @@
 //! [`IngressError`](crate::ingress::IngressError) with a 4xx status and a short reason; a database
 //! outage is a 503 so the platform retries; nothing panics.
 
+mod chain;
+pub mod late;
 pub mod limits;
 pub mod normalize;
 mod reply;
+mod sweep;
 pub mod writer;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -20,7 +23,7 @@ use crate::bot::{BotContext, Dispatcher};
 use crate::channels::{Channel, Channels};
 use crate::config::{ChannelKind, MpMode};
 use crate::events::Event;
-use crate::store::inbox::{Accepted, NewInbox, Processed};
+use crate::store::inbox::{Accepted, NewInbox};
 use crate::telemetry::{Metrics, Outcome};
 use crate::wecom::crypto::{self, CryptoError};
 use crate::wecom::gateway;
@@ -106,14 +109,8 @@ pub struct IngressOptions {
     pub past_skew_secs: i64,
     /// Hosts an AI bot's `response_url` may point at.
     pub response_url_hosts: Vec<String>,
-}
-
-/// Whether the passive answer went out without the chain's reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Late {
-    Pending,
-    TimedOut,
-    Done,
+    /// Failed runs of an event before it is set aside as dead.
+    pub max_attempts: i64,
 }
 
 /// The callback pipeline. Cheap to clone (one shared part): every delivery clones it once.
@@ -129,6 +126,9 @@ pub struct IngressParts {
     bot: Arc<BotContext>,
     metrics: Metrics,
     options: IngressOptions,
+    /// Events this process is running the chain for, by inbox id: a duplicate delivery racing
+    /// the first copy waits here for its answer.
+    in_flight: chain::InFlight,
 }
 
 impl std::ops::Deref for Ingress {
@@ -161,6 +161,7 @@ impl Ingress {
             bot: Arc::new(bot),
             metrics,
             options,
+            in_flight: chain::InFlight::default(),
         }))
     }
 
@@ -341,7 +342,14 @@ impl Ingress {
             })?;
         Ok(match accepted {
             Accepted::New { id } => (self.run_handlers(id, event).await, Outcome::Accepted),
-            Accepted::Duplicate { reply, .. } => (reply, Outcome::Duplicate),
+            Accepted::Duplicate {
+                reply,
+                processed: true,
+                ..
+            } => (reply, Outcome::Duplicate),
+            Accepted::Duplicate { id, .. } => {
+                (self.first_copy_answer(id).await, Outcome::Duplicate)
+            }
         })
     }
 
@@ -475,136 +483,5 @@ impl Ingress {
             );
         }
         Ok(())
-    }
-
-    /// Runs the handler chain within the budget. A chain that overruns keeps going in the
-    /// background and records its reply when done; the platform gets an empty answer now.
-    async fn run_handlers(&self, inbox_id: i64, event: Arc<Event>) -> Option<String> {
-        let this = self.clone();
-        let started = Instant::now();
-        // Who answers: the passive reply if the chain is in time; else, where the platform gave a
-        // one-shot reply URL (the AI bot), the late reply goes there through the outbox.
-        let late = Arc::new(std::sync::Mutex::new(Late::Pending));
-        let late_in_task = Arc::clone(&late);
-        let mut chain = Box::pin(async move {
-            // On a handler error nothing is marked: the sweeper runs the event again later.
-            let reply = this.dispatcher.dispatch(&this.bot, &event).await.ok()?;
-            this.metrics
-                .handler_latency(started.elapsed().as_secs_f64());
-            let mark = Processed {
-                id: inbox_id,
-                at: this.bot.clock.now_ms(),
-                reply: reply.clone(),
-            };
-            if reply.is_some() {
-                // A retry must find the reply; without one, a lost mark only costs a re-run.
-                if let Err(e) = this.writer.mark_processed_durably(mark).await {
-                    tracing::warn!(inbox_id, error = %e, "could not store the reply; the sweeper will re-run this event");
-                }
-            } else {
-                this.writer.mark_processed(mark);
-            }
-            let missed = {
-                let mut state = late_in_task.lock().unwrap_or_else(|p| p.into_inner());
-                let missed = *state == Late::TimedOut;
-                *state = Late::Done;
-                missed
-            };
-            if let (true, Some(text), Some(url)) = (missed, &reply, &event.reply_url) {
-                this.answer_late(&event, url, text).await;
-            }
-            reply
-        });
-        // Most chains never wait on anything (a chat line no handler wants): finished on the
-        // first poll, they need no task and no timer. The rest go on in a task of their own.
-        if let Some(reply) = crate::bot::poll_once(&mut chain).await {
-            return reply;
-        }
-        let task = tokio::spawn(chain);
-        match tokio::time::timeout(self.options.handler_budget, task).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(join)) => {
-                tracing::error!(inbox_id, error = %join, "handler task panicked");
-                None
-            }
-            Err(_) => {
-                let mut state = late.lock().unwrap_or_else(|p| p.into_inner());
-                if *state == Late::Done {
-                    // Finished between the deadline and now: the stored reply is for retries.
-                    drop(state);
-                    return None;
-                }
-                *state = Late::TimedOut;
-                drop(state);
-                self.metrics.handler_timeout();
-                tracing::warn!(
-                    inbox_id,
-                    "handlers missed the reply budget; answering without a passive reply"
-                );
-                None
-            }
-        }
-    }
-
-    /// Queues a reply that missed the passive answer for the platform's reply URL.
-    async fn answer_late(&self, event: &Event, url: &str, text: &str) {
-        let Some(outbox) = &self.bot.outbox else {
-            return;
-        };
-        let now = self.bot.clock.now_ms();
-        let env = crate::outbox::Envelope {
-            idem_key: format!("late_reply:{}:{}", event.channel_id, event.dedupe_key),
-            channel_id: event.channel_id.clone(),
-            message: crate::outbox::Outbound::ReplyUrl {
-                url: url.to_owned(),
-                markdown: text.to_owned(),
-            },
-            priority: crate::outbox::PRIORITY_URGENT,
-            not_before_ms: now,
-            // The URL is valid for an hour (Doc 101138).
-            expires_at_ms: Some(now + 3_600_000),
-        };
-        if let Err(e) = outbox.enqueue(env).await {
-            tracing::warn!(error = %e, "late reply not queued");
-        }
-    }
-
-    /// Re-runs accepted deliveries that were never marked processed (a crash between the
-    /// commit and the handlers). Handlers are idempotent per event, so a re-run is safe.
-    /// Returns how many rows were handled.
-    pub async fn sweep(&self) -> Result<usize, crate::store::StoreError> {
-        let cutoff = self.bot.clock.now_ms()
-            - i64::try_from(self.options.sweep_after.as_millis()).unwrap_or(i64::MAX);
-        let rows = self.bot.store.inbox_unprocessed(cutoff, 500).await?;
-        let count = rows.len();
-        for row in rows {
-            let reply = match serde_json::from_str::<Event>(&row.payload) {
-                Ok(event) => match self.dispatcher.dispatch(&self.bot, &Arc::new(event)).await {
-                    Ok(reply) => reply,
-                    // Still failing: leave it for the next round.
-                    Err(_) => continue,
-                },
-                Err(e) => {
-                    tracing::error!(inbox_id = row.id, error = %e, "stored event does not parse; marking processed");
-                    None
-                }
-            };
-            if reply.is_some() {
-                // Too late for a passive reply; active delivery goes through the outbox.
-                tracing::info!(
-                    inbox_id = row.id,
-                    "swept event produced a reply; stored for retries"
-                );
-            }
-            self.bot
-                .store
-                .inbox_mark_processed(&Processed {
-                    id: row.id,
-                    at: self.bot.clock.now_ms(),
-                    reply,
-                })
-                .await?;
-        }
-        Ok(count)
     }
 }

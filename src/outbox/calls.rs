@@ -170,6 +170,19 @@ impl Outbox {
                 Ok(sent(None))
             }
             ("mass_template", ChannelKind::WecomApp) => self.create_task(row).await,
+            ("gateway_send", ChannelKind::Gateway) => {
+                let channel = self.inner.config.channels.get(&row.channel_id);
+                let url = channel.and_then(|c| c.send_url.clone()).unwrap_or_default();
+                let secret = channel
+                    .and_then(|c| c.secret.as_ref())
+                    .map(|s| s.expose().as_bytes().to_vec())
+                    .unwrap_or_default();
+                let now = self.inner.clock.now_secs();
+                api.gateway_send(&url, &secret, now, row.payload.as_bytes())
+                    .await
+                    .map_err(Failure::Api)?;
+                Ok(sent(None))
+            }
             ("reply_url", ChannelKind::WecomAibot) => {
                 let mut body: serde_json::Value =
                     serde_json::from_str(&row.payload).map_err(bad)?;

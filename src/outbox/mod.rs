@@ -49,6 +49,14 @@ pub enum Outbound {
     ReplyUrl { url: String, markdown: String },
     /// `aibot_send_msg` over an AI bot's long connection, to a chat that talked to the bot.
     AibotPush { chat_id: String, markdown: String },
+    /// A message through a gateway's `send_url` (signed like its callbacks): into a group, @-ing
+    /// `mentions`, or to one member when `group` is `None`.
+    Gateway {
+        group: Option<String>,
+        to: Option<String>,
+        text: String,
+        mentions: Vec<String>,
+    },
     /// `add_msg_template` to customers (`single`) of `sender`.
     Mass {
         sender: String,
@@ -199,6 +207,26 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
                 "chatid": chat_id, "msgtype": "markdown", "markdown": { "content": markdown },
             });
             ("aibot_push", chat_id.clone(), body.to_string(), None)
+        }
+        Outbound::Gateway {
+            group,
+            to,
+            text,
+            mentions,
+        } => {
+            need(ChannelKind::Gateway, "gateway messages")?;
+            channel
+                .send_url
+                .as_ref()
+                .ok_or_else(|| missing("send_url"))?;
+            let recipient = group.clone().or_else(|| to.clone()).ok_or_else(|| {
+                EnqueueError::Invalid("a gateway message needs a group or a member".into())
+            })?;
+            let body = serde_json::json!({
+                "type": "send", "group": group.as_ref().map(|g| serde_json::json!({ "id": g })),
+                "to": to, "text": text, "mentions": mentions,
+            });
+            ("gateway_send", recipient, body.to_string(), None)
         }
         Outbound::Mp { openid, message } => {
             need(ChannelKind::WechatMp, "customer-service messages")?;

@@ -1,13 +1,14 @@
 //! Access tokens: cached per app, refreshed before expiry by one caller at a time (an in-process
-//! lock, and the app's row locked in the database so replicas on PostgreSQL wait for one refresh
-//! instead of each calling `gettoken`), dropped and refreshed once on a token-invalid answer,
-//! and backed off when `gettoken` itself fails so a wrong secret never burns the quota.
+//! lock, and a lease in the database so replicas wait for one refresh instead of each calling
+//! `gettoken`), dropped and refreshed once on a token-invalid answer, and backed off when
+//! `gettoken` itself fails so a wrong secret never burns the quota. No transaction is open while
+//! `gettoken` is in flight: on SQLite that would hold every callback's write turn for up to the
+//! API timeout.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::clock::SharedClock;
-use crate::store::outbox::{lock_token, put_token};
 use crate::store::{Store, StoreError};
 use crate::wecom::api::{ApiClient, ApiError};
 
@@ -45,21 +46,30 @@ struct Slot {
     last_failure: String,
 }
 
+/// How often a caller waiting on another replica's refresh looks for its token.
+const WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The token cache of every app. Cheap to share behind an `Arc`.
 pub struct Tokens {
     api: ApiClient,
     store: Store,
     clock: SharedClock,
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+    /// This process's name on the refresh leases.
+    holder: String,
+    /// How long one refresh may take (the API timeout and a margin): the lease's length.
+    refresh_ms: i64,
 }
 
 impl Tokens {
-    pub fn new(api: ApiClient, store: Store, clock: SharedClock) -> Self {
+    pub fn new(api: ApiClient, store: Store, clock: SharedClock, api_timeout_ms: u64) -> Self {
         Self {
             api,
             store,
             clock,
             slots: Mutex::new(HashMap::new()),
+            holder: format!("tokens-{:016x}", rand::random::<u64>()),
+            refresh_ms: i64::try_from(api_timeout_ms).unwrap_or(10_000) + 5_000,
         }
     }
 
@@ -85,29 +95,82 @@ impl Tokens {
             });
         }
         // Another worker or replica may have refreshed it already.
-        if let Some((token, expires)) = self.store.stored_token(app_key).await? {
-            if !token.is_empty() && expires - MARGIN_MS > now {
-                slot.token = Some((token.clone(), expires));
-                return Ok(token);
-            }
+        if let Some(fresh) = self.fresh_stored(app_key, now).await? {
+            slot.token = Some(fresh.clone());
+            return Ok(fresh.0);
         }
-        let mut tx = self.store.begin_write().await?;
-        let (token, expires) = lock_token(&mut tx, app_key).await?;
-        if !token.is_empty() && expires - MARGIN_MS > now {
-            tx.commit().await?;
-            slot.token = Some((token.clone(), expires));
-            return Ok(token);
+        let lease = format!("token:{app_key}");
+        if !self
+            .store
+            .acquire_lease(&lease, &self.holder, now, now + self.refresh_ms)
+            .await?
+        {
+            let fresh = self.wait_for_other_refresh(app_key).await?;
+            slot.token = Some(fresh.clone());
+            return Ok(fresh.0);
+        }
+        // The other refresher may have finished just before the lease came free.
+        if let Some(fresh) = self.fresh_stored(app_key, now).await? {
+            self.store.release_lease(&lease, &self.holder).await?;
+            slot.token = Some(fresh.clone());
+            return Ok(fresh.0);
         }
         let fetched = match creds {
             Credentials::Wecom { corp_id, secret } => self.api.gettoken(corp_id, secret).await,
             Credentials::Mp { app_id, secret } => self.api.mp_token(app_id, secret).await,
         };
+        let result = self.settle(&mut slot, app_key, fetched).await;
+        self.store.release_lease(&lease, &self.holder).await?;
+        result
+    }
+
+    /// The stored token when it is still good for longer than the margin.
+    async fn fresh_stored(
+        &self,
+        app_key: &str,
+        now: i64,
+    ) -> Result<Option<(String, i64)>, TokenError> {
+        Ok(self
+            .store
+            .stored_token(app_key)
+            .await?
+            .filter(|(token, expires)| !token.is_empty() && expires - MARGIN_MS > now))
+    }
+
+    /// Another replica holds the refresh lease: its token, once stored (at most one refresh's
+    /// time, measured on the real clock so a stalled refresher cannot hold anyone for ever).
+    async fn wait_for_other_refresh(&self, app_key: &str) -> Result<(String, i64), TokenError> {
+        let limit =
+            std::time::Duration::from_millis(u64::try_from(self.refresh_ms).unwrap_or(15_000));
+        let started = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(WAIT_STEP).await;
+            if let Some(fresh) = self.fresh_stored(app_key, self.clock.now_ms()).await? {
+                return Ok(fresh);
+            }
+            if started.elapsed() >= limit {
+                return Err(TokenError::Unavailable {
+                    retry_at_ms: self.clock.now_ms() + 1_000,
+                    reason: "another replica's token refresh did not finish".into(),
+                });
+            }
+        }
+    }
+
+    /// Stores a fetched token, or backs off after a failure.
+    async fn settle(
+        &self,
+        slot: &mut Slot,
+        app_key: &str,
+        fetched: Result<crate::wecom::api::types::TokenResponse, ApiError>,
+    ) -> Result<String, TokenError> {
+        let now = self.clock.now_ms();
         match fetched {
             Ok(t) if !t.access_token.is_empty() => {
-                let now = self.clock.now_ms();
                 let expires = now + t.expires_in.max(60) * 1000;
-                put_token(&mut tx, app_key, &t.access_token, expires, now).await?;
-                tx.commit().await?;
+                self.store
+                    .save_token(app_key, &t.access_token, expires, now)
+                    .await?;
                 slot.token = Some((t.access_token.clone(), expires));
                 slot.failures = 0;
                 tracing::info!(
@@ -118,7 +181,6 @@ impl Tokens {
                 Ok(t.access_token)
             }
             other => {
-                tx.rollback().await.ok();
                 let error = match other {
                     Err(e) => e,
                     Ok(_) => ApiError::Decode("gettoken returned no access_token".into()),

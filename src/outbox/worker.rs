@@ -96,7 +96,12 @@ impl Outbox {
             &config.api.mp_base,
             Duration::from_millis(config.api.timeout_ms),
         )?;
-        let tokens = Tokens::new(api.clone(), store.clone(), Arc::clone(&clock));
+        let tokens = Tokens::new(
+            api.clone(),
+            store.clone(),
+            Arc::clone(&clock),
+            config.api.timeout_ms,
+        );
         let worker_id = format!(
             "{}-{}-{:08x}",
             hostname(),

@@ -129,11 +129,6 @@ const COUNTS: &str = "select state, count(*) from outbox group by state order by
 const IS_MUTED: &str = "select count(*) from muted_members where scope = $1 and user_id = $2";
 
 const TOKEN_GET: &str = "select token, expires_at from api_tokens where app_key = $1";
-const TOKEN_GET_LOCKED: &str =
-    "select token, expires_at from api_tokens where app_key = $1 for update";
-const TOKEN_PLACEHOLDER: &str =
-    "insert into api_tokens (app_key, token, expires_at, fetched_at) values ($1, '', 0, 0) \
-     on conflict (app_key) do nothing";
 const TOKEN_PUT: &str = "insert into api_tokens (app_key, token, expires_at, fetched_at) values ($1, $2, $3, $4) \
      on conflict (app_key) do update set token = excluded.token, expires_at = excluded.expires_at, fetched_at = excluded.fetched_at";
 const TOKEN_DROP: &str = "update api_tokens set expires_at = 0 where app_key = $1 and token = $2";
@@ -314,33 +309,24 @@ impl Store {
         )
     }
 
+    /// Stores a freshly fetched token for every worker and replica (one statement, no
+    /// transaction held while it was fetched).
+    pub async fn save_token(
+        &self,
+        app_key: &str,
+        token: &str,
+        expires_at_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self.pool(), p => {
+            sqlx::query(TOKEN_PUT).bind(app_key).bind(token).bind(expires_at_ms).bind(now_ms).execute(p).await?;
+        });
+        Ok(())
+    }
+
     /// Forgets `token` unless another worker already replaced it.
     pub async fn drop_token(&self, app_key: &str, token: &str) -> Result<(), StoreError> {
         on_pool!(self.pool(), p => { sqlx::query(TOKEN_DROP).bind(app_key).bind(token).execute(p).await?;});
         Ok(())
     }
-}
-
-/// Inside a transaction: locks the app's token row (PostgreSQL; SQLite's write lock does the
-/// same) and returns its current value, so exactly one replica refreshes at a time.
-pub async fn lock_token(tx: &mut Tx, app_key: &str) -> Result<(String, i64), StoreError> {
-    on_tx!(tx, c => { sqlx::query(TOKEN_PLACEHOLDER).bind(app_key).execute(&mut **c).await?;});
-    let sql = match tx {
-        Tx::Postgres(_) => TOKEN_GET_LOCKED,
-        Tx::Sqlite(_) => TOKEN_GET,
-    };
-    Ok(
-        on_tx!(tx, c => sqlx::query_as::<_, (String, i64)>(sql).bind(app_key).fetch_one(&mut **c).await?),
-    )
-}
-
-pub async fn put_token(
-    tx: &mut Tx,
-    app_key: &str,
-    token: &str,
-    expires_at_ms: i64,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    on_tx!(tx, c => { sqlx::query(TOKEN_PUT).bind(app_key).bind(token).bind(expires_at_ms).bind(now_ms).execute(&mut **c).await?;});
-    Ok(())
 }

@@ -21,6 +21,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let depth = state.store.inbox_depth().await.ok();
     let mut text = state.metrics.render(depth);
+    if let Ok(dead) = state.store.inbox_dead_count().await {
+        use std::fmt::Write as _;
+        text.push_str("# HELP yunying_inbox_dead Events set aside as dead, waiting for ops to re-drive or discard them.\n# TYPE yunying_inbox_dead gauge\n");
+        let _ = writeln!(text, "yunying_inbox_dead {dead}");
+    }
     outbox_metrics(&state, &mut text).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

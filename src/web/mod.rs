@@ -4,6 +4,7 @@
 mod callbacks;
 mod faq_api;
 mod health;
+mod inbox_api;
 mod members_api;
 mod ops_api;
 mod outbox_api;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(members_api::router())
         .merge(recall_api::router())
         .merge(staff_api::router())
+        .merge(inbox_api::router())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

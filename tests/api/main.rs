@@ -25,6 +25,7 @@ mod recall;
 mod redeem;
 mod rejections;
 mod resilience;
+mod robustness;
 mod roles;
 mod segments;
 mod signin;

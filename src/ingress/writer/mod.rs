@@ -441,12 +441,82 @@ struct Answers {
     stages: Vec<oneshot::Sender<Result<(), WriteError>>>,
 }
 
-async fn commit_and_answer(
+/// Commits a batch and answers its callers. A batch that fails for a reason other than an
+/// unavailable database is committed again one row at a time, so one bad row (a value the
+/// database refuses) fails only its own callback.
+fn commit_and_answer<'a>(
+    committer: &'a mut BatchCommitter,
+    commit: Commit<'a>,
+    answers: Answers,
+    options: &'a WriterOptions,
+) -> store::BoxFuture<'a, ()> {
+    Box::pin(async move {
+        let others = !(commit.marks.is_empty() && commit.stages.is_empty());
+        let splittable = commit.rows.len() > 1 || (commit.rows.len() == 1 && others);
+        let Some((error, answers)) = commit_once(committer, &commit, answers, options).await else {
+            return;
+        };
+        if error.is_unavailable() || !splittable {
+            answer_failure(&error, answers);
+            return;
+        }
+        tracing::warn!(error = %error, rows = commit.rows.len(), "group commit failed; committing its rows one by one");
+        let Answers {
+            accepts,
+            marks,
+            stages,
+        } = answers;
+        let rest = Commit {
+            rows: &[],
+            events: &[],
+            marks: commit.marks,
+            stages: commit.stages,
+        };
+        let rest_answers = Answers {
+            accepts: Vec::new(),
+            marks,
+            stages,
+        };
+        commit_and_answer(committer, rest, rest_answers, options).await;
+        for (i, done) in accepts.into_iter().enumerate() {
+            let one = Commit {
+                rows: &commit.rows[i..=i],
+                events: &commit.events[i..=i],
+                marks: &[],
+                stages: &[],
+            };
+            let one_answer = Answers {
+                accepts: vec![done],
+                marks: Vec::new(),
+                stages: Vec::new(),
+            };
+            commit_and_answer(committer, one, one_answer, options).await;
+        }
+    })
+}
+
+fn answer_failure(e: &StoreError, answers: Answers) {
+    tracing::warn!(error = %e, "group commit failed");
+    let err = WriteError::from(e);
+    for done in answers
+        .accepts
+        .into_iter()
+        .chain(answers.marks.into_iter().map(|(_, d)| d))
+    {
+        let _ = done.send(Err(err.clone()));
+    }
+    for done in answers.stages {
+        let _ = done.send(Err(err.clone()));
+    }
+}
+
+/// One attempt at a group commit; on failure the error and the callers still to answer.
+async fn commit_once(
     committer: &mut BatchCommitter,
-    commit: Commit<'_>,
+    commit: &Commit<'_>,
     answers: Answers,
     options: &WriterOptions,
-) {
+) -> Option<(StoreError, Answers)> {
     // The stage check runs after the commit: its "now" is no earlier than any row's arrival.
     let now = commit.rows.iter().map(|r| r.received_at).max().unwrap_or(0);
     let mut first_staged: Vec<(String, String)> = Vec::new();
@@ -506,19 +576,7 @@ async fn commit_and_answer(
                 let _ = done.send(stages.clone().map_or(Ok(()), Err));
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, rows = commit.rows.len(), "group commit failed");
-            let err = WriteError::from(&e);
-            for done in answers
-                .accepts
-                .into_iter()
-                .chain(answers.marks.into_iter().map(|(_, d)| d))
-            {
-                let _ = done.send(Err(err.clone()));
-            }
-            for done in answers.stages {
-                let _ = done.send(Err(err.clone()));
-            }
-        }
+        Err(e) => return Some((e, answers)),
     }
+    None
 }

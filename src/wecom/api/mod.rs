@@ -224,6 +224,33 @@ impl ApiClient {
         self.post(url, &[], body).await
     }
 
+    /// Posts `body` to a gateway's send URL with its HMAC signature headers; any 2xx is success.
+    pub async fn gateway_send(
+        &self,
+        url: &str,
+        secret: &[u8],
+        timestamp: i64,
+        body: &[u8],
+    ) -> Result<(), ApiError> {
+        let ts = timestamp.to_string();
+        let signature = format!("sha256={}", crate::wecom::gateway::sign(secret, &ts, body));
+        let response = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header(crate::wecom::gateway::TIMESTAMP_HEADER, &ts)
+            .header(crate::wecom::gateway::SIGNATURE_HEADER, signature)
+            .body(body.to_vec())
+            .send()
+            .await
+            .map_err(|e| ApiError::Network(e.without_url().to_string()))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(ApiError::Http(response.status().as_u16()))
+        }
+    }
+
     async fn wecom_post<B: Serialize, R: DeserializeOwned>(
         &self,
         token: &str,
