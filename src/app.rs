@@ -233,12 +233,8 @@ impl App {
         let grace = Duration::from_secs(state.config.server.shutdown_grace_secs);
         let router = crate::web::router(state.clone());
         let stop = shutdown.clone();
-        // Turned into a service once: served as a bare `Router`, axum rebuilds every route for
-        // each new connection (a platform that does not keep connections alive pays it on every
-        // callback).
-        let server = axum::serve(listener, router.into_make_service())
-            .with_graceful_shutdown(async move { stop.cancelled().await });
-        let result = server.await;
+        let limits = crate::web::serve::Limits::from_config(&state.config.server);
+        let result = crate::web::serve::serve(listener, router, limits, stop, grace).await;
         shutdown.cancel();
         let _ = tokio::time::timeout(grace, async {
             state.ingress.after_handlers_settled().await;

@@ -9,6 +9,7 @@ mod members_api;
 mod ops_api;
 mod outbox_api;
 mod recall_api;
+pub mod serve;
 mod staff_api;
 
 use axum::extract::DefaultBodyLimit;
@@ -20,6 +21,9 @@ use crate::state::AppState;
 /// The full router.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.config.server.body_limit_bytes;
+    let body_deadline = std::time::Duration::from_secs(state.config.server.body_read_timeout_secs);
+    // Each route's own limit applies after this (callbacks: `body_limit`; JSON: 2 MiB).
+    let body_buffer = body_limit.max(2 * 1024 * 1024);
     let callbacks = Router::new()
         .route(
             "/callbacks/{channel_id}",
@@ -39,5 +43,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .fallback(health::not_found)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            serve::body_deadline(body_deadline, body_buffer, request, next)
+        }))
         .with_state(state)
 }

@@ -7,6 +7,7 @@ mod aibot;
 mod aibot_ws;
 mod callbacks;
 mod commands;
+mod connections;
 mod dedupe;
 mod demo;
 mod faq;
