@@ -34,14 +34,16 @@ pub fn parse_file(path: &Path) -> anyhow::Result<Parsed> {
         .and_then(|e| e.to_str())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let mut parsed = match ext.as_str() {
-        "csv" => parse_csv(&text)?,
-        "json" => parse_json_array(&text)?,
-        "jsonl" | "ndjson" => parse_json_lines(&text),
-        _ => bail!(
-            "{}: unknown format (use .csv, .json or .jsonl)",
-            path.display()
-        ),
+    parse_text(&text, &ext).with_context(|| path.display().to_string())
+}
+
+/// Parses a knowledge base given as text in `format` (`csv`, `json`, `jsonl`).
+pub fn parse_text(text: &str, format: &str) -> anyhow::Result<Parsed> {
+    let mut parsed = match format {
+        "csv" => parse_csv(text)?,
+        "json" => parse_json_array(text)?,
+        "jsonl" | "ndjson" => parse_json_lines(text),
+        _ => bail!("unknown format (use .csv, .json or .jsonl)"),
     };
     check_rows(&mut parsed);
     Ok(parsed)

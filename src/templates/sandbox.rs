@@ -303,10 +303,11 @@ fn tag_tokens(
             return Ok((tokens, i + 3));
         }
         let c = bytes[i];
+        let first = rest.chars().next().unwrap_or(' ');
         if c == b'"' || c == b'\'' {
             i = skip_string(source, i, line)?;
             tokens.push(Token::Literal);
-        } else if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
+        } else if first.is_alphabetic() || first == '_' {
             let len = rest
                 .char_indices()
                 .find(|(_, ch)| !(ch.is_alphanumeric() || *ch == '_'))
@@ -452,6 +453,13 @@ mod tests {
             render("{{ name | join('xxxxxxxx') }}"),
             Err(SandboxError::Render(_))
         ));
+    }
+
+    #[test]
+    fn any_character_in_a_tag_is_one_token() {
+        // A non-ASCII character that is not a letter once made the scanner stand still.
+        assert!(render("{{ name ， }}").is_err());
+        assert!(matches!(render("{{ 名字 }}"), Err(SandboxError::Syntax(_))));
     }
 
     #[test]
