@@ -429,8 +429,8 @@ impl From<GatewayGroup> for GroupRef {
 
 /// A gateway delivery (signed JSON).
 pub fn gateway(channel: &Channel, body: &[u8], request_ts: i64) -> Result<Event, ParseError> {
-    let parsed: GatewayBody =
-        serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    let parsed: GatewayBody = serde_json::from_slice(body)
+        .map_err(|e| ParseError::Json(crate::wecom::xml::clean(&e.to_string())))?;
     let fields = crate::wecom::xml::parse_json(body)?;
     Ok(match parsed {
         GatewayBody::Message {

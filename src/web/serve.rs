@@ -1,10 +1,12 @@
 //! The HTTP/1 server loop with the limits a public callback port needs: at most
-//! `max_connections` open at once (further clients wait in the listen backlog), a new connection
-//! must send its first request's headers within the header timeout, a request's headers must
-//! arrive within it once they start, and a kept-alive connection idle past the keep-alive timeout
-//! is closed. Bodies have their own deadline ([`body_deadline`]). On shutdown, connections finish
-//! the request in hand and close.
+//! `max_connections` open at once, a new connection must send its first request's headers within
+//! the header timeout, a request's headers must arrive within it once they start, and a
+//! kept-alive connection idle past the keep-alive timeout is closed. At the cap, the connection
+//! that has waited longest without a request in hand is closed to make room, so clients that
+//! hold sockets open without using them cannot lock out the platform. Bodies have their own
+//! deadline ([`body_deadline`]). On shutdown, connections finish the request in hand and close.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
@@ -200,6 +202,45 @@ async fn watchdog(state: Shared, limits: Limits) {
     }
 }
 
+/// Open connections that may be closed to make room: their state and how to close them.
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    open: HashMap<u64, (Shared, CancellationToken)>,
+}
+
+impl Registry {
+    fn add(&mut self, state: Shared) -> (u64, CancellationToken) {
+        self.next += 1;
+        let close = CancellationToken::new();
+        self.open.insert(self.next, (state, close.clone()));
+        (self.next, close)
+    }
+
+    /// Closes the connection that has waited longest without a request in hand.
+    fn evict_oldest_waiting(&self) -> bool {
+        let oldest = self
+            .open
+            .values()
+            .filter_map(|(state, close)| {
+                let s = state.lock().unwrap_or_else(|p| p.into_inner());
+                (s.phase != Phase::Busy).then_some((s.since, close))
+            })
+            .min_by_key(|(since, _)| *since);
+        match oldest {
+            Some((_, close)) => {
+                close.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn registry(r: &Mutex<Registry>) -> std::sync::MutexGuard<'_, Registry> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Serves `router` on `listener` until `shutdown` fires; then in-flight requests get `grace`.
 pub async fn serve(
     listener: TcpListener,
@@ -209,12 +250,9 @@ pub async fn serve(
     grace: Duration,
 ) -> io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let open = Arc::new(Mutex::new(Registry::default()));
     let connections = tokio_util::task::TaskTracker::new();
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&permits).acquire_owned() => permit.map_err(io::Error::other)?,
-            () = shutdown.cancelled() => break,
-        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -227,11 +265,27 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if !registry(&open).evict_oldest_waiting() {
+                    tracing::warn!(
+                        max = limits.max_connections,
+                        "connection cap reached with every connection busy; waiting for one"
+                    );
+                }
+                tokio::select! {
+                    permit = Arc::clone(&permits).acquire_owned() => permit.map_err(io::Error::other)?,
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let state: Shared = Arc::new(Mutex::new(ConnState {
             phase: Phase::Fresh,
             since: Instant::now(),
         }));
+        let (id, evicted) = registry(&open).add(Arc::clone(&state));
         let io = TokioIo::new(Watched {
             stream,
             state: Arc::clone(&state),
@@ -240,7 +294,7 @@ pub async fn serve(
             router: router.clone(),
             state: Arc::clone(&state),
         };
-        let stop = shutdown.clone();
+        let (stop, open) = (shutdown.clone(), Arc::clone(&open));
         connections.spawn(async move {
             let connection = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
@@ -250,11 +304,13 @@ pub async fn serve(
             tokio::select! {
                 _ = connection.as_mut() => {}
                 () = watchdog(state, limits) => {}
+                () = evicted.cancelled() => {}
                 () = stop.cancelled() => {
                     connection.as_mut().graceful_shutdown();
                     let _ = connection.await;
                 }
             }
+            registry(&open).open.remove(&id);
             drop(permit);
         });
     }

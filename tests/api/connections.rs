@@ -117,3 +117,36 @@ async fn a_kept_alive_connection_left_idle_is_closed() {
         "answered, then closed when idle: {answer}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_cap_the_longest_waiting_connection_makes_room() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.server.header_read_timeout_secs = 600;
+        c.server.keep_alive_idle_secs = 600;
+        c.server.max_connections = 16;
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        let mut conn = TcpStream::connect(("127.0.0.1", app.port))
+            .await
+            .expect("connect");
+        // One request each, so every socket is known to the server (accepted) before the next.
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("request");
+        let mut buf = [0_u8; 512];
+        let n = conn.read(&mut buf).await.expect("answer");
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        idle.push(conn);
+    }
+    // The platform's callback still gets through: the oldest idle socket is closed for it.
+    let fresh = reqwest::Client::new();
+    let ok = fresh.get(app.url("/healthz")).send().await.expect("get");
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        until_closed(&mut idle[0]).await,
+        "",
+        "the oldest idle connection made room"
+    );
+}
