@@ -154,6 +154,13 @@ def run(channel, crypto, message_xml, official_account=False):
     status, _ = request("POST", path, forged, body_xml.encode())
     check(f"{name}: a forged signature is refused", 400 <= status < 500, str(status))
 
+    if official_account:
+        # Downgrade: the same URL without encrypt_type, a plaintext body under the plain
+        # signature (which covers no body). A safe-mode channel refuses it.
+        plain_query = {k: v for k, v in query.items() if k in ("signature", "timestamp", "nonce", "openid")}
+        status, reason = request("POST", path, plain_query, message_xml.encode())
+        check(f"{name}: a plaintext body is refused in safe mode", status == 400, f"{status} {reason!r}")
+
 
 def counter(channel_id, outcome):
     with urllib.request.urlopen(f"{BASE}/metrics", timeout=10) as resp:
