@@ -13,7 +13,7 @@ pub const MAX_FIELDS: usize = 4096;
 /// Longest element path (`A.B.C`) in bytes.
 pub const MAX_PATH_BYTES: usize = 512;
 /// Longest detail of a parse error, in characters: the rest is cut off.
-const MAX_DETAIL_CHARS: usize = 120;
+pub const MAX_DETAIL_CHARS: usize = 120;
 
 /// Why an XML or JSON payload was refused. Details quote the input only through [`clean`], so
 /// an attacker's element names cannot put control characters into logs or answers.
