@@ -36,7 +36,9 @@ pub mod outbox;
 pub mod points;
 /// Lapsed-member recall: plans, holdout, touches through the outbox, measured lift.
 pub mod recall;
-/// Cron schedules whose every tick runs once across replicas.
+/// Cron schedules in the community's time zone (a leaf).
+pub mod schedule;
+/// Cron schedules whose every tick runs once across replicas, and the periodic jobs.
 pub mod scheduler;
 /// Building signed, encrypted callbacks as the platform would (`yunying send`, tests).
 pub mod send;

@@ -595,7 +595,7 @@ fn validate_schedules(config: &Config, issues: &mut Vec<(String, String)>) {
         ("scheduler.lifecycle_cron", &s.lifecycle_cron),
         ("scheduler.inbox_prune_cron", &s.inbox_prune_cron),
     ] {
-        if let Err(e) = crate::scheduler::Schedule::parse(key, cron) {
+        if let Err(e) = crate::schedule::Schedule::parse(key, cron) {
             issues.push((key.to_owned(), e));
         }
     }

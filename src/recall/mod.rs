@@ -23,7 +23,7 @@ use crate::members::local_day;
 use crate::members::segment::{self, Expr, SegmentContext};
 use crate::outbox::{self, Envelope, Outbound, PRIORITY_NORMAL};
 use crate::points::ops::{self, Adjustment};
-use crate::scheduler::Schedule;
+use crate::schedule::Schedule;
 use crate::store::recall::{self as rows, Candidate, NewTouch};
 use crate::store::stream::next_batch;
 use crate::store::{Store, StoreError};

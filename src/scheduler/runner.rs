@@ -116,7 +116,7 @@ impl Runner {
 
     async fn run_job(&self, job: &Job, now_ms: i64) -> anyhow::Result<()> {
         match job {
-            Job::Lifecycle => crate::app::maintenance(&self.state, now_ms).await,
+            Job::Lifecycle => super::jobs::maintenance(&self.state, now_ms).await,
             Job::InboxPrune => {
                 let keep = self.state.config.scheduler.inbox_retention_hours.max(24) * 3_600_000;
                 let n = self.state.store.prune_inbox(now_ms - keep).await?;

@@ -72,7 +72,7 @@ async fn maintenance_in_small_windows_covers_every_member(backend: Backend) {
     }
     app.clock.set_ms(now);
 
-    yunying::app::maintenance_in_windows(&app.app_state, now, 2)
+    yunying::scheduler::jobs::maintenance_in_windows(&app.app_state, now, 2)
         .await
         .expect("maintenance");
     let risk_tag = app.app_state.config.recall.risk_tag.clone();
@@ -110,7 +110,7 @@ async fn maintenance_in_small_windows_covers_every_member(backend: Backend) {
     .await
     .expect("layers");
     assert_eq!(layers_changed, 0);
-    yunying::app::maintenance_in_windows(&app.app_state, now, 2)
+    yunying::scheduler::jobs::maintenance_in_windows(&app.app_state, now, 2)
         .await
         .expect("again");
     assert_eq!(tag_history_len(app).await, history, "no tag changed");
@@ -119,7 +119,7 @@ async fn maintenance_in_small_windows_covers_every_member(backend: Backend) {
     // longer measured, so it is dropped with the tag instead of staying frozen. The daily four
     // are at risk now.
     let later = now + 65 * DAY;
-    yunying::app::maintenance_in_windows(&app.app_state, later, 2)
+    yunying::scheduler::jobs::maintenance_in_windows(&app.app_state, later, 2)
         .await
         .expect("later");
     assert_eq!(

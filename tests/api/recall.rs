@@ -168,7 +168,7 @@ async fn sixty_days_of_recall_match_the_design(backend: Backend) {
             // A dry run first: nothing recorded.
             app.clock.set_ms(at(day, 9));
             // Stages as of now (the scheduled recompute would do the same at 10:00).
-            yunying::app::maintenance(&app.app_state, app.clock.now_ms())
+            yunying::scheduler::jobs::maintenance(&app.app_state, app.clock.now_ms())
                 .await
                 .expect("maintenance");
             let preview = api(&app, "GET", "/api/v1/recall/lapsed/preview").await;
@@ -310,7 +310,7 @@ async fn a_run_in_small_batches_touches_each_due_member_once(backend: Backend) {
     }
     let now = at(14, 10);
     app.clock.set_ms(now);
-    yunying::app::maintenance(&app.app_state, now)
+    yunying::scheduler::jobs::maintenance(&app.app_state, now)
         .await
         .expect("maintenance");
     let plans = &app.app_state.recall;
