@@ -21,6 +21,19 @@ use crate::store::{Backend, Store, StoreOptions};
 use crate::telemetry::Metrics;
 use crate::templates::Templates;
 
+/// The domains' configuration checks, run with the configuration's own at every load.
+pub const CONFIG_CHECKS: &[crate::config::Check] = &[
+    crate::members::rule_spec::check_config,
+    crate::recall::check_config,
+];
+
+/// Loads the configuration with every domain's checks (what `serve` and `check-config` use).
+pub fn load_config(
+    file: Option<&Path>,
+) -> Result<crate::config::LoadedConfig, crate::config::ConfigError> {
+    crate::config::load_checked(file, CONFIG_CHECKS)
+}
+
 /// A built application, listening but not yet serving.
 pub struct App {
     listener: TcpListener,
@@ -309,4 +322,34 @@ pub fn cancel_on_signal(token: CancellationToken) {
         tracing::info!("shutting down");
         token.cancel();
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad_rule() -> crate::config::TagRuleConfig {
+        crate::config::TagRuleConfig {
+            id: "r".into(),
+            when: "regex".into(),
+            pattern: "(unclosed".into(),
+            add: vec!["x".into()],
+            remove: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_example_passes_every_domain_check_and_a_bad_rule_is_named() {
+        let mut config = crate::config::Config::example().expect("example");
+        let clean: Vec<(String, String)> = CONFIG_CHECKS.iter().flat_map(|c| c(&config)).collect();
+        assert!(clean.is_empty(), "the example passes: {clean:?}");
+        config.tag_rules.push(bad_rule());
+        let issues: Vec<(String, String)> = CONFIG_CHECKS.iter().flat_map(|c| c(&config)).collect();
+        assert!(
+            issues
+                .iter()
+                .any(|(k, r)| k.ends_with(".pattern") && r.contains("not a valid regex")),
+            "{issues:?}"
+        );
+    }
 }

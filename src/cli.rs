@@ -134,7 +134,7 @@ pub struct SendArgs {
 
 /// Runs a parsed command; errors are printed, not panicked.
 pub async fn run(cli: Cli) -> ExitCode {
-    let loaded = match config::load(cli.config.as_deref()) {
+    let loaded = match crate::app::load_config(cli.config.as_deref()) {
         Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("{e}");

@@ -64,9 +64,21 @@ pub struct LoadedConfig {
 /// `commands.staff` and `recall.plans`, which come from the file alone (the demo channels, the
 /// demo admin and the demo plan must not leak into a real deployment).
 pub fn load(file: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
+    load_checked(file, &[])
+}
+
+/// A check a domain adds to the configuration's own (its rules, plans, …): `(key, reason)`
+/// pairs. The composition root passes the domains' checks, so configuration depends on no domain.
+pub type Check = fn(&Config) -> Vec<(String, String)>;
+
+/// [`load`] with the domains' checks; every issue is reported with its source.
+pub fn load_checked(file: Option<&Path>, checks: &[Check]) -> Result<LoadedConfig, ConfigError> {
     let figment = figment_for(file)?;
     let config: Config = figment.extract().map_err(|e| from_figment(&figment, e))?;
-    let issues = super::validate::validate(&config);
+    let mut issues = super::validate::validate(&config);
+    for check in checks {
+        issues.extend(check(&config));
+    }
     if !issues.is_empty() {
         let located = issues
             .into_iter()
@@ -82,6 +94,26 @@ pub fn load(file: Option<&Path>) -> Result<LoadedConfig, ConfigError> {
         config,
         file: file.map(Path::to_path_buf),
     })
+}
+
+/// The embedded example alone, without the environment (what tests and tools build on).
+pub(super) fn example_alone() -> Result<Config, ConfigError> {
+    let figment = Figment::new().merge(Toml::string(EXAMPLE_TOML));
+    let config: Config = figment.extract().map_err(|e| from_figment(&figment, e))?;
+    let issues = super::validate::validate(&config);
+    if issues.is_empty() {
+        return Ok(config);
+    }
+    Err(ConfigError(
+        issues
+            .into_iter()
+            .map(|(key, reason)| ConfigIssue {
+                source: "config.example.toml".into(),
+                key,
+                reason,
+            })
+            .collect(),
+    ))
 }
 
 fn figment_for(file: Option<&Path>) -> Result<Figment, ConfigError> {

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use load::{load, ConfigError, ConfigIssue, LoadedConfig, EXAMPLE_TOML};
+pub use load::{load, load_checked, Check, ConfigError, ConfigIssue, LoadedConfig, EXAMPLE_TOML};
 pub use secret::Secret;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -579,9 +579,9 @@ impl ChannelConfig {
 }
 
 impl Config {
-    /// The built-in defaults (`config.example.toml`), validated.
+    /// The built-in defaults (`config.example.toml`), validated; the environment is not read.
     pub fn example() -> Result<Self, ConfigError> {
-        load(None).map(|loaded| loaded.config)
+        load::example_alone()
     }
 
     /// The time zone, already validated at load.

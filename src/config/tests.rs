@@ -119,8 +119,28 @@ fn wrong_type_and_bad_values_are_reported_with_key_and_reason() {
         )?;
         let text = err_of(Some(Path::new("d.toml"))).to_string();
         assert!(
-            text.contains("tag_rules[0].pattern`: not a valid regex"),
-            "{text}"
+            !text.contains("tag_rules"),
+            "rules are the members domain's to check: {text}"
+        );
+        let checked = crate::config::load_checked(
+            Some(Path::new("d.toml")),
+            &[|c| {
+                c.tag_rules
+                    .iter()
+                    .map(|r| {
+                        (
+                            format!("tag_rules.{}", r.id),
+                            "checked by the domain".to_owned(),
+                        )
+                    })
+                    .collect()
+            }],
+        )
+        .expect_err("fails")
+        .to_string();
+        assert!(
+            checked.contains("tag_rules.r`: checked by the domain"),
+            "{checked}"
         );
         assert!(text.contains("commands.prefix"), "{text}");
         assert!(

@@ -132,18 +132,6 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
         );
     }
 
-    for (i, rule) in config.tag_rules.iter().enumerate() {
-        let key = format!("tag_rules[{i}]");
-        if let Err(reason) = crate::members::rule_spec::compile(rule) {
-            let field = if reason.contains("is not one of") {
-                "when"
-            } else {
-                "pattern"
-            };
-            bad(&format!("{key}.{field}"), reason);
-        }
-    }
-
     let faq = &config.faq;
     if !(0.0..=1.0).contains(&faq.answer_threshold) || !(0.0..=1.0).contains(&faq.suggest_threshold)
     {
@@ -610,15 +598,5 @@ fn validate_schedules(config: &Config, issues: &mut Vec<(String, String)>) {
             "scheduler.inbox_retention_hours".into(),
             "must be at least 24 (WeCom retries must still find their first copy)".into(),
         ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for (i, p) in config.recall.plans.iter().enumerate() {
-        let key = format!("recall.plans[{i}]");
-        if !seen.insert(p.id.as_str()) {
-            issues.push((format!("{key}.id"), format!("`{}` is used twice", p.id)));
-        }
-        for (field, reason) in crate::recall::check_plan(config, p) {
-            issues.push((format!("{key}.{field}"), reason));
-        }
     }
 }

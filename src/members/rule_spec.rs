@@ -50,6 +50,22 @@ pub struct Rule {
     pub remove: Vec<String>,
 }
 
+/// The configuration check of the tag rules: each compiles.
+pub fn check_config(config: &crate::config::Config) -> Vec<(String, String)> {
+    let mut issues = Vec::new();
+    for (i, rule) in config.tag_rules.iter().enumerate() {
+        if let Err(reason) = compile(rule) {
+            let field = if reason.contains("is not one of") {
+                "when"
+            } else {
+                "pattern"
+            };
+            issues.push((format!("tag_rules[{i}].{field}"), reason));
+        }
+    }
+    issues
+}
+
 /// Compiles one rule, or says what is wrong with its `when` or `pattern`.
 pub fn compile(c: &TagRuleConfig) -> Result<Rule, String> {
     let pattern = c.pattern.trim();

@@ -488,6 +488,22 @@ impl Plans {
     }
 }
 
+/// The configuration check of recall: every plan, and no id twice.
+pub fn check_config(config: &Config) -> Vec<(String, String)> {
+    let mut issues = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in config.recall.plans.iter().enumerate() {
+        let key = format!("recall.plans[{i}]");
+        if !seen.insert(p.id.as_str()) {
+            issues.push((format!("{key}.id"), format!("`{}` is used twice", p.id)));
+        }
+        for (field, reason) in check_plan(config, p) {
+            issues.push((format!("{key}.{field}"), reason));
+        }
+    }
+    issues
+}
+
 /// What is wrong with a plan, as (field, reason) pairs; empty when it is fine.
 pub fn check_plan(config: &Config, p: &RecallPlanConfig) -> Vec<(&'static str, String)> {
     let mut bad = Vec::new();
