@@ -90,7 +90,13 @@ impl App {
             ..store_options(&config)
         };
         let store = open_store_with(&config, &server_store).await?;
-        crate::store::redemption::seed_items(&store, &config.points.items, clock.now_ms())
+        let items: Vec<_> = config
+            .points
+            .items
+            .iter()
+            .map(crate::points::redemption::catalog_item)
+            .collect();
+        crate::store::redemption::seed_items(&store, &items, clock.now_ms())
             .await
             .context("seeding the reward catalog")?;
         let metrics = Metrics::new(channels.ids());

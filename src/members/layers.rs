@@ -3,19 +3,11 @@
 
 use crate::config::ValueLayersConfig;
 use crate::store::layers::LayerRow;
+pub use crate::store::layers::RfmFacts;
 use crate::store::windows::MemberWindows;
 use crate::store::{Store, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
-
-/// What the score looks at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RfmFacts {
-    pub last_active_at: i64,
-    /// Messages in the last 30 days.
-    pub recent_messages: i64,
-    pub earned: i64,
-}
 
 /// (recency, frequency, monetary) scores, 1–5 each.
 pub fn scores(f: &RfmFacts, now_ms: i64) -> (i64, i64, i64) {

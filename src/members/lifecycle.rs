@@ -4,62 +4,12 @@
 
 use crate::config::LifecycleConfig;
 use crate::store::lifecycle::{self as db, StageChange};
+pub use crate::store::lifecycle::{Stage, StageFacts};
 use crate::store::members::{CreatedMember, MemberChanges};
 use crate::store::windows::MemberWindows;
 use crate::store::{Store, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stage {
-    New,
-    Active,
-    Silent,
-    Lapsed,
-    Churned,
-    Returned,
-}
-
-impl Stage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::New => "new",
-            Self::Active => "active",
-            Self::Silent => "silent",
-            Self::Lapsed => "lapsed",
-            Self::Churned => "churned",
-            Self::Returned => "returned",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "new" | "新成员" => Self::New,
-            "active" | "活跃" => Self::Active,
-            "silent" | "沉默" => Self::Silent,
-            "lapsed" | "流失" => Self::Lapsed,
-            "churned" | "已离开" => Self::Churned,
-            "returned" | "回流" => Self::Returned,
-            _ => return None,
-        })
-    }
-}
-
-/// What the rules look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StageFacts {
-    pub first_seen_at: i64,
-    pub last_active_at: i64,
-    /// Groups the member was ever in, and is in now.
-    pub groups_ever: i64,
-    pub groups_now: i64,
-    /// Staff members who ever had the member as a customer contact, and still have.
-    pub contacts_ever: i64,
-    pub contacts_now: i64,
-    /// The stage recorded last time, and since when.
-    pub previous: Option<(Stage, i64)>,
-}
 
 /// The stage a member is in at `now`.
 pub fn stage_at(facts: &StageFacts, now_ms: i64, t: &LifecycleConfig) -> Stage {

@@ -129,3 +129,15 @@ pub async fn redeem_tx(tx: &mut Tx, req: &RedeemRequest) -> Result<RedeemOutcome
         item,
     })
 }
+
+/// The catalog row a configured item becomes.
+pub fn catalog_item(item: &crate::config::ItemConfig) -> crate::store::redemption::NewItem<'_> {
+    crate::store::redemption::NewItem {
+        name: &item.name,
+        cost: item.cost,
+        stock: item.stock,
+        per_member_limit: item.per_member_limit,
+        enabled: item.enabled,
+        kind: item.kind.as_str(),
+    }
+}

@@ -2,8 +2,16 @@
 
 use sqlx::QueryBuilder;
 
+/// What the score looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RfmFacts {
+    pub last_active_at: i64,
+    /// Messages in the last 30 days.
+    pub recent_messages: i64,
+    pub earned: i64,
+}
+
 use super::{Store, StoreError, Tx};
-use crate::members::layers::RfmFacts;
 use crate::{on_pool, on_tx};
 
 const INPUTS: &str = "select m.id, m.last_active_at, \

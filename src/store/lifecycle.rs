@@ -1,12 +1,63 @@
-//! Lifecycle storage: current stage per member and the history of changes.
+//! Lifecycle storage: current stage per member and the history of changes. The stage names and
+//! the facts read per member are this layer's row types (the rules live in `members::lifecycle`).
 
 use std::sync::OnceLock;
 
 use sqlx::QueryBuilder;
 
 use super::{Pool, Store, StoreError, Tx};
-use crate::members::lifecycle::{Stage, StageFacts};
 use crate::{on_pool, on_tx};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    New,
+    Active,
+    Silent,
+    Lapsed,
+    Churned,
+    Returned,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Active => "active",
+            Self::Silent => "silent",
+            Self::Lapsed => "lapsed",
+            Self::Churned => "churned",
+            Self::Returned => "returned",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "new" | "新成员" => Self::New,
+            "active" | "活跃" => Self::Active,
+            "silent" | "沉默" => Self::Silent,
+            "lapsed" | "流失" => Self::Lapsed,
+            "churned" | "已离开" => Self::Churned,
+            "returned" | "回流" => Self::Returned,
+            _ => return None,
+        })
+    }
+}
+
+/// What the stage rules look at, per member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageFacts {
+    pub first_seen_at: i64,
+    pub last_active_at: i64,
+    /// Groups the member was ever in, and is in now.
+    pub groups_ever: i64,
+    pub groups_now: i64,
+    /// Staff members who ever had the member as a customer contact, and still have.
+    pub contacts_ever: i64,
+    pub contacts_now: i64,
+    /// The stage recorded last time, and since when.
+    pub previous: Option<(Stage, i64)>,
+}
 
 const INPUTS: &str = "select m.id, m.first_seen_at, m.last_active_at, \
      cast((select count(*) from group_members gm where gm.member_id = m.id) as bigint), \

@@ -123,14 +123,14 @@ macro_rules! on_tx {
     };
 }
 
-/// Binds segment values ([`crate::members::segment::Bind`]) in order onto a query.
+/// Binds segment values ([`segments::Bind`]) in order onto a query.
 macro_rules! bind_all {
     ($q:expr, $binds:expr) => {{
         let mut q = $q;
         for b in $binds {
             q = match b {
-                $crate::members::segment::Bind::Text(s) => q.bind(s.clone()),
-                $crate::members::segment::Bind::Int(i) => q.bind(*i),
+                $crate::store::segments::Bind::Text(s) => q.bind(s.clone()),
+                $crate::store::segments::Bind::Int(i) => q.bind(*i),
             };
         }
         q

@@ -4,9 +4,9 @@
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use sqlx::QueryBuilder;
 
+use super::segments::Compiled;
 use super::stream::RowStream;
 use super::{bind_all, Store, StoreError, Tx};
-use crate::members::segment::Compiled;
 use crate::{on_pool, on_tx};
 
 /// A member a plan may touch, with what the templates and the rules need.

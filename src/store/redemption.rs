@@ -18,10 +18,25 @@ pub struct Item {
     pub kind: String,
 }
 
+/// The `kind` of a make-up card (补签卡).
+pub const MAKEUP_CARD: &str = "makeup_card";
+
 impl Item {
     pub fn is_makeup_card(&self) -> bool {
-        self.kind == crate::config::ItemKind::MakeupCard.as_str()
+        self.kind == MAKEUP_CARD
     }
+}
+
+/// An item to add to the catalog.
+#[derive(Debug, Clone)]
+pub struct NewItem<'a> {
+    pub name: &'a str,
+    pub cost: i64,
+    pub stock: i64,
+    pub per_member_limit: i64,
+    pub enabled: bool,
+    /// `goods` or [`MAKEUP_CARD`].
+    pub kind: &'a str,
 }
 
 #[derive(Debug, Clone, FromRow, PartialEq, Eq, serde::Serialize)]
@@ -52,19 +67,19 @@ const ORDERS_BY_STATUS: &str = "select id, item_id, member_id, cost, status, cre
 /// Adds configured items that the catalog does not have yet.
 pub async fn seed_items(
     store: &Store,
-    items: &[crate::config::ItemConfig],
+    items: &[NewItem<'_>],
     now_ms: i64,
 ) -> Result<(), StoreError> {
     for item in items {
         on_pool!(store.pool(), p => {
             sqlx::query(SEED_ITEM)
-                .bind(&item.name)
+                .bind(item.name)
                 .bind(item.cost)
                 .bind(item.stock)
                 .bind(item.per_member_limit)
                 .bind(item.enabled)
                 .bind(now_ms)
-                .bind(item.kind.as_str())
+                .bind(item.kind)
                 .execute(p)
                 .await?;
         });
@@ -164,13 +179,13 @@ impl Store {
     /// `None` when an item with that name exists.
     pub async fn create_item(
         &self,
-        item: &crate::config::ItemConfig,
+        item: &NewItem<'_>,
         now_ms: i64,
     ) -> Result<Option<Item>, StoreError> {
         Ok(
             on_pool!(self.pool(), p => sqlx::query_as::<_, Item>(INSERT_ITEM)
-            .bind(&item.name).bind(item.cost).bind(item.stock).bind(item.per_member_limit).bind(item.enabled).bind(now_ms)
-            .bind(item.kind.as_str()).fetch_optional(p).await?),
+            .bind(item.name).bind(item.cost).bind(item.stock).bind(item.per_member_limit).bind(item.enabled).bind(now_ms)
+            .bind(item.kind).fetch_optional(p).await?),
         )
     }
 

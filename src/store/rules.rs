@@ -3,9 +3,9 @@
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
+use super::segments::{Bind, Compiled};
 use super::stream::RowStream;
 use super::{bind_all, Store, StoreError};
-use crate::members::segment::{Bind, Compiled};
 use crate::on_pool;
 
 /// A rule as stored; tags are JSON arrays.
@@ -99,7 +99,7 @@ impl Store {
             }
         };
         let negate = if query.has_tag { "" } else { "not " };
-        let join = crate::members::segment::AccountSql::for_backend(self.backend()).join();
+        let join = super::segments::AccountSql::for_backend(self.backend()).join();
         let (tag_scope, tag_name) = (binds.len() + 1, binds.len() + 2);
         binds.extend([
             Bind::Text(query.scope.to_owned()),

@@ -1,11 +1,50 @@
 //! Counting and listing the members of a compiled segment (see `members::segment`).
 
 use super::{bind_all, Store, StoreError};
-use crate::members::segment::Compiled;
 use crate::on_pool;
 
+/// A bind value of a compiled segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+/// A segment as SQL: a condition over `members m`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compiled {
+    pub condition: String,
+    pub binds: Vec<Bind>,
+}
+
+/// How a compiled segment reads `points_accounts`: as uncorrelated sub-selects (fast on SQLite)
+/// or through `points_accounts a` joined by the caller (fast on PostgreSQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountSql {
+    SubSelect,
+    Joined,
+}
+
+impl AccountSql {
+    /// The form that is fast on `backend`.
+    pub fn for_backend(backend: super::Backend) -> Self {
+        match backend {
+            super::Backend::Sqlite => Self::SubSelect,
+            super::Backend::Postgres => Self::Joined,
+        }
+    }
+
+    /// What the caller's FROM needs after `members m`.
+    pub fn join(self) -> &'static str {
+        match self {
+            Self::SubSelect => "",
+            Self::Joined => " left join points_accounts a on a.member_id = m.id",
+        }
+    }
+}
+
 fn from(backend: super::Backend) -> String {
-    let join = crate::members::segment::AccountSql::for_backend(backend).join();
+    let join = AccountSql::for_backend(backend).join();
     format!("from members m{join} where m.scope = $1 and ")
 }
 

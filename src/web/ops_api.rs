@@ -303,7 +303,10 @@ async fn create_item(
     }
     match state
         .store
-        .create_item(&item, state.ingress.clock().now_ms())
+        .create_item(
+            &crate::points::redemption::catalog_item(&item),
+            state.ingress.clock().now_ms(),
+        )
         .await
     {
         Ok(Some(created)) => (StatusCode::CREATED, Json(created)).into_response(),

@@ -4,25 +4,12 @@
 
 mod parse;
 
+pub use crate::store::segments::{AccountSql, Bind, Compiled};
 pub use parse::{parse, Expr, Field, Op, SegmentError};
 
 use crate::config::LevelConfig;
 
 const DAY_MS: i64 = 86_400_000;
-
-/// A bind value of a compiled segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bind {
-    Text(String),
-    Int(i64),
-}
-
-/// A segment as SQL: a condition over `members m`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Compiled {
-    pub condition: String,
-    pub binds: Vec<Bind>,
-}
 
 /// What a segment is evaluated against besides the member: the time and the level table.
 #[derive(Debug, Clone, Copy)]
@@ -33,31 +20,6 @@ pub struct SegmentContext<'a> {
     /// a join per member is the slow part) or through `points_accounts a` joined by the caller
     /// (PostgreSQL, whose planner cannot hash a large `in (…)` under `or`).
     pub accounts: AccountSql,
-}
-
-/// See [`SegmentContext::accounts`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountSql {
-    SubSelect,
-    Joined,
-}
-
-impl AccountSql {
-    /// The form that is fast on `backend`.
-    pub fn for_backend(backend: crate::store::Backend) -> Self {
-        match backend {
-            crate::store::Backend::Sqlite => Self::SubSelect,
-            crate::store::Backend::Postgres => Self::Joined,
-        }
-    }
-
-    /// What the caller's FROM needs after `members m`.
-    pub fn join(self) -> &'static str {
-        match self {
-            Self::SubSelect => "",
-            Self::Joined => " left join points_accounts a on a.member_id = m.id",
-        }
-    }
 }
 
 impl SegmentContext<'_> {
