@@ -10,7 +10,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::bot::{BotContext, Dispatcher};
+use crate::bot::BotContext;
+use crate::chain::{Chain, Services};
 use crate::channels::Channels;
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -72,15 +73,14 @@ impl App {
     /// Builds everything and binds `server.listen`. Nothing is served until
     /// [`App::run_until_stopped`].
     pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
-        let dispatcher = Dispatcher::standard(&config);
-        Self::build_with(config, clock, dispatcher).await
+        Self::build_with(config, clock, Chain::Standard).await
     }
 
     /// [`App::build`] with a chosen handler chain (tests add handlers that fail on purpose).
     pub async fn build_with(
         config: Config,
         clock: SharedClock,
-        dispatcher: Dispatcher,
+        chain: Chain,
     ) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let templates = Templates::load(Path::new(&config.templates.dir))?;
@@ -100,6 +100,8 @@ impl App {
             .await
             .context("seeding the reward catalog")?;
         let metrics = Metrics::new(channels.ids());
+        // Made before the writer: the group commit records new members' first stages with it.
+        let stages = matches!(chain, Chain::Standard).then(|| crate::chain::stage_check(&config));
         let shutdown = CancellationToken::new();
         // The writers stop last: the after-handlers and background jobs still write through them.
         let writers_stop = CancellationToken::new();
@@ -121,7 +123,7 @@ impl App {
                 batch_max: config.database.batch_max,
                 writers,
                 timezone: config.timezone(),
-                first_stages: dispatcher.first_stages(),
+                first_stages: stages.as_ref().map(|s| s.first_stages()),
                 metrics: metrics.clone(),
             },
             writers_stop.clone(),
@@ -148,10 +150,19 @@ impl App {
             .reload()
             .await
             .context("loading stored recall plans")?;
-        let bot = BotContext {
-            recall: Some(Arc::clone(&recall)),
-            outbox: Some(outbox.clone()),
+        let services = Services {
             faq: Arc::clone(&faq),
+            outbox: Some(outbox.clone()),
+            recall: Some(Arc::clone(&recall)),
+        };
+        let dispatcher = match (chain, stages) {
+            (Chain::Standard, Some(stages)) => crate::chain::standard(&config, &services, stages),
+            (Chain::Custom(make), _) => make(crate::bot::Dispatcher::default(), &services),
+            (Chain::Standard, None) => {
+                crate::chain::standard(&config, &services, crate::chain::stage_check(&config))
+            }
+        };
+        let bot = BotContext {
             writer: writer.clone(),
             store: store.clone(),
             templates,
@@ -163,6 +174,7 @@ impl App {
             writer,
             dispatcher,
             bot,
+            services.outbox.clone(),
             metrics.clone(),
             IngressOptions {
                 replay_window_secs: config.server.replay_window_secs,

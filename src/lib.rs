@@ -6,8 +6,10 @@
 pub mod aibot;
 /// Wiring and lifecycle of the server.
 pub mod app;
-/// The handler chain that decides what to answer.
+/// The handler chain's machinery: the handler trait, the context, the dispatcher.
 pub mod bot;
+/// The standard handler chain, composed: which handlers, in what order, with which services.
+pub mod chain;
 /// Configured channels by id, with their decoded keys.
 pub mod channels;
 /// Command-line interface: `serve`, `migrate`, `check-config`, `send`.

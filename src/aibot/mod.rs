@@ -28,36 +28,9 @@ use crate::ingress::{normalize, Ingress};
 use crate::store::Store;
 use crate::wecom::xml;
 
+pub use crate::outbox::links::{Links, Push, PushAck};
+
 pub const DEFAULT_WS_URL: &str = "wss://openws.work.weixin.qq.com";
-
-/// The ack of a push: `Err((errcode, errmsg))` when refused or the connection went away.
-pub type PushAck = tokio::sync::oneshot::Sender<Result<(), (i64, String)>>;
-
-/// A proactive message for the connection (`aibot_send_msg`).
-pub struct Push {
-    pub body: Value,
-    pub done: PushAck,
-}
-
-/// The live connections of this process by channel id (the outbox hands them its pushes).
-#[derive(Clone, Default)]
-pub struct Links(Arc<std::sync::Mutex<HashMap<String, mpsc::UnboundedSender<Push>>>>);
-
-impl Links {
-    /// The connection of `channel_id`, if this process holds it now.
-    pub fn sender(&self, channel_id: &str) -> Option<mpsc::UnboundedSender<Push>> {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(channel_id).filter(|s| !s.is_closed()).cloned()
-    }
-
-    fn set(&self, channel_id: &str, sender: Option<mpsc::UnboundedSender<Push>>) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match sender {
-            Some(s) => map.insert(channel_id.to_owned(), s),
-            None => map.remove(channel_id),
-        };
-    }
-}
 
 /// One bot's long connection.
 #[derive(Clone)]

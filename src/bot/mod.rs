@@ -28,7 +28,7 @@ pub enum Outcome {
     Silent,
 }
 
-/// Everything a handler may use.
+/// Everything a handler may use besides the services it was built with.
 #[derive(Clone)]
 pub struct BotContext {
     pub store: Store,
@@ -37,12 +37,6 @@ pub struct BotContext {
     pub templates: Templates,
     pub clock: SharedClock,
     pub timezone: chrono_tz::Tz,
-    /// The FAQ knowledge base in memory.
-    pub faq: Arc<crate::faq::FaqService>,
-    /// Outbound messages (welcomes, pushes); absent when the outbox is off.
-    pub outbox: Option<crate::outbox::Outbox>,
-    /// Recall plans (for `/recall`).
-    pub recall: Option<Arc<crate::recall::Plans>>,
 }
 
 pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Outcome>> + Send + 'a>>;
@@ -60,43 +54,9 @@ pub struct Dispatcher {
     handlers: Arc<Vec<Arc<dyn Handler>>>,
     after: Arc<Vec<Arc<dyn Handler>>>,
     after_tasks: AfterTasks,
-    /// Set when the chain checks stages on events: the group commit records new members' first.
-    first_stages: Option<crate::members::contacts::FirstStages>,
 }
 
 impl Dispatcher {
-    /// The built-in chain, in order.
-    pub fn standard(config: &crate::config::Config) -> Self {
-        let rules = crate::members::rules::TagRules::new(&config.tag_rules, &config.points.levels);
-        let stages = crate::members::contacts::StageOnEvent::new(config.lifecycle.clone());
-        let first_stages = stages.first_stages();
-        let mute = Arc::new(crate::commands::MuteGate::default());
-        let mut chain = Self::default()
-            .with(crate::members::contacts::Follows)
-            .with(crate::members::tag_sync::TagSyncEvents)
-            .with(rules.clone())
-            .with(crate::outbox::welcome::Welcomer::new(config))
-            .with(crate::commands::CommandHandler::new(
-                config,
-                Arc::clone(&mute),
-            ))
-            .with(mute)
-            .with(Ping)
-            .with(crate::recall::optout::OptOut)
-            .with(crate::points::PointsHandler::new(config.points.clone()))
-            .with(crate::faq::FaqHandler)
-            .with_after(stages)
-            .with_after(rules.state_rules_after_events());
-        chain.first_stages = Some(first_stages);
-        chain
-    }
-
-    /// For the group commit: how to record the first stage of the members it creates, when this
-    /// chain checks stages on events.
-    pub fn first_stages(&self) -> Option<crate::members::contacts::FirstStages> {
-        self.first_stages.clone()
-    }
-
     #[must_use]
     pub fn with(mut self, handler: impl Handler) -> Self {
         Arc::make_mut(&mut self.handlers).push(Arc::new(handler));

@@ -29,15 +29,26 @@ pub struct CommandHandler {
     roles: Roles,
     /// Members' commands (`/help`) are silent for muted members, like everything else.
     mute: Arc<MuteGate>,
+    /// For `/faq`.
+    faq: Arc<crate::faq::FaqService>,
+    /// For `/recall`.
+    recall: Option<Arc<crate::recall::Plans>>,
 }
 
 impl CommandHandler {
-    pub fn new(config: &crate::config::Config, mute: Arc<MuteGate>) -> Self {
+    pub fn new(
+        config: &crate::config::Config,
+        mute: Arc<MuteGate>,
+        faq: Arc<crate::faq::FaqService>,
+        recall: Option<Arc<crate::recall::Plans>>,
+    ) -> Self {
         Self {
             config: config.commands.clone(),
             points: config.points.clone(),
             roles: Roles::new(config),
             mute,
+            faq,
+            recall,
         }
     }
 
@@ -130,6 +141,8 @@ impl Handler for CommandHandler {
             let run = run::Run {
                 points: &self.points,
                 roles: &self.roles,
+                faq: &self.faq,
+                recall: self.recall.as_deref(),
                 max_adjustment: self.config.max_points_adjustment,
                 event,
                 message,

@@ -33,6 +33,8 @@ struct Target {
 pub(super) struct Run<'r> {
     pub points: &'r crate::config::PointsConfig,
     pub roles: &'r Roles,
+    pub faq: &'r crate::faq::FaqService,
+    pub recall: Option<&'r crate::recall::Plans>,
     /// Largest change of one `/points` adjustment.
     pub max_adjustment: i64,
     pub event: &'r Event,
@@ -253,7 +255,7 @@ pub(super) async fn execute(ctx: &BotContext, run: &Run<'_>) -> anyhow::Result<S
                 })
             })
             .await;
-            ctx.faq.invalidate();
+            run.faq.invalidate();
             reply
         }
         ("faq similar", [Value::Id(id), Value::Text(wording)]) => {
@@ -280,7 +282,7 @@ pub(super) async fn execute(ctx: &BotContext, run: &Run<'_>) -> anyhow::Result<S
                 })
             })
             .await;
-            ctx.faq.invalidate();
+            run.faq.invalidate();
             reply
         }
         ("faq del", [Value::Id(id)]) => {
@@ -296,11 +298,11 @@ pub(super) async fn execute(ctx: &BotContext, run: &Run<'_>) -> anyhow::Result<S
                 })
             })
             .await;
-            ctx.faq.invalidate();
+            run.faq.invalidate();
             reply
         }
         ("faq test", [Value::Text(question)]) => {
-            let snapshot = ctx.faq.snapshot(&ctx.store, now_ms).await?;
+            let snapshot = run.faq.snapshot(&ctx.store, now_ms).await?;
             let ranked: Vec<_> = snapshot
                 .rank(question, 3)
                 .into_iter()
@@ -325,7 +327,7 @@ pub(super) async fn execute(ctx: &BotContext, run: &Run<'_>) -> anyhow::Result<S
                 "执行" => "run",
                 other => other,
             };
-            let plans = ctx.recall.as_ref();
+            let plans = run.recall;
             let Some(plan) = plans.and_then(|p| p.get(plan_id)) else {
                 let ids: Vec<String> = plans
                     .map(|p| p.all().iter().map(|p| p.id().to_owned()).collect())
@@ -339,9 +341,7 @@ pub(super) async fn execute(ctx: &BotContext, run: &Run<'_>) -> anyhow::Result<S
                 record(ctx, audit("refused", &reply)).await?;
                 return Ok(reply);
             }
-            let plans = plans
-                .map(std::sync::Arc::clone)
-                .ok_or_else(|| anyhow::anyhow!("no plans"))?;
+            let plans = plans.ok_or_else(|| anyhow::anyhow!("no plans"))?;
             let reply = if action == "stats" {
                 let touches = crate::recall::stats::plan_stats(&ctx.store, plan.id()).await?;
                 render(

@@ -2,6 +2,8 @@
 //! quiet and record the question for ops. In groups the bot answers when @-mentioned; with
 //! auto-answer on it also takes messages that look like questions, one per cooldown.
 
+use std::sync::Arc;
+
 use minijinja::context;
 
 use super::normalize::normalize;
@@ -16,7 +18,15 @@ const GROUPING_WINDOW: i64 = 500;
 /// Bigram overlap from which two unanswered questions count as the same question.
 const SAME_QUESTION: f32 = 0.6;
 
-pub struct FaqHandler;
+pub struct FaqHandler {
+    faq: Arc<super::FaqService>,
+}
+
+impl FaqHandler {
+    pub fn new(faq: Arc<super::FaqService>) -> Self {
+        Self { faq }
+    }
+}
 
 /// Question words and marks that make an unaddressed group message worth answering.
 fn looks_like_question(text: &str) -> bool {
@@ -57,7 +67,7 @@ impl Handler for FaqHandler {
             let Some(message) = event.message() else {
                 return Ok(Outcome::Continue);
             };
-            let config = ctx.faq.config();
+            let config = self.faq.config();
             let text = message.text.trim();
             if !config.enabled || text.is_empty() {
                 return Ok(Outcome::Continue);
@@ -65,7 +75,7 @@ impl Handler for FaqHandler {
             let now_ms = ctx.clock.now_ms();
             let day = local_day(ctx.timezone, event.occurred_at);
             let group = message.group.as_ref().map_or("", |g| g.id.as_str());
-            let snapshot = ctx.faq.snapshot(&ctx.store, now_ms).await?;
+            let snapshot = self.faq.snapshot(&ctx.store, now_ms).await?;
             if snapshot.entries.is_empty() {
                 // No knowledge base yet: nothing to answer, and "not sure" to every message
                 // would only be noise.

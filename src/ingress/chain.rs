@@ -194,8 +194,7 @@ impl Ingress {
     /// Queues `text` as an active message to whoever sent `event`; `false` when the channel has
     /// no way to reach them (logged) or the outbox is off.
     pub(super) async fn send_late(&self, event: &Event, text: &str) -> bool {
-        let (Some(outbox), Some(channel)) =
-            (&self.bot.outbox, self.channels.get(&event.channel_id))
+        let (Some(outbox), Some(channel)) = (&self.outbox, self.channels.get(&event.channel_id))
         else {
             tracing::warn!(key = %event.dedupe_key, "late answer dropped: the outbox is off");
             return false;

@@ -126,6 +126,8 @@ pub struct IngressParts {
     bot: Arc<BotContext>,
     metrics: Metrics,
     options: IngressOptions,
+    /// Where late answers go (absent when the outbox is off).
+    outbox: Option<crate::outbox::Outbox>,
     /// Events this process is running the chain for, by inbox id: a duplicate delivery racing
     /// the first copy waits here for its answer.
     in_flight: chain::InFlight,
@@ -151,6 +153,7 @@ impl Ingress {
         writer: InboxWriter,
         dispatcher: Dispatcher,
         bot: BotContext,
+        outbox: Option<crate::outbox::Outbox>,
         metrics: Metrics,
         options: IngressOptions,
     ) -> Self {
@@ -159,6 +162,7 @@ impl Ingress {
             writer,
             dispatcher,
             bot: Arc::new(bot),
+            outbox,
             metrics,
             options,
             in_flight: chain::InFlight::default(),

@@ -10,5 +10,6 @@ pub mod rules;
 pub mod segment;
 pub mod state_rules;
 pub mod tag_sync;
+pub mod welcome;
 
 pub use activity::{changes_for, local_day};

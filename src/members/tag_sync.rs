@@ -190,7 +190,15 @@ pub async fn mirror(outbox: &Outbox, store: &Store, config: &Config) -> Result<u
 
 /// Applies WeCom's tag events: a corp-library change pulls the library again; a staff member
 /// editing a customer's tags applies them locally.
-pub struct TagSyncEvents;
+pub struct TagSyncEvents {
+    outbox: Option<crate::outbox::Outbox>,
+}
+
+impl TagSyncEvents {
+    pub fn new(outbox: Option<crate::outbox::Outbox>) -> Self {
+        Self { outbox }
+    }
+}
 
 impl Handler for TagSyncEvents {
     fn name(&self) -> &'static str {
@@ -199,7 +207,7 @@ impl Handler for TagSyncEvents {
 
     fn handle<'a>(&'a self, ctx: &'a BotContext, event: &'a Event) -> HandlerFuture<'a> {
         Box::pin(async move {
-            let (EventKind::Other { event: name, raw }, Some(outbox)) = (&event.kind, &ctx.outbox)
+            let (EventKind::Other { event: name, raw }, Some(outbox)) = (&event.kind, &self.outbox)
             else {
                 return Ok(Outcome::Continue);
             };

@@ -204,7 +204,7 @@ impl Outbox {
                 };
                 let body: serde_json::Value = serde_json::from_str(&row.payload).map_err(bad)?;
                 let (done, ack) = tokio::sync::oneshot::channel();
-                if link.send(crate::aibot::Push { body, done }).is_err() {
+                if link.send(super::links::Push { body, done }).is_err() {
                     return Ok(Mark::Defer {
                         id,
                         at_ms: self.inner.clock.now_ms() + 2_000,

@@ -6,8 +6,8 @@
 
 mod calls;
 pub mod limits;
+pub mod links;
 pub mod tokens;
-pub mod welcome;
 pub mod worker;
 
 use crate::config::{ChannelKind, Config};

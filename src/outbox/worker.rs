@@ -46,7 +46,7 @@ pub(super) struct Inner {
     pub(super) wake: Notify,
     pub(super) worker_id: String,
     pub(super) counters: OutboxCounters,
-    pub(super) links: crate::aibot::Links,
+    pub(super) links: super::links::Links,
 }
 
 /// The outbox of this process: enqueue, wake, and run workers. Cheap to clone.
@@ -121,13 +121,13 @@ impl Outbox {
                 wake: Notify::new(),
                 worker_id,
                 counters: OutboxCounters::default(),
-                links: crate::aibot::Links::default(),
+                links: super::links::Links::default(),
             }),
         })
     }
 
     /// This process's AI-bot connections, which carry `aibot_push` rows.
-    pub fn aibot_links(&self) -> &crate::aibot::Links {
+    pub fn aibot_links(&self) -> &super::links::Links {
         &self.inner.links
     }
 

@@ -170,7 +170,7 @@ impl TestApp {
     /// Spawns with a handler chain of the test's own (from an empty dispatcher).
     pub async fn spawn_with_chain(
         backend: Backend,
-        chain: impl FnOnce(yunying::bot::Dispatcher) -> yunying::bot::Dispatcher + 'static,
+        chain: impl FnOnce(yunying::bot::Dispatcher) -> yunying::bot::Dispatcher + Send + 'static,
     ) -> Self {
         Self::spawn_full(backend, |_| {}, Some(Box::new(chain)), None).await
     }
@@ -188,7 +188,7 @@ impl TestApp {
     async fn spawn_full(
         backend: Backend,
         adjust: impl FnOnce(&mut Config),
-        extra: Option<Box<dyn FnOnce(yunying::bot::Dispatcher) -> yunying::bot::Dispatcher>>,
+        extra: Option<Box<dyn FnOnce(yunying::bot::Dispatcher) -> yunying::bot::Dispatcher + Send>>,
         url: Option<String>,
     ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -201,11 +201,11 @@ impl TestApp {
         adjust(&mut config);
         let channels = Channels::from_config(&config).expect("channels");
         let clock = ManualClock::new(NOW_MS);
-        let dispatcher = match extra {
-            Some(add) => add(yunying::bot::Dispatcher::default()),
-            None => yunying::bot::Dispatcher::standard(&config),
+        let chain = match extra {
+            Some(add) => yunying::chain::Chain::custom(add),
+            None => yunying::chain::Chain::Standard,
         };
-        let app = App::build_with(config, clock.clone(), dispatcher)
+        let app = App::build_with(config, clock.clone(), chain)
             .await
             .expect("app builds");
         let port = app.port();

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use minijinja::context;
 
-use super::{Envelope, Outbound, PRIORITY_URGENT};
 use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
 use crate::config::{ChannelKind, Config};
 use crate::events::{Event, EventKind, GroupRef, UserRef};
+use crate::outbox::{Envelope, Outbound, PRIORITY_URGENT};
 use crate::wecom::api::types::{RobotMessage, RobotText};
 
 /// How long a WelcomeCode can be used after its event (Doc 92137).
@@ -18,12 +18,14 @@ const WELCOME_WINDOW_MS: i64 = 20_000;
 
 pub struct Welcomer {
     config: Arc<Config>,
+    outbox: Option<crate::outbox::Outbox>,
 }
 
 impl Welcomer {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, outbox: Option<crate::outbox::Outbox>) -> Self {
         Self {
             config: Arc::new(config.clone()),
+            outbox,
         }
     }
 
@@ -75,7 +77,7 @@ impl Welcomer {
         {
             return Ok(());
         }
-        let Some(outbox) = &ctx.outbox else {
+        let Some(outbox) = &self.outbox else {
             return Ok(());
         };
         let now = ctx.clock.now_ms();
@@ -106,7 +108,7 @@ impl Welcomer {
         group: &GroupRef,
         members: &[UserRef],
     ) -> anyhow::Result<()> {
-        let Some(outbox) = &ctx.outbox else {
+        let Some(outbox) = &self.outbox else {
             return Ok(());
         };
         if !self.config.welcome.group || members.is_empty() {
