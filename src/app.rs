@@ -15,9 +15,9 @@ use crate::chain::{Chain, Services};
 use crate::channels::Channels;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::ingress::writer::WriterThread;
-use crate::ingress::{InboxWriter, Ingress, IngressOptions, WriterOptions};
+use crate::ingress::{Ingress, IngressOptions};
 use crate::state::{AppParts, AppState};
+use crate::store::writer::{InboxWriter, WriterOptions, WriterThread};
 use crate::store::{Backend, Store, StoreOptions};
 use crate::telemetry::Metrics;
 use crate::templates::Templates;
@@ -122,9 +122,11 @@ impl App {
             WriterOptions {
                 batch_max: config.database.batch_max,
                 writers,
-                timezone: config.timezone(),
-                first_stages: stages.as_ref().map(|s| s.first_stages()),
-                metrics: metrics.clone(),
+                rules: Arc::new(crate::ingress::rules::InboxRules {
+                    timezone: config.timezone(),
+                    first_stages: stages.as_ref().map(|s| s.first_stages()),
+                    metrics: metrics.clone(),
+                }),
             },
             writers_stop.clone(),
         )

@@ -33,7 +33,7 @@ pub enum Outcome {
 pub struct BotContext {
     pub store: Store,
     /// Write transactions go through the group-commit writer (one writer on SQLite).
-    pub writer: crate::ingress::InboxWriter,
+    pub writer: crate::store::writer::InboxWriter,
     pub templates: Templates,
     pub clock: SharedClock,
     pub timezone: chrono_tz::Tz,

@@ -8,16 +8,16 @@ pub mod late;
 pub mod limits;
 pub mod normalize;
 mod reply;
+pub mod rules;
 mod sweep;
-pub mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::store::writer::{InboxWriter, WriteError};
 pub use reply::ReplyShape;
-pub use writer::{InboxWriter, WriteError, WriterOptions};
 
 use crate::bot::{BotContext, Dispatcher};
 use crate::channels::{Channel, Channels};
@@ -338,7 +338,7 @@ impl Ingress {
         };
         let accepted = self
             .writer
-            .accept(row, Arc::clone(&event))
+            .accept(row, Arc::clone(&event) as crate::store::writer::Delivery)
             .await
             .map_err(|e| match e {
                 WriteError::Unavailable(m) => IngressError::Unavailable(m),

@@ -20,8 +20,8 @@ use super::{enqueue, EnqueueError, Envelope, PRIORITY_NORMAL};
 use crate::channels::Channels;
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::ingress::InboxWriter;
 use crate::store::outbox::{apply_marks, Mark, OutboxRow};
+use crate::store::writer::InboxWriter;
 use crate::store::{Store, StoreError};
 use crate::wecom::api::{ApiClient, ApiError, ErrorClass};
 

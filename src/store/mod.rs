@@ -25,6 +25,7 @@ pub mod stream;
 pub mod tags;
 pub mod turn;
 pub mod windows;
+pub mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -2,7 +2,8 @@
 //! everything queued so far (inbox rows + member changes + processed marks, on SQLite the
 //! reply-less ones once enough have gathered: `writer/marks.rs`) in one transaction and then
 //! answers each caller. Every answer still waits for its own durable write; the platform is
-//! acknowledged only after the commit.
+//! acknowledged only after the commit. What a delivery changes in the registry is the layer
+//! above's to say ([`BatchRules`]): this layer stores it, knowing nothing of events or members.
 
 mod marks;
 mod rounds;
@@ -16,13 +17,33 @@ use tokio_util::sync::CancellationToken;
 use marks::MarkQueue;
 use rounds::{BatchedWrite, BoxFuture, PendingStages, PendingWrite, Rounds};
 
-use crate::events::Event;
-use crate::members;
-use crate::members::contacts::FirstStages;
 use crate::store::batch::BatchCommitter;
 use crate::store::inbox::{Accepted, NewInbox, Processed};
 use crate::store::lifecycle::StageChange;
+use crate::store::members::{CreatedMember, MemberChanges};
 use crate::store::{self, Store, StoreError, Tx};
+
+/// A delivery as the layer above hands it over with its inbox row (the writer only passes it
+/// back to [`BatchRules`]).
+pub type Delivery = Arc<dyn std::any::Any + Send + Sync>;
+
+/// What the group commit asks of the layer above, batch by batch.
+pub trait BatchRules: Send + Sync + 'static {
+    /// The registry changes (members, groups, activity) of the deliveries new in a batch.
+    fn changes(&self, fresh: &mut dyn Iterator<Item = &Delivery>) -> MemberChanges;
+    /// The first stage rows of the members the batch `created`, recorded in its transaction
+    /// (PostgreSQL); none when stages are not checked on events.
+    fn first_stages<'a>(
+        &self,
+        changes: &MemberChanges,
+        created: &'a [CreatedMember],
+        now_ms: i64,
+    ) -> Vec<(&'a CreatedMember, StageChange)>;
+    /// After the commit, before the answers: the members whose first stage was committed.
+    fn staged(&self, scope: &str, user_id: &str, now_ms: i64);
+    /// A group commit of `rows` deliveries took `secs`.
+    fn committed(&self, secs: f64, rows: usize);
+}
 
 /// Why a write failed, cloneable so one failed batch can answer all its callers.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -46,7 +67,7 @@ impl From<&StoreError> for WriteError {
 enum Op {
     Accept {
         row: NewInbox,
-        event: Arc<Event>,
+        event: Delivery,
         done: oneshot::Sender<Result<Accepted, WriteError>>,
     },
     /// A mark whose caller waits for its commit (the reply-less ones go through the pending marks).
@@ -91,11 +112,8 @@ fn lock_marks(marks: &PendingMarks) -> std::sync::MutexGuard<'_, MarkQueue> {
 pub struct WriterOptions {
     pub batch_max: usize,
     pub writers: usize,
-    pub timezone: chrono_tz::Tz,
-    /// PostgreSQL: record the first stage of the members a batch creates, in its transaction.
-    pub first_stages: Option<FirstStages>,
-    /// Where each group commit's duration goes (`/metrics`).
-    pub metrics: crate::telemetry::Metrics,
+    /// The registry changes of deliveries, first stages and commit timings.
+    pub rules: Arc<dyn BatchRules>,
 }
 
 /// The OS thread running the writers; join it after shutdown.
@@ -270,7 +288,7 @@ impl InboxWriter {
     }
 
     /// Writes the row (and the member changes of its event) durably; returns whether it is new.
-    pub async fn accept(&self, row: NewInbox, event: Arc<Event>) -> Result<Accepted, WriteError> {
+    pub async fn accept(&self, row: NewInbox, event: Delivery) -> Result<Accepted, WriteError> {
         self.ask(|done| Op::Accept { row, event, done }).await?
     }
 
@@ -429,7 +447,7 @@ async fn write_batch(
 /// What one group commit writes.
 struct Commit<'a> {
     rows: &'a [NewInbox],
-    events: &'a [Arc<Event>],
+    events: &'a [Delivery],
     marks: &'a [Processed],
     stages: &'a [StageChange],
 }
@@ -528,20 +546,18 @@ async fn commit_once(
             commit.marks,
             commit.stages,
             |outcomes| {
-                let fresh = commit
+                let mut fresh = commit
                     .events
                     .iter()
                     .zip(outcomes)
                     .filter(|(_, o)| matches!(o, Accepted::New { .. }))
-                    .map(|(e, _)| e.as_ref());
-                members::changes_for(fresh, options.timezone)
+                    .map(|(e, _)| e);
+                options.rules.changes(&mut fresh)
             },
             |changes, created| {
-                let Some(first) = &options.first_stages else {
-                    return Vec::new();
-                };
-                first
-                    .stages(changes, created, now)
+                options
+                    .rules
+                    .first_stages(changes, created, now)
                     .into_iter()
                     .map(|(member, change)| {
                         first_staged.push((member.scope.clone(), member.platform_user_id.clone()));
@@ -554,13 +570,11 @@ async fn commit_once(
     match result {
         Ok(committed) => {
             options
-                .metrics
-                .group_commit(started.elapsed().as_secs_f64(), rows);
+                .rules
+                .committed(started.elapsed().as_secs_f64(), rows);
             // Before the answers: the callers' stage checks must find these members checked.
-            if let Some(first) = &options.first_stages {
-                for (scope, user) in &first_staged {
-                    first.note(scope, user, now);
-                }
+            for (scope, user) in &first_staged {
+                options.rules.staged(scope, user, now);
             }
             for (done, outcome) in answers.accepts.into_iter().zip(committed.accepted) {
                 let _ = done.send(Ok(outcome));
