@@ -8,7 +8,6 @@ use crate::channels::Channel;
 use crate::config::ChannelKind;
 use crate::events::Event;
 use crate::outbox::{Envelope, Outbound, PRIORITY_URGENT};
-use crate::wecom::api::types::{RobotMessage, RobotText};
 
 /// The active message carrying `text` to whoever sent `event`, if the channel can reach them.
 pub fn late_message(channel: &Channel, event: &Event, text: &str) -> Option<Outbound> {
@@ -27,14 +26,9 @@ pub fn late_message(channel: &Channel, event: &Event, text: &str) -> Option<Outb
             message: Outbound::text(text),
         }),
         // A robot's webhook posts into its own group; a 1:1 chat with it has no active route.
-        ChannelKind::WecomRobot => group.map(|_| {
-            Outbound::Robot(RobotMessage::Text {
-                text: RobotText {
-                    content: text.to_owned(),
-                    mentioned_list: vec![sender],
-                    ..RobotText::default()
-                },
-            })
+        ChannelKind::WecomRobot => group.map(|_| Outbound::Robot {
+            message: Outbound::text(text),
+            mentions: vec![sender],
         }),
         ChannelKind::WechatMp => Some(Outbound::Mp {
             openid: sender,

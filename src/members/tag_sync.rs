@@ -12,7 +12,6 @@ use crate::events::{Event, EventKind};
 use crate::outbox::{Envelope, Outbound, Outbox, PRIORITY_NORMAL};
 use crate::store::tags::{self, TagChange};
 use crate::store::{Store, StoreError};
-use crate::wecom::api::types::MarkTag;
 
 const MIRROR_CURSOR: &str = "tag_mirror";
 
@@ -164,12 +163,12 @@ pub async fn mirror(outbox: &Outbox, store: &Store, config: &Config) -> Result<u
             let env = Envelope {
                 idem_key: format!("mark_tag:{}:{staff}", c.id),
                 channel_id: (*channel).to_owned(),
-                message: Outbound::MarkTag(MarkTag {
-                    userid: staff,
-                    external_userid: c.platform_user_id.clone(),
-                    add_tag,
-                    remove_tag,
-                }),
+                message: Outbound::MarkTag {
+                    staff,
+                    customer: c.platform_user_id.clone(),
+                    add: add_tag,
+                    remove: remove_tag,
+                },
                 priority: PRIORITY_NORMAL,
                 not_before_ms: 0,
                 expires_at_ms: None,

@@ -11,7 +11,6 @@ use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
 use crate::config::{ChannelKind, Config};
 use crate::events::{Event, EventKind, GroupRef, UserRef};
 use crate::outbox::{Envelope, Outbound, PRIORITY_URGENT};
-use crate::wecom::api::types::{RobotMessage, RobotText};
 
 /// How long a WelcomeCode can be used after its event (Doc 92137).
 const WELCOME_WINDOW_MS: i64 = 20_000;
@@ -140,12 +139,10 @@ impl Welcomer {
             let env = Envelope {
                 idem_key: format!("group_welcome:{robot}:{}", event.dedupe_key),
                 channel_id: robot.to_owned(),
-                message: Outbound::Robot(RobotMessage::Text {
-                    text: RobotText {
-                        content: text.clone(),
-                        ..RobotText::default()
-                    },
-                }),
+                message: Outbound::Robot {
+                    message: Outbound::text(text.clone()),
+                    mentions: Vec::new(),
+                },
                 priority: PRIORITY_URGENT,
                 not_before_ms: now,
                 // A greeting an hour late is noise.

@@ -15,7 +15,7 @@ use crate::store::outbox::{self as rows, NewOutbox};
 use crate::store::{StoreError, Tx};
 use crate::wecom::api::types::{
     AddMsgTemplate, AppMessage, AppchatSend, CustomSend, MarkTag, MessageSend, RobotMessage,
-    SendWelcomeMsg, Text,
+    RobotText, SendWelcomeMsg, Text,
 };
 
 pub use worker::{Outbox, OutboxHandle};
@@ -24,27 +24,51 @@ pub use worker::{Outbox, OutboxHandle};
 pub const PRIORITY_URGENT: i64 = 10;
 pub const PRIORITY_NORMAL: i64 = 0;
 
-/// What to send, before it becomes a row.
+/// What a message says, before any platform's format.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Text(String),
+    Markdown(String),
+}
+
+impl Content {
+    /// The app and Official Account message body (`msgtype` text or markdown).
+    fn app_message(&self) -> AppMessage {
+        match self {
+            Self::Text(t) => AppMessage::Text {
+                text: Text { content: t.clone() },
+            },
+            Self::Markdown(m) => AppMessage::Markdown {
+                markdown: Text { content: m.clone() },
+            },
+        }
+    }
+}
+
+/// What to send, before it becomes a row. Domain values only: the platform's wire types are
+/// made from them in [`to_row`], the one place that knows both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outbound {
-    /// `message/send` to internal members (user ids).
-    App {
-        to: Vec<String>,
-        message: AppMessage,
+    /// An app message to internal members (user ids).
+    App { to: Vec<String>, message: Content },
+    /// A message into a group chat the app created.
+    Appchat { chat_id: String, message: Content },
+    /// A post through a group robot into its group; `mentions` are @-ed (text only).
+    Robot {
+        message: Content,
+        mentions: Vec<String>,
     },
-    /// `appchat/send` to a group chat the app created.
-    Appchat {
-        chat_id: String,
-        message: AppMessage,
-    },
-    /// `webhook/send` through a group robot.
-    Robot(RobotMessage),
     /// `send_welcome_msg` with the code of an add-contact event.
     Welcome { welcome_code: String, text: String },
     /// WeChat MP customer-service message to a follower.
-    Mp { openid: String, message: AppMessage },
-    /// `mark_tag`: WeCom tag ids added to / removed from a customer of a staff member.
-    MarkTag(MarkTag),
+    Mp { openid: String, message: Content },
+    /// WeCom corp tag ids added to / removed from a customer (`customer`) of a staff member.
+    MarkTag {
+        staff: String,
+        customer: String,
+        add: Vec<String>,
+        remove: Vec<String>,
+    },
     /// A late answer posted to the AI bot's one-shot `response_url` (markdown).
     ReplyUrl { url: String, markdown: String },
     /// `aibot_send_msg` over an AI bot's long connection, to a chat that talked to the bot.
@@ -57,7 +81,7 @@ pub enum Outbound {
         text: String,
         mentions: Vec<String>,
     },
-    /// `add_msg_template` to customers (`single`) of `sender`.
+    /// A customer mass send (`add_msg_template`, `single`) to customers of `sender`.
     Mass {
         sender: String,
         recipients: Vec<String>,
@@ -66,12 +90,9 @@ pub enum Outbound {
 }
 
 impl Outbound {
-    pub fn text(content: impl Into<String>) -> AppMessage {
-        AppMessage::Text {
-            text: Text {
-                content: content.into(),
-            },
-        }
+    /// Plain text content.
+    pub fn text(content: impl Into<String>) -> Content {
+        Content::Text(content.into())
     }
 }
 
@@ -142,7 +163,7 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
                 toparty: String::new(),
                 totag: String::new(),
                 agentid,
-                message: message.clone(),
+                message: message.app_message(),
                 safe: 0,
                 enable_duplicate_check: u8::from(dup > 0),
                 duplicate_check_interval: (dup > 0).then_some(dup),
@@ -154,18 +175,32 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
             channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
             let body = AppchatSend {
                 chatid: chat_id.clone(),
-                message: message.clone(),
+                message: message.app_message(),
                 safe: 0,
             };
             ("appchat", chat_id.clone(), json(&body), None)
         }
-        Outbound::Robot(message) => {
+        Outbound::Robot { message, mentions } => {
             need(ChannelKind::WecomRobot, "robot messages")?;
             channel
                 .webhook_key
                 .as_ref()
                 .ok_or_else(|| missing("webhook_key"))?;
-            ("robot", env.channel_id.clone(), json(message), None)
+            let body = match message {
+                Content::Text(content) => RobotMessage::Text {
+                    text: RobotText {
+                        content: content.clone(),
+                        mentioned_list: mentions.clone(),
+                        ..RobotText::default()
+                    },
+                },
+                Content::Markdown(content) => RobotMessage::Markdown {
+                    markdown: Text {
+                        content: content.clone(),
+                    },
+                },
+            };
+            ("robot", env.channel_id.clone(), json(&body), None)
         }
         Outbound::Welcome { welcome_code, text } => {
             need(ChannelKind::WecomApp, "welcome messages")?;
@@ -178,10 +213,21 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
             };
             ("welcome", welcome_code.clone(), json(&body), None)
         }
-        Outbound::MarkTag(body) => {
+        Outbound::MarkTag {
+            staff,
+            customer,
+            add,
+            remove,
+        } => {
             need(ChannelKind::WecomApp, "customer tags")?;
             channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
-            ("mark_tag", body.external_userid.clone(), json(body), None)
+            let body = MarkTag {
+                userid: staff.clone(),
+                external_userid: customer.clone(),
+                add_tag: add.clone(),
+                remove_tag: remove.clone(),
+            };
+            ("mark_tag", customer.clone(), json(&body), None)
         }
         Outbound::ReplyUrl { url, markdown } => {
             need(ChannelKind::WecomAibot, "late replies")?;
@@ -233,7 +279,7 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
             channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
             let body = CustomSend {
                 touser: openid.clone(),
-                message: message.clone(),
+                message: message.app_message(),
             };
             ("mp_custom", openid.clone(), json(&body), None)
         }

@@ -27,7 +27,6 @@ use crate::schedule::Schedule;
 use crate::store::recall::{self as rows, Candidate, NewTouch};
 use crate::store::stream::next_batch;
 use crate::store::{Store, StoreError};
-use crate::wecom::api::types::{RobotMessage, RobotText};
 
 const DAY_MS: i64 = 86_400_000;
 /// Candidates are read, and their touches written, this many per transaction.
@@ -351,13 +350,10 @@ async fn record(
         let Some(Ok(text)) = &d.text else { continue };
         let user = d.candidate.user_id.clone();
         let message = match kind {
-            ChannelKind::WecomRobot => Outbound::Robot(RobotMessage::Text {
-                text: RobotText {
-                    content: text.clone(),
-                    mentioned_list: vec![user],
-                    ..RobotText::default()
-                },
-            }),
+            ChannelKind::WecomRobot => Outbound::Robot {
+                message: Outbound::text(text.clone()),
+                mentions: vec![user],
+            },
             ChannelKind::WecomApp => Outbound::App {
                 to: vec![user],
                 message: Outbound::text(text.clone()),

@@ -10,9 +10,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ops_api::{error, internal, Operator};
-use crate::outbox::{EnqueueError, Envelope, Outbound, PRIORITY_NORMAL};
+use crate::outbox::{Content, EnqueueError, Envelope, Outbound, PRIORITY_NORMAL};
 use crate::state::AppState;
-use crate::wecom::api::types::{RobotMessage, RobotText, Text};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -53,15 +52,10 @@ async fn push(_: Operator, State(state): State<AppState>, Json(b): Json<PushBody
         .get(&b.channel)
         .map(|c| c.kind.as_str());
     let markdown = b.format.as_deref() == Some("markdown");
-    let content = Text {
-        content: b.text.clone(),
-    };
     let app_message = if markdown {
-        crate::wecom::api::types::AppMessage::Markdown {
-            markdown: content.clone(),
-        }
+        Content::Markdown(b.text.clone())
     } else {
-        Outbound::text(b.text.clone())
+        Content::Text(b.text.clone())
     };
     let message = match (kind, b.format.as_deref()) {
         (None, _) => {
@@ -111,16 +105,10 @@ async fn push(_: Operator, State(state): State<AppState>, Json(b): Json<PushBody
                 )
             }
         },
-        (Some("wecom_robot"), _) if markdown => {
-            Outbound::Robot(RobotMessage::Markdown { markdown: content })
-        }
-        (Some("wecom_robot"), _) => Outbound::Robot(RobotMessage::Text {
-            text: RobotText {
-                content: b.text.clone(),
-                mentioned_list: b.to.clone(),
-                ..RobotText::default()
-            },
-        }),
+        (Some("wecom_robot"), _) => Outbound::Robot {
+            message: app_message,
+            mentions: if markdown { Vec::new() } else { b.to.clone() },
+        },
         (Some(other), _) => {
             return error(
                 StatusCode::BAD_REQUEST,

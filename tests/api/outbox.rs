@@ -10,7 +10,6 @@ use yunying::config::{Config, Secret};
 use yunying::fake_wecom::{FakeWecom, Faults};
 use yunying::outbox::{Envelope, Outbound, Outbox, PRIORITY_NORMAL};
 use yunying::store::{Store, StoreOptions};
-use yunying::wecom::api::types::{RobotMessage, RobotText};
 
 use crate::backend_tests;
 use crate::helpers::{fresh_database, test_config, Backend};
@@ -123,12 +122,10 @@ fn robot_text(key: &str, text: &str, now: i64) -> Envelope {
     Envelope {
         idem_key: key.into(),
         channel_id: "demo_robot".into(),
-        message: Outbound::Robot(RobotMessage::Text {
-            text: RobotText {
-                content: text.into(),
-                ..RobotText::default()
-            },
-        }),
+        message: Outbound::Robot {
+            message: Outbound::text(text),
+            mentions: Vec::new(),
+        },
         priority: PRIORITY_NORMAL,
         not_before_ms: now,
         expires_at_ms: None,
