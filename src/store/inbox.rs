@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::FromRow;
 
 use super::{Store, StoreError, Tx};
 use crate::{on_pool, on_tx};
@@ -125,50 +125,6 @@ const DISCARD: &str = "update inbox set processed_at = $1 \
      where id = $2 and processed_at is null and dead_at is not null";
 const COUNT_ALL: &str = "select cast(count(*) as bigint) from inbox";
 const PRUNE: &str = "delete from inbox where processed_at is not null and processed_at < $1";
-
-/// Rows per multi-row statement; keeps binds under SQLite's and PostgreSQL's limits.
-pub(super) const CHUNK: usize = 1000;
-
-/// Multi-row inbox insert that reports which keys were new.
-macro_rules! push_insert_inbox {
-    ($qb:expr, $rows:expr) => {{
-        $qb.push("insert into inbox (channel_id, dedupe_key, kind, sender, group_id, occurred_at, received_at, payload) ");
-        $qb.push_values($rows, |mut b, r: &NewInbox| {
-            b.push_bind(r.channel_id.clone())
-                .push_bind(r.dedupe_key.clone())
-                .push_bind(r.kind.clone())
-                .push_bind(r.sender.clone())
-                .push_bind(r.group_id.clone())
-                .push_bind(r.occurred_at)
-                .push_bind(r.received_at)
-                .push_bind(r.payload.clone());
-        });
-        $qb.push(" on conflict (channel_id, dedupe_key) do nothing returning id, channel_id, dedupe_key");
-    }};
-}
-
-/// Inserts a batch; returns one [`Accepted`] per row, in input order. Two copies of the same
-/// delivery in one batch: the first is `New`, the second a `Duplicate`.
-pub async fn insert_batch(tx: &mut Tx, rows: &[NewInbox]) -> Result<Vec<Accepted>, StoreError> {
-    // Insert in key order so concurrent PostgreSQL writers take index locks in the same order.
-    let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by(|&a, &b| {
-        (&rows[a].channel_id, &rows[a].dedupe_key).cmp(&(&rows[b].channel_id, &rows[b].dedupe_key))
-    });
-    let mut inserted: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
-    for chunk in order.chunks(CHUNK) {
-        let keys: Vec<InsertedKey> = on_tx!(tx, c => {
-            let mut qb = QueryBuilder::new("");
-            push_insert_inbox!(qb, chunk.iter().map(|&i| &rows[i]));
-            qb.build_query_as::<InsertedKey>().fetch_all(&mut **c).await?
-        });
-        for k in keys {
-            inserted.insert((k.channel_id, k.dedupe_key), k.id);
-        }
-    }
-
-    resolve_outcomes(tx, rows, inserted).await
-}
 
 /// Maps each row to `New` (its key was inserted now; first copy only) or `Duplicate`.
 pub(super) async fn resolve_outcomes(

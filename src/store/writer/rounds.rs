@@ -7,8 +7,7 @@ use super::WriteError;
 use crate::store::lifecycle::StageChange;
 use crate::store::{self, Store, StoreError, Tx};
 
-pub(super) type BoxFuture<'a, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+pub(super) use crate::store::BoxFuture;
 
 /// A write run inside a transaction shared with others; it keeps its result until the commit.
 pub(super) trait BatchedWrite: Send {
