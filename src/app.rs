@@ -108,7 +108,7 @@ impl App {
 
         // One writer on both: SQLite has one write lock, and on PostgreSQL one writer's batches
         // grow with the load (the same throughput as four here) while each callback costs the
-        // database less and waits less (docs/benchmarks.md §2, session 11).
+        // database less and waits less (docs/benchmarks.md §2).
         let writers = config.database.writers.max(1);
         let writer_store = StoreOptions {
             // One more for the batched writes (sign-ins) on PostgreSQL.

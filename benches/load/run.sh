@@ -11,7 +11,7 @@
 # Each load file is synced to disk before its run. Left dirty, the kernel writes it back 30 s
 # later (vm.dirty_expire_centisecs), in the middle of a later run, and the database's WAL fsync
 # waits behind that writeback on ext4: a 100-250 ms stall that is the benchmark's own doing
-# (docs/benchmarks.md section 2, session 13).
+# (docs/benchmarks.md section 2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BACKEND=${1:-sqlite}

@@ -3,7 +3,7 @@
 //! SQLite's automatic checkpoint runs inside the commit that crosses its threshold: the writer
 //! copies the log into the database file and waits for two `fsync`s, and every callback queued
 //! behind it waits too. Under wrk that was 6-9 % of the writer's wall time blocked on the disk,
-//! with the CPU idle meanwhile (docs/benchmarks.md §2, session 19). Here a second connection
+//! with the CPU idle meanwhile (docs/benchmarks.md §2). Here a second connection
 //! copies the log in the background (a PASSIVE checkpoint takes no lock that the writer needs)
 //! at most every [`GATHER`], so a page written many times in between is copied once.
 //!

@@ -99,7 +99,7 @@ struct Known {
     member_count: usize,
     groups: HashMap<(String, String), GroupSeen>,
     /// Memberships known to be active, as (group row id, member row id). Kept as three strings,
-    /// a million of them held 165 MiB more (docs/benchmarks.md §6, session 18).
+    /// a million of them held 165 MiB more (docs/benchmarks.md §6).
     active: HashSet<(i64, i64)>,
     /// `pragma data_version` when the memory was last known good: it changes with every commit
     /// by another connection, never with this connection's own.

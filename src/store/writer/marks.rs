@@ -4,7 +4,7 @@
 //! as they used to be, the marks of a few callbacks dirtied the same inbox pages again at every
 //! commit, and under load a mark arriving at an idle writer cost a commit of its own. Waiting until
 //! [`MARKS_PER_WRITE`] have gathered, or the oldest has waited [`MARK_DELAY`], lets one commit
-//! rewrite each page once for many rows (docs/benchmarks.md §2, session 15). That is SQLite's
+//! rewrite each page once for many rows (docs/benchmarks.md §2). That is SQLite's
 //! case. On PostgreSQL the marks of a hundred milliseconds made one commit noticeably longer than
 //! the rest, and the callbacks queued behind it (p90 at 5,000/s 4.2–4.4 → 5.0–5.4 ms): there the
 //! marks go with the next batch, as before ([`MarkQueue::immediate`]).
