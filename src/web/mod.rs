@@ -2,6 +2,7 @@
 //! the pipeline, map the result.
 
 mod callbacks;
+pub mod error;
 mod faq_api;
 mod health;
 mod inbox_api;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use super::error::ApiError;
 use crate::config::ItemConfig;
 use crate::members::local_day;
 use crate::points::ops::{self, AdjustOutcome, OrderAction, OrderOutcome};
@@ -123,16 +124,14 @@ async fn audit_log(
     }
 }
 
+/// An error answer with `status` and a message for the caller.
 pub(super) fn error(status: StatusCode, reason: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": reason.into() }))).into_response()
+    ApiError::with_status(status, reason).into_response()
 }
 
-pub(super) fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "ops api failed");
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "storage unavailable, try again",
-    )
+/// A lower layer's failure: 503 when retrying could help (storage unavailable), else 500.
+pub(super) fn internal(e: impl super::error::Failure) -> Response {
+    ApiError::from(e).into_response()
 }
 
 /// The operator, authenticated by the bearer token (constant-time compare; default deny).
@@ -158,12 +157,7 @@ impl FromRequestParts<AppState> for Operator {
         if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             Ok(Operator)
         } else {
-            let mut response = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer realm=\"yunying\""),
-            );
-            Err(response)
+            Err(ApiError::Unauthorized("missing or wrong bearer token".into()).into_response())
         }
     }
 }
