@@ -2,18 +2,26 @@
 //! arguments ([`parse`](crate::commands::parse)), permission-checked (default deny), executed
 //! once per source message and audited.
 
+mod faq_cmd;
+mod help;
+mod member;
 pub mod parse;
+mod points_cmd;
+mod recall_cmd;
 pub mod roles;
 mod run;
 pub mod spec;
+mod staff;
+mod stats;
+mod tags;
 
 use std::sync::Arc;
 
 use minijinja::context;
 
-use self::parse::{ParseError, Parsed};
+use self::parse::ParseError;
 use self::roles::Roles;
-use self::spec::{Role, COMMANDS};
+use self::spec::Role;
 use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
 use crate::config::CommandsConfig;
 use crate::events::{Event, Message};
@@ -135,9 +143,6 @@ impl Handler for CommandHandler {
                 audit(ctx, event, message, role, &text, &args, outcome, &reply).await?;
                 return Ok(Outcome::Reply(reply));
             }
-            if parsed.spec.name == "help" {
-                return Ok(Outcome::Reply(help(ctx, &parsed, role, prefix)?));
-            }
             let run = run::Run {
                 points: &self.points,
                 roles: &self.roles,
@@ -149,31 +154,11 @@ impl Handler for CommandHandler {
                 role,
                 text: &text,
                 parsed: &parsed,
+                prefix,
             };
             Ok(Outcome::Reply(run::execute(ctx, &run).await?))
         })
     }
-}
-
-fn help(ctx: &BotContext, parsed: &Parsed, role: Role, prefix: &str) -> anyhow::Result<String> {
-    if let Some(parse::Value::Text(name)) = parsed.args.first() {
-        let words: Vec<&str> = name.split(' ').collect();
-        if let Some((spec, _)) = spec::find(&words) {
-            return Ok(ctx.templates.render(
-                "commands/help_one",
-                context! { name => spec.name, usage => format!("{prefix}{}", spec.usage), help => spec.help,
-                           aliases => spec.aliases, role => spec.role.as_str() },
-            )?);
-        }
-    }
-    let commands: Vec<_> = COMMANDS
-        .iter()
-        .filter(|c| c.role <= role)
-        .map(|c| context! { usage => format!("{prefix}{}", c.usage), help => c.help })
-        .collect();
-    Ok(ctx
-        .templates
-        .render("commands/help", context! { commands, prefix })?)
 }
 
 /// Records a command in the audit log (once per source message).

@@ -85,7 +85,7 @@ const fn optional(name: &'static str, kind: ArgKind) -> ArgSpec {
 }
 
 /// One command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct CommandSpec {
     /// Canonical name, also the key of `/help <name>`.
     pub name: &'static str,
@@ -96,7 +96,24 @@ pub struct CommandSpec {
     pub help: &'static str,
     /// Without the prefix; the prefix is added when shown.
     pub usage: &'static str,
+    /// What carries it out: every command has its handler, or the table does not compile.
+    pub(super) run: RunFn,
 }
+
+/// Commands are told apart by name (each is declared once).
+impl PartialEq for CommandSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for CommandSpec {}
+
+/// A command's handler.
+pub(super) type RunFn = for<'a> fn(
+    &'a crate::bot::BotContext,
+    &'a super::run::Call<'a>,
+) -> crate::store::BoxFuture<'a, anyhow::Result<String>>;
 
 pub const TOP_PERIODS: &[&str] = &[
     "day", "week", "month", "日", "周", "月", "今日", "本周", "本月",
@@ -113,6 +130,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Member,
         help: "列出可用命令，或查看某个命令的用法",
         usage: "help [命令]",
+        run: super::help::help,
     },
     CommandSpec {
         name: "member",
@@ -121,6 +139,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "查看成员资料：积分、等级、连签、最近活跃、所在群",
         usage: "member @成员",
+        run: super::member::member,
     },
     CommandSpec {
         name: "tag",
@@ -129,6 +148,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "给成员打标签（可一次多个）",
         usage: "tag @成员 标签…",
+        run: super::tags::tag,
     },
     CommandSpec {
         name: "untag",
@@ -137,6 +157,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "去掉成员的标签",
         usage: "untag @成员 标签…",
+        run: super::tags::untag,
     },
     CommandSpec {
         name: "points",
@@ -149,6 +170,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "给成员加减积分（记入积分流水）",
         usage: "points @成员 +50 原因",
+        run: super::points_cmd::adjust,
     },
     CommandSpec {
         name: "faq add",
@@ -157,6 +179,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "新增问答",
         usage: "faq add 问题 | 答案",
+        run: super::faq_cmd::faq_add,
     },
     CommandSpec {
         name: "faq similar",
@@ -165,6 +188,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "给问答添加一个相似问法",
         usage: "faq similar 编号 问法",
+        run: super::faq_cmd::faq_similar,
     },
     CommandSpec {
         name: "faq del",
@@ -173,6 +197,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "删除问答",
         usage: "faq del 编号",
+        run: super::faq_cmd::faq_del,
     },
     CommandSpec {
         name: "faq test",
@@ -181,6 +206,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "测试一个问题会匹配到哪些问答（含分数）",
         usage: "faq test 问题",
+        run: super::faq_cmd::faq_test,
     },
     CommandSpec {
         name: "stats",
@@ -189,6 +215,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "社群数据：活跃成员、新成员、签到、发放积分、问答（范围按天，最多 90 天）",
         usage: "stats [today|7d|30d]",
+        run: super::stats::stats,
     },
     CommandSpec {
         name: "top",
@@ -197,6 +224,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "积分榜前十",
         usage: "top [day|week|month]",
+        run: super::points_cmd::top,
     },
     CommandSpec {
         name: "mute",
@@ -205,6 +233,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "不再回复该成员、不再向其推送",
         usage: "mute @成员",
+        run: super::staff::mute,
     },
     CommandSpec {
         name: "unmute",
@@ -213,6 +242,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "恢复回复与推送",
         usage: "unmute @成员",
+        run: super::staff::unmute,
     },
     CommandSpec {
         name: "recall",
@@ -224,6 +254,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Operator,
         help: "召回计划：preview 预览（不发送）、stats 效果与对照组、run 立即执行（仅管理员）",
         usage: "recall preview|stats|run 计划id",
+        run: super::recall_cmd::recall,
     },
     CommandSpec {
         name: "role",
@@ -235,6 +266,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         role: Role::Admin,
         help: "设置成员角色：admin、operator 或 none",
         usage: "role @成员 admin|operator|none",
+        run: super::staff::role,
     },
 ];
 
