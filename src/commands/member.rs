@@ -1,13 +1,12 @@
 //! `/member`: one member's points, level, streak, tags, last activity and groups.
 
+use chrono::TimeZone as _;
 use minijinja::context;
 
 use super::run::{record, render, Call};
 use crate::bot::BotContext;
-use crate::store::BoxFuture;
-use chrono::TimeZone as _;
-
 use crate::points::rules;
+use crate::store::BoxFuture;
 
 /// `/member @成员`: points, level, streak, tags, last active, groups.
 pub(super) fn member<'a>(

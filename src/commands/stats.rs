@@ -5,10 +5,8 @@ use minijinja::context;
 use super::parse::Value;
 use super::run::{record, render, Call};
 use crate::bot::BotContext;
-use crate::store::BoxFuture;
-use chrono::TimeZone as _;
-
 use crate::points::rules;
+use crate::store::BoxFuture;
 
 /// `/stats [today|7d|30d]`: whole local days, today included, at most 90.
 pub(super) fn stats<'a>(
