@@ -1,5 +1,6 @@
 //! `/stats`: active and new members, sign-ins, points issued, FAQ answered and unanswered.
 
+use chrono::TimeZone as _;
 use minijinja::context;
 
 use super::parse::Value;
