@@ -86,7 +86,7 @@ pub(super) const UPSERT_MEMBERS_TAIL: &str =
 // PostgreSQL writers queue on its row lock. New groups are inserted without touching existing
 // rows, and existing rows are updated only when the name changed or a minute has passed.
 pub(super) const INSERT_GROUPS_TAIL: &str = " on conflict (scope, platform_group_id) do nothing";
-pub(super) const GROUP_ACTIVITY_GRANULARITY_MS: i64 = 60_000;
+pub(crate) const GROUP_ACTIVITY_GRANULARITY_MS: i64 = 60_000;
 // The `where` skips the row rewrite when nothing changes (a member posting again in a group).
 pub(super) const UPSERT_MEMBERSHIP_TAIL: &str = " on conflict (group_id, member_id) do update set \
      left_at = excluded.left_at, \

@@ -193,7 +193,7 @@ impl Store {
                 } else {
                     SqliteSynchronous::Normal
                 })
-                .busy_timeout(Duration::from_secs(5))
+                .busy_timeout(turn::TURN_TIMEOUT)
                 .foreign_keys(true)
                 .pragma("temp_store", "memory")
                 // Per connection, and a pool has several: with 32 MiB each, reading a million

@@ -358,3 +358,142 @@ async fn writer_connections_killed_by_the_server_are_replaced() {
         .await;
     assert_eq!(counts, vec![1, 2], "lisi once, zhangsan twice");
 }
+
+/// The two group committers (SQLite's own statements, PostgreSQL's array statements) are fed the
+/// same random deliveries round by round and must leave the same members, groups, memberships
+/// and daily activity. `DIFF_SEED=<n>` replays a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_committers_leave_the_same_rows() {
+    use rand::{Rng as _, SeedableRng as _};
+    if crate::helpers::pg_url().is_none() {
+        eprintln!("skipped: YUNYING_TEST_DATABASE_URL is not set");
+        return;
+    }
+    let seed: u64 = std::env::var("DIFF_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("DIFF_SEED={seed}");
+    let apps = [
+        TestApp::spawn_with_chain(Backend::Sqlite, |d| d).await,
+        TestApp::spawn_with_chain(Backend::Postgres, |d| d).await,
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let base = crate::helpers::NOW_MS / 1000;
+    for round in 0..40 {
+        // Each member and each group at most once per round: within a round the order of
+        // commits is the writer's, across rounds it is the test's.
+        let mut members: Vec<usize> = (0..30).collect();
+        let mut groups: Vec<usize> = (0..6).collect();
+        shuffle(&mut members, &mut rng);
+        shuffle(&mut groups, &mut rng);
+        let at = base + round * 45 + rng.gen_range(0..40);
+        let mut events = Vec::new();
+        for (i, member) in members.iter().take(12).enumerate() {
+            let group = groups.get(i).copied();
+            let kind = rng.gen_range(0..10);
+            events.push(event(*member, group, kind, at + i as i64, round, i));
+        }
+        for app in &apps {
+            let writer = app.app_state.ingress.writer();
+            let accepted = futures_util::future::join_all(events.iter().cloned().map(|e| {
+                let row = row_of(&e, crate::helpers::NOW_MS);
+                writer.accept(row, Arc::new(e))
+            }))
+            .await;
+            assert!(
+                accepted.iter().all(Result::is_ok),
+                "seed {seed}: {accepted:?}"
+            );
+        }
+    }
+    let queries = [
+        "select scope || '|' || platform_user_id || '|' || coalesce(display_name, '-') || '|' || cast(first_seen_at as text) || '|' || cast(last_active_at as text) || '|' || cast(message_count as text) from members order by scope, platform_user_id",
+        "select scope || '|' || platform_group_id || '|' || coalesce(name, '-') || '|' || cast(first_seen_at as text) || '|' || cast(last_active_at as text) from chat_groups order by scope, platform_group_id",
+        "select g.platform_group_id || '|' || m.platform_user_id || '|' || cast(gm.joined_at as text) || '|' || coalesce(cast(gm.left_at as text), '-') from group_members gm join chat_groups g on g.id = gm.group_id join members m on m.id = gm.member_id order by g.platform_group_id, m.platform_user_id",
+        "select cast(a.day as text) || '|' || m.platform_user_id || '|' || cast(a.message_count as text) || '|' || cast(a.event_count as text) from member_daily_activity a join members m on m.id = a.member_id order by a.day, m.platform_user_id",
+    ];
+    for sql in queries {
+        let sqlite: Vec<String> = apps[0].query_column(sql).await;
+        let pg: Vec<String> = apps[1].query_column(sql).await;
+        assert!(!sqlite.is_empty(), "{sql}");
+        assert_eq!(sqlite, pg, "seed {seed}: {sql}");
+    }
+}
+
+fn shuffle<T>(items: &mut [T], rng: &mut impl rand::Rng) {
+    for i in (1..items.len()).rev() {
+        items.swap(i, rng.gen_range(0..=i));
+    }
+}
+
+/// A random delivery: a message (in a group or not, with or without a name), a join or a leave.
+fn event(
+    member: usize,
+    group: Option<usize>,
+    kind: u32,
+    at: i64,
+    round: i64,
+    i: usize,
+) -> yunying::events::Event {
+    use yunying::events::{Event, EventKind, GroupRef, Message, UserRef};
+    let user = UserRef::new(
+        format!("u{member}"),
+        (kind % 3 != 0).then(|| format!("名{member}-{}", round % 4)),
+    );
+    let group_ref = group.map(|g| GroupRef {
+        id: format!("g{g}"),
+        name: (kind % 2 == 0).then(|| format!("群{g}-{}", round % 3)),
+    });
+    let kind = match (kind, group_ref) {
+        (0..=6, g) => EventKind::Message(Message {
+            sender: user,
+            group: g,
+            msg_type: "text".into(),
+            text: "你好".into(),
+            mentions_bot: false,
+            platform_msg_id: format!("m{round}-{i}"),
+        }),
+        (7..=8, Some(g)) => EventKind::MemberJoined {
+            group: g,
+            members: vec![user],
+            inviter: None,
+            join_scene: None,
+        },
+        (_, Some(g)) => EventKind::MemberLeft {
+            group: g,
+            members: vec![user],
+            removed: false,
+        },
+        (_, None) => EventKind::Message(Message {
+            sender: user,
+            group: None,
+            msg_type: "text".into(),
+            text: "在吗".into(),
+            mentions_bot: true,
+            platform_msg_id: format!("m{round}-{i}"),
+        }),
+    };
+    Event {
+        channel_id: "demo_gateway".into(),
+        scope: "demo_gateway".into(),
+        dedupe_key: format!("diff:{round}:{i}"),
+        occurred_at: at,
+        kind,
+        reply_url: None,
+        unsigned_body: false,
+    }
+}
+
+fn row_of(event: &yunying::events::Event, received_at: i64) -> yunying::store::inbox::NewInbox {
+    yunying::store::inbox::NewInbox {
+        channel_id: event.channel_id.clone(),
+        dedupe_key: event.dedupe_key.clone(),
+        kind: event.kind.name().to_owned(),
+        sender: event.actor().map(|u| u.id.clone()),
+        group_id: event.group().map(|g| g.id.clone()),
+        occurred_at: event.occurred_at * 1000,
+        received_at,
+        payload: serde_json::to_string(event).expect("json"),
+    }
+}

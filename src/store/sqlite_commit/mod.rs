@@ -23,7 +23,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::str::FromStr;
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
@@ -187,7 +186,7 @@ impl SqliteCommitter {
     pub fn open(url: &str, full_sync: bool) -> Result<Self, StoreError> {
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
         let conn = Connection::open(options.get_filename()).map_err(store_error)?;
-        conn.busy_timeout(Duration::from_secs(5))
+        conn.busy_timeout(super::turn::TURN_TIMEOUT)
             .map_err(store_error)?;
         conn.execute_batch(if full_sync {
             "pragma journal_mode = wal; pragma synchronous = full; pragma foreign_keys = on; \
@@ -485,7 +484,8 @@ fn touch_known_group(
         })
 }
 
-const GROUP_TOUCH_MS: i64 = 60_000;
+/// The group-touch rule both committers follow (the SQL above spells the same number).
+const GROUP_TOUCH_MS: i64 = super::members::GROUP_ACTIVITY_GRANULARITY_MS;
 
 fn mark(tx: &rusqlite::Transaction<'_>, marks: &[Processed]) -> rusqlite::Result<()> {
     let mut with_reply = tx.prepare_cached(MARK_WITH_REPLY)?;

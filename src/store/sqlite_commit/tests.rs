@@ -459,3 +459,8 @@ async fn the_log_starts_over_while_the_writer_never_pauses() {
         "the log never started over in {commits} commits"
     );
 }
+
+#[test]
+fn the_group_touch_rule_is_one_number_in_code_and_sql() {
+    assert!(super::TOUCH_GROUP.contains(&format!("+ {}", super::GROUP_TOUCH_MS)));
+}
