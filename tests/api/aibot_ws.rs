@@ -246,7 +246,8 @@ async fn one_replica_holds_the_connection_and_the_other_takes_over(backend: Back
 
     // The holder stops: the other one takes over within the lease time.
     let stopped = std::time::Instant::now();
-    first.stop().await;
+    // Its database stays (the other replica is on it) while the returned value lives.
+    let _first_database = first.stop().await;
     until(|| fake.aibot_counts().0 == 2, "the takeover").await;
     let took = stopped.elapsed();
     assert!(took < Duration::from_secs(4), "took over after {took:?}");

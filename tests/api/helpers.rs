@@ -62,6 +62,51 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
     }
 }
 
+/// A PostgreSQL database of one test, dropped when the test is done with it.
+pub struct PgDatabase {
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside any runtime it could block: a thread of its own with its own.
+        let dropped = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use sqlx::Connection as _;
+                let Some(base) = pg_url() else { return };
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+                    let sql = format!("drop database if exists {name} with (force)");
+                    let _ = sqlx::query(&sql).execute(&mut conn).await;
+                    let _ = conn.close().await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// Logs of the server under test on stderr when `TEST_LOG` is set (`TEST_LOG=debug` for more).
+fn test_log() {
+    if let Ok(level) = std::env::var("TEST_LOG") {
+        let filter = if level.is_empty() || level == "1" {
+            "info".to_owned()
+        } else {
+            level
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A fresh PostgreSQL database named after a random id; returns its URL.
 async fn fresh_pg_database() -> String {
     use sqlx::Connection as _;
@@ -91,6 +136,8 @@ pub struct TestApp {
     server: Option<JoinHandle<anyhow::Result<()>>>,
     /// SQLite's folder; handed on by [`TestApp::stop`].
     dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL database this app created; handed on by [`TestApp::stop`].
+    pg: Option<PgDatabase>,
 }
 
 pub fn channel_config(kind: ChannelKind) -> ChannelConfig {
@@ -191,11 +238,19 @@ impl TestApp {
         extra: Option<Box<dyn FnOnce(yunying::bot::Dispatcher) -> yunying::bot::Dispatcher + Send>>,
         url: Option<String>,
     ) -> Self {
+        test_log();
         let dir = tempfile::tempdir().expect("temp dir");
+        let mut pg = None;
         let url = match (url, backend) {
             (Some(url), _) => url,
             (None, Backend::Sqlite) => format!("sqlite://{}", dir.path().join("test.db").display()),
-            (None, Backend::Postgres) => fresh_pg_database().await,
+            (None, Backend::Postgres) => {
+                let url = fresh_pg_database().await;
+                pg = url::Url::parse(&url).ok().map(|u| PgDatabase {
+                    name: u.path().trim_start_matches('/').to_owned(),
+                });
+                url
+            }
         };
         let mut config = test_config(&url);
         adjust(&mut config);
@@ -223,6 +278,7 @@ impl TestApp {
             shutdown,
             server: Some(server),
             dir: Some(dir),
+            pg,
         }
     }
 
@@ -409,6 +465,7 @@ impl TestApp {
         Stopped {
             database_url: self.database_url(),
             _dir: self.dir.take(),
+            _pg: self.pg.take(),
         }
     }
 }
@@ -417,6 +474,7 @@ impl TestApp {
 pub struct Stopped {
     pub database_url: String,
     _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgDatabase>,
 }
 
 impl Drop for TestApp {
