@@ -80,54 +80,58 @@ impl Ingress {
         let started = Instant::now();
         let late = Arc::new(Mutex::new(Late::Pending));
         let late_in_task = Arc::clone(&late);
-        let mut chain = Box::pin(async move {
-            let reply = match this.dispatcher.dispatch(&this.bot, &event).await {
-                Ok(reply) => reply,
-                Err(e) => {
-                    this.record_failure(inbox_id, 0, &e.to_string()).await;
+        let span = tracing::debug_span!("handlers", inbox_id, key = %event.dedupe_key);
+        let mut chain = Box::pin(tracing::Instrument::instrument(
+            async move {
+                let reply = match this.dispatcher.dispatch(&this.bot, &event).await {
+                    Ok(reply) => reply,
+                    Err(e) => {
+                        this.record_failure(inbox_id, 0, &e.to_string()).await;
+                        return None;
+                    }
+                };
+                this.metrics
+                    .handler_latency(started.elapsed().as_secs_f64());
+                // Who answers is decided once, under the lock the deadline takes too.
+                let missed = {
+                    let mut state = lock(&late_in_task);
+                    let missed = *state == Late::TimedOut;
+                    if !missed {
+                        *state = Late::Marking;
+                    }
+                    missed
+                };
+                let at = this.bot.clock.now_ms();
+                if missed {
+                    if let Some(text) = &reply {
+                        this.send_late(&event, text).await;
+                    }
+                    // Retries of this delivery answer empty: the answer went out actively.
+                    this.writer.mark_processed(Processed {
+                        id: inbox_id,
+                        at,
+                        reply: None,
+                    });
                     return None;
                 }
-            };
-            this.metrics
-                .handler_latency(started.elapsed().as_secs_f64());
-            // Who answers is decided once, under the lock the deadline takes too.
-            let missed = {
-                let mut state = lock(&late_in_task);
-                let missed = *state == Late::TimedOut;
-                if !missed {
-                    *state = Late::Marking;
-                }
-                missed
-            };
-            let at = this.bot.clock.now_ms();
-            if missed {
-                if let Some(text) = &reply {
-                    this.send_late(&event, text).await;
-                }
-                // Retries of this delivery answer empty: the answer went out actively.
-                this.writer.mark_processed(Processed {
+                let mark = Processed {
                     id: inbox_id,
                     at,
-                    reply: None,
-                });
-                return None;
-            }
-            let mark = Processed {
-                id: inbox_id,
-                at,
-                reply: reply.clone(),
-            };
-            if reply.is_some() {
-                // A retry must find the reply; without one, a lost mark only costs a re-run.
-                if let Err(e) = this.writer.mark_processed_durably(mark).await {
-                    tracing::warn!(inbox_id, error = %e, "could not store the reply; the sweeper will re-run this event");
+                    reply: reply.clone(),
+                };
+                if reply.is_some() {
+                    // A retry must find the reply; without one, a lost mark only costs a re-run.
+                    if let Err(e) = this.writer.mark_processed_durably(mark).await {
+                        tracing::warn!(inbox_id, error = %e, "could not store the reply; the sweeper will re-run this event");
+                    }
+                } else {
+                    this.writer.mark_processed(mark);
                 }
-            } else {
-                this.writer.mark_processed(mark);
-            }
-            *lock(&late_in_task) = Late::Done;
-            reply
-        });
+                *lock(&late_in_task) = Late::Done;
+                reply
+            },
+            span,
+        ));
         // Most chains never wait on anything (a chat line no handler wants): finished on the
         // first poll, they need no task and no timer. The rest go on in a task of their own.
         if let Some(reply) = crate::bot::poll_once(&mut chain).await {

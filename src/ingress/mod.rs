@@ -258,7 +258,10 @@ impl Ingress {
         headers: &GatewayHeaders,
         body: &[u8],
     ) -> Result<CallbackResponse, IngressError> {
-        let result = self.receive_inner(channel_id, q, headers, body).await;
+        let span = tracing::debug_span!("ingress", channel = channel_id);
+        let result =
+            tracing::Instrument::instrument(self.receive_inner(channel_id, q, headers, body), span)
+                .await;
         self.count(channel_id, &result.as_ref().map(|(_, o)| *o));
         result.map(|(r, _)| r)
     }

@@ -305,7 +305,8 @@ impl Outbox {
         if let Err(at_ms) = self.inner.limits.acquire(&keys, now) {
             return Mark::Defer { id, at_ms };
         }
-        let result = self.send(&row, channel.kind).await;
+        let span = tracing::debug_span!("outbox_send", row = row.id, kind = %row.kind, channel = %row.channel_id);
+        let result = tracing::Instrument::instrument(self.send(&row, channel.kind), span).await;
         let now = self.inner.clock.now_ms();
         match result {
             Ok(mark) => mark,

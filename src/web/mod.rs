@@ -12,6 +12,7 @@ mod outbox_api;
 mod recall_api;
 pub mod serve;
 mod staff_api;
+mod trace;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -43,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route_layer(axum::middleware::from_fn(trace::trace_request))
         .fallback(health::not_found)
         .layer(axum::middleware::from_fn(move |request, next| {
             serve::body_deadline(body_deadline, body_buffer, request, next)

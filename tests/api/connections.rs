@@ -150,3 +150,38 @@ async fn at_the_cap_the_longest_waiting_connection_makes_room() {
         "the oldest idle connection made room"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_routed_request_carries_a_request_id() {
+    let app = spawn().await;
+    let given = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "trace-42_a")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(given.headers()["x-request-id"], "trace-42_a");
+    let forged = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "bad id\twith spaces")
+        .send()
+        .await
+        .expect("get");
+    let own = forged.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(!own.is_empty() && !own.contains(' '), "{own}");
+    let other = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("get");
+    assert_ne!(
+        other.headers()["x-request-id"].to_str().expect("ascii"),
+        own
+    );
+}
