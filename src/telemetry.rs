@@ -189,8 +189,10 @@ impl Metrics {
             .map_or(0, |c| c[outcome.index()].load(Ordering::Relaxed))
     }
 
-    /// Prometheus text exposition format.
-    pub fn render(&self, inbox_depth: Option<i64>) -> String {
+    /// Prometheus text exposition format: this process's counters and histograms, then the
+    /// shared gauges read from the database.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let inbox_depth = gauges.inbox_depth;
         let mut out = String::new();
         out.push_str(
             "# HELP yunying_callbacks_total Callbacks received, by channel and outcome.\n",
@@ -257,7 +259,41 @@ impl Metrics {
             out.push_str("# TYPE yunying_inbox_depth gauge\n");
             let _ = writeln!(out, "yunying_inbox_depth {depth}");
         }
+        gauges.render(&mut out);
         out
+    }
+}
+
+/// What `/metrics` reads from the database (every replica reports the same) and the outbox's
+/// counters of this process.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    pub inbox_depth: Option<i64>,
+    pub inbox_dead: Option<i64>,
+    /// Outbox rows by state.
+    pub outbox_rows: Option<Vec<(String, i64)>>,
+    /// This process's send attempts by result.
+    pub outbox_sends: [(&'static str, u64); 4],
+}
+
+impl Gauges {
+    fn render(&self, out: &mut String) {
+        if let Some(dead) = self.inbox_dead {
+            out.push_str("# HELP yunying_inbox_dead Events set aside as dead, waiting for ops to re-drive or discard them.\n# TYPE yunying_inbox_dead gauge\n");
+            let _ = writeln!(out, "yunying_inbox_dead {dead}");
+        }
+        if let Some(rows) = &self.outbox_rows {
+            out.push_str(
+                "# HELP yunying_outbox_rows Outbox rows by state.\n# TYPE yunying_outbox_rows gauge\n",
+            );
+            for (state, n) in rows {
+                let _ = writeln!(out, "yunying_outbox_rows{{state=\"{state}\"}} {n}");
+            }
+        }
+        out.push_str("# HELP yunying_outbox_sends_total Send attempts of this process by result.\n# TYPE yunying_outbox_sends_total counter\n");
+        for (label, n) in self.outbox_sends {
+            let _ = writeln!(out, "yunying_outbox_sends_total{{result=\"{label}\"}} {n}");
+        }
     }
 }
 
@@ -272,7 +308,12 @@ mod tests {
         m.callback("a", Outcome::Accepted);
         m.callback("zzz", Outcome::Rejected);
         m.handler_latency(0.002);
-        let text = m.render(Some(3));
+        let text = m.render(&Gauges {
+            inbox_depth: Some(3),
+            outbox_rows: Some(vec![("sent".into(), 2)]),
+            ..Gauges::default()
+        });
+        assert!(text.contains("yunying_outbox_rows{state=\"sent\"} 2"));
         assert!(text.contains("yunying_callbacks_total{channel=\"a\",outcome=\"accepted\"} 2"));
         assert!(
             text.contains("yunying_callbacks_total{channel=\"_unknown\",outcome=\"rejected\"} 1")
@@ -287,7 +328,7 @@ mod tests {
         let m = Metrics::new(["a"]);
         m.group_commit(0.004, 12);
         m.group_commit(0.2, 3);
-        let text = m.render(None);
+        let text = m.render(&Gauges::default());
         assert!(text.contains("# TYPE yunying_group_commit_duration_seconds histogram"));
         assert!(text.contains("yunying_group_commit_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("yunying_group_commit_duration_seconds_bucket{le=\"0.25\"} 2"));
