@@ -3,6 +3,7 @@
 //! loading names the key and the reason; secrets are [`Secret`](crate::config::Secret)s that
 //! never print.
 
+mod channel_checks;
 mod load;
 mod secret;
 mod validate;

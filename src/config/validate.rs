@@ -1,13 +1,36 @@
 //! Checks that need more than a type: addresses parse, keys decode, each channel has exactly
 //! the keys its kind uses. Returns `(key path, reason)` pairs; the loader adds the source.
 
-use super::{ChannelConfig, ChannelKind, Config};
-use crate::wecom::crypto::AesKey;
+use super::Config;
 
 pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
     let mut issues = Vec::new();
-    let mut bad = |key: &str, reason: String| issues.push((key.to_owned(), reason));
+    for check in [
+        validate_server,
+        validate_database,
+        validate_community_and_log,
+        validate_commands,
+        validate_members,
+        validate_faq,
+        validate_points,
+        validate_ops_api,
+    ] {
+        check(config, &mut issues);
+    }
+    for (id, channel) in &config.channels {
+        issues.extend(super::channel_checks::validate_channel(id, channel));
+    }
+    validate_outbound(config, &mut issues);
+    validate_schedules(config, &mut issues);
+    validate_limits(config, &mut issues);
+    validate_staff(config, &mut issues);
+    validate_ops_templates(config, &mut issues);
+    issues
+}
 
+/// The listener, body limit, replay window, handler budget and sweeper.
+fn validate_server(config: &Config, issues: &mut Vec<(String, String)>) {
+    let mut bad = |key: &str, reason: String| issues.push((key.to_owned(), reason));
     if config
         .server
         .listen
@@ -43,7 +66,11 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
     if config.server.sweep_after_secs < 5 {
         bad("server.sweep_after_secs", "must be at least 5".into());
     }
+}
 
+/// The database URL, pool, batches and SQLite durability.
+fn validate_database(config: &Config, issues: &mut Vec<(String, String)>) {
+    let mut bad = |key: &str, reason: String| issues.push((key.to_owned(), reason));
     let url = config.database.url.expose();
     if !(url.starts_with("sqlite:")
         || url.starts_with("postgres://")
@@ -70,6 +97,11 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
             "must be `normal` or `full`".into(),
         );
     }
+}
+
+/// The time zone and the log settings.
+fn validate_community_and_log(config: &Config, issues: &mut Vec<(String, String)>) {
+    let mut bad = |key: &str, reason: String| issues.push((key.to_owned(), reason));
     if config.community.timezone.parse::<chrono_tz::Tz>().is_err() {
         bad(
             "community.timezone",
@@ -91,7 +123,11 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
             ),
         );
     }
+}
 
+/// The command prefix and the staff list.
+fn validate_commands(config: &Config, issues: &mut Vec<(String, String)>) {
+    let mut bad = |key: &str, reason: String| issues.push((key.to_owned(), reason));
     if config.commands.prefix.trim().is_empty() || config.commands.prefix.chars().count() > 3 {
         bad(
             "commands.prefix",
@@ -112,7 +148,11 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
             );
         }
     }
+}
 
+/// Lifecycle thresholds and value layers.
+fn validate_members(config: &Config, issues: &mut Vec<(String, String)>) {
+    let mut bad = |key: &str, reason: String| issues.push((key.to_owned(), reason));
     let life = &config.lifecycle;
     if life.new_days < 1 || life.silent_days < 1 || life.lapsed_days <= life.silent_days {
         bad(
@@ -131,7 +171,11 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
             "list layers from the highest min_score down; the last must start at 3 or lower".into(),
         );
     }
+}
 
+/// The FAQ thresholds and timers.
+fn validate_faq(config: &Config, issues: &mut Vec<(String, String)>) {
+    let mut bad = |key: &str, reason: String| issues.push((key.to_owned(), reason));
     let faq = &config.faq;
     if !(0.0..=1.0).contains(&faq.answer_threshold) || !(0.0..=1.0).contains(&faq.suggest_threshold)
     {
@@ -154,7 +198,11 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
             "times must be positive (group_cooldown_secs may be 0)".into(),
         );
     }
+}
 
+/// Sign-in points, levels and the reward catalog.
+fn validate_points(config: &Config, issues: &mut Vec<(String, String)>) {
+    let mut bad = |key: &str, reason: String| issues.push((key.to_owned(), reason));
     let points = &config.points;
     if points.signin_keywords.iter().any(|k| k.trim().is_empty()) {
         bad(
@@ -227,7 +275,11 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
     if points.redeem_keyword.trim().is_empty() {
         bad("points.redeem_keyword", "must not be empty".into());
     }
+}
 
+/// The ops API token.
+fn validate_ops_api(config: &Config, issues: &mut Vec<(String, String)>) {
+    let mut bad = |key: &str, reason: String| issues.push((key.to_owned(), reason));
     let token = config.ops_api.token.expose();
     if !token.is_empty() && token.len() < 16 {
         bad(
@@ -235,16 +287,6 @@ pub(super) fn validate(config: &Config) -> Vec<(String, String)> {
             "must be empty (API off) or at least 16 characters".into(),
         );
     }
-
-    for (id, channel) in &config.channels {
-        issues.extend(validate_channel(id, channel));
-    }
-    validate_outbound(config, &mut issues);
-    validate_schedules(config, &mut issues);
-    validate_limits(config, &mut issues);
-    validate_staff(config, &mut issues);
-    validate_ops_templates(config, &mut issues);
-    issues
 }
 
 /// Connection timeouts, message-time skew, attempts and adjustment caps.
@@ -320,187 +362,6 @@ fn validate_staff(config: &Config, issues: &mut Vec<(String, String)>) {
             }
         }
     }
-}
-
-/// An Official Account's mode and its key must agree: plaintext is never the silent default.
-fn validate_mp_mode(prefix: &str, channel: &ChannelConfig, issues: &mut Vec<(String, String)>) {
-    let has_key = channel.encoding_aes_key.is_some();
-    let reason = match (channel.mode.as_deref(), has_key) {
-        (None | Some("safe" | "compatible"), true) | (Some("plaintext"), false) => return,
-        (None, false) => (
-            "mode",
-            "without encoding_aes_key the channel would take unsigned plaintext bodies: set \
-             encoding_aes_key (安全模式) or say mode = \"plaintext\" explicitly"
-                .to_owned(),
-        ),
-        (Some(mode @ ("safe" | "compatible")), false) => {
-            ("encoding_aes_key", format!("required in {mode} mode"))
-        }
-        (Some("plaintext"), true) => (
-            "mode",
-            "plaintext mode takes no encoding_aes_key; mode = \"compatible\" accepts both"
-                .to_owned(),
-        ),
-        (Some(other), _) => (
-            "mode",
-            format!("`{other}` is not `safe`, `compatible` or `plaintext`"),
-        ),
-    };
-    issues.push((format!("{prefix}.{}", reason.0), reason.1));
-}
-
-/// Keys each kind needs and may have.
-fn keys_for(kind: ChannelKind) -> (&'static [&'static str], &'static [&'static str]) {
-    match kind {
-        ChannelKind::WecomApp => (
-            &["token", "encoding_aes_key", "corp_id"],
-            &["agent_id", "secret", "scope"],
-        ),
-        ChannelKind::WecomRobot => (
-            &["token", "encoding_aes_key"],
-            &["webhook_key", "robot_name", "scope", "groups"],
-        ),
-        // Which keys are required depends on the mode (checked in `validate_channel`).
-        ChannelKind::WecomAibot => (
-            &[],
-            &[
-                "token",
-                "encoding_aes_key",
-                "bot_id",
-                "secret",
-                "mode",
-                "ws_url",
-                "robot_name",
-                "scope",
-            ],
-        ),
-        ChannelKind::WechatMp => (
-            &["token", "app_id"],
-            &["encoding_aes_key", "secret", "scope", "mode"],
-        ),
-        ChannelKind::Gateway => (&["secret"], &["send_url", "scope"]),
-    }
-}
-
-fn present(channel: &ChannelConfig) -> Vec<&'static str> {
-    let mut keys = Vec::new();
-    let pairs: [(&'static str, bool); 14] = [
-        ("ws_url", channel.ws_url.is_some()),
-        ("bot_id", channel.bot_id.is_some()),
-        ("mode", channel.mode.is_some()),
-        ("groups", !channel.groups.is_empty()),
-        ("scope", channel.scope.is_some()),
-        ("token", channel.token.is_some()),
-        ("encoding_aes_key", channel.encoding_aes_key.is_some()),
-        ("corp_id", channel.corp_id.is_some()),
-        ("agent_id", channel.agent_id.is_some()),
-        ("secret", channel.secret.is_some()),
-        ("app_id", channel.app_id.is_some()),
-        ("webhook_key", channel.webhook_key.is_some()),
-        ("robot_name", channel.robot_name.is_some()),
-        ("send_url", channel.send_url.is_some()),
-    ];
-    for (name, is_set) in pairs {
-        if is_set {
-            keys.push(name);
-        }
-    }
-    keys
-}
-
-fn validate_channel(id: &str, channel: &ChannelConfig) -> Vec<(String, String)> {
-    let mut issues = Vec::new();
-    let prefix = format!("channels.{id}");
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-    {
-        issues.push((prefix.clone(), "channel ids use only a-z, 0-9, `_` and `-` (1–64 characters); they appear in the callback URL".into()));
-    }
-    let (required, optional) = keys_for(channel.kind);
-    let set = present(channel);
-    for key in required {
-        if !set.contains(key) {
-            issues.push((
-                format!("{prefix}.{key}"),
-                format!("required for kind {}", channel.kind.as_str()),
-            ));
-        }
-    }
-    for key in &set {
-        if !required.contains(key) && !optional.contains(key) {
-            issues.push((
-                format!("{prefix}.{key}"),
-                format!("not used by kind {}", channel.kind.as_str()),
-            ));
-        }
-    }
-    if let Some(key) = &channel.encoding_aes_key {
-        if let Err(e) = AesKey::from_encoding_aes_key(key.expose()) {
-            issues.push((
-                format!("{prefix}.encoding_aes_key"),
-                format!("invalid EncodingAESKey: {e}"),
-            ));
-        }
-    }
-    if let Some(token) = &channel.token {
-        if token.expose().is_empty() {
-            issues.push((format!("{prefix}.token"), "must not be empty".into()));
-        }
-    }
-    if channel.kind == ChannelKind::Gateway {
-        if let Some(secret) = &channel.secret {
-            if secret.expose().len() < 16 {
-                issues.push((
-                    format!("{prefix}.secret"),
-                    "must be at least 16 characters".into(),
-                ));
-            }
-        }
-    }
-    if channel.kind == ChannelKind::WecomAibot {
-        let needs: &[&str] = match channel.mode.as_deref() {
-            None | Some("callback") => &["token", "encoding_aes_key"],
-            Some("websocket") => &["bot_id", "secret"],
-            Some(other) => {
-                issues.push((
-                    format!("{prefix}.mode"),
-                    format!("`{other}` is not `callback` or `websocket`"),
-                ));
-                &[]
-            }
-        };
-        for key in needs {
-            if !set.contains(key) {
-                issues.push((
-                    format!("{prefix}.{key}"),
-                    format!(
-                        "required for a wecom_aibot in {} mode",
-                        channel.mode.as_deref().unwrap_or("callback")
-                    ),
-                ));
-            }
-        }
-        if let Some(url) = &channel.ws_url {
-            if url::Url::parse(url).map_or(true, |u| !matches!(u.scheme(), "ws" | "wss")) {
-                issues.push((
-                    format!("{prefix}.ws_url"),
-                    "must be a ws:// or wss:// URL".into(),
-                ));
-            }
-        }
-    }
-    if channel.kind == ChannelKind::WechatMp {
-        validate_mp_mode(&prefix, channel, &mut issues);
-    }
-    if let Some(corp_id) = &channel.corp_id {
-        if corp_id.trim().is_empty() {
-            issues.push((format!("{prefix}.corp_id"), "must not be empty".into()));
-        }
-    }
-    issues
 }
 
 fn validate_outbound(config: &Config, issues: &mut Vec<(String, String)>) {
