@@ -7,16 +7,14 @@
 mod calls;
 pub mod limits;
 pub mod links;
+mod row;
 pub mod tokens;
 pub mod worker;
 
-use crate::config::{ChannelKind, Config};
+use crate::config::Config;
 use crate::store::outbox::{self as rows, NewOutbox};
 use crate::store::{StoreError, Tx};
-use crate::wecom::api::types::{
-    AddMsgTemplate, AppMessage, AppchatSend, CustomSend, MarkTag, MessageSend, RobotMessage,
-    RobotText, SendWelcomeMsg, Text,
-};
+use crate::wecom::api::types::{AppMessage, Text};
 
 pub use worker::{Outbox, OutboxHandle};
 
@@ -134,182 +132,37 @@ pub fn to_row(config: &Config, env: &Envelope) -> Result<NewOutbox, EnqueueError
         .get(&env.channel_id)
         .filter(|c| c.enabled)
         .ok_or_else(|| EnqueueError::UnknownChannel(env.channel_id.clone()))?;
-    let need = |kind: ChannelKind, what: &'static str| {
-        if channel.kind == kind {
-            Ok(())
-        } else {
-            Err(EnqueueError::WrongKind {
-                channel: env.channel_id.clone(),
-                kind: channel.kind.as_str(),
-                what,
-            })
-        }
-    };
-    let missing = |key: &'static str| EnqueueError::MissingKey {
-        channel: env.channel_id.clone(),
-        key,
+    let b = row::RowBuilder {
+        config,
+        channel,
+        env,
     };
     let (kind, recipient, payload, sender) = match &env.message {
-        Outbound::App { to, message } => {
-            need(ChannelKind::WecomApp, "app messages")?;
-            if to.is_empty() || to.len() > 1000 {
-                return Err(EnqueueError::Invalid("1 to 1000 recipients".into()));
-            }
-            channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
-            let agentid = channel.agent_id.ok_or_else(|| missing("agent_id"))?;
-            let dup = config.outbox.duplicate_check_secs;
-            let body = MessageSend {
-                touser: to.join("|"),
-                toparty: String::new(),
-                totag: String::new(),
-                agentid,
-                message: message.app_message(),
-                safe: 0,
-                enable_duplicate_check: u8::from(dup > 0),
-                duplicate_check_interval: (dup > 0).then_some(dup),
-            };
-            ("app_message", to.join("|"), json(&body), None)
-        }
-        Outbound::Appchat { chat_id, message } => {
-            need(ChannelKind::WecomApp, "app group chat messages")?;
-            channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
-            let body = AppchatSend {
-                chatid: chat_id.clone(),
-                message: message.app_message(),
-                safe: 0,
-            };
-            ("appchat", chat_id.clone(), json(&body), None)
-        }
-        Outbound::Robot { message, mentions } => {
-            need(ChannelKind::WecomRobot, "robot messages")?;
-            channel
-                .webhook_key
-                .as_ref()
-                .ok_or_else(|| missing("webhook_key"))?;
-            let body = match message {
-                Content::Text(content) => RobotMessage::Text {
-                    text: RobotText {
-                        content: content.clone(),
-                        mentioned_list: mentions.clone(),
-                        ..RobotText::default()
-                    },
-                },
-                Content::Markdown(content) => RobotMessage::Markdown {
-                    markdown: Text {
-                        content: content.clone(),
-                    },
-                },
-            };
-            ("robot", env.channel_id.clone(), json(&body), None)
-        }
-        Outbound::Welcome { welcome_code, text } => {
-            need(ChannelKind::WecomApp, "welcome messages")?;
-            channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
-            let body = SendWelcomeMsg {
-                welcome_code: welcome_code.clone(),
-                text: Text {
-                    content: text.clone(),
-                },
-            };
-            ("welcome", welcome_code.clone(), json(&body), None)
-        }
+        Outbound::App { to, message } => b.app(to, message),
+        Outbound::Appchat { chat_id, message } => b.appchat(chat_id, message),
+        Outbound::Robot { message, mentions } => b.robot(message, mentions),
+        Outbound::Welcome { welcome_code, text } => b.welcome(welcome_code, text),
         Outbound::MarkTag {
             staff,
             customer,
             add,
             remove,
-        } => {
-            need(ChannelKind::WecomApp, "customer tags")?;
-            channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
-            let body = MarkTag {
-                userid: staff.clone(),
-                external_userid: customer.clone(),
-                add_tag: add.clone(),
-                remove_tag: remove.clone(),
-            };
-            ("mark_tag", customer.clone(), json(&body), None)
-        }
-        Outbound::ReplyUrl { url, markdown } => {
-            need(ChannelKind::WecomAibot, "late replies")?;
-            if !response_url_allowed(url, &config.aibot.response_url_hosts) {
-                return Err(EnqueueError::Invalid(
-                    "response_url host is not in aibot.response_url_hosts".into(),
-                ));
-            }
-            let body = serde_json::json!({
-                "url": url, "msgtype": "markdown", "markdown": { "content": markdown },
-            });
-            ("reply_url", url.clone(), body.to_string(), None)
-        }
-        Outbound::AibotPush { chat_id, markdown } => {
-            need(ChannelKind::WecomAibot, "long-connection pushes")?;
-            if channel.mode.as_deref() != Some("websocket") {
-                return Err(EnqueueError::Invalid(format!(
-                    "channel `{}` pushes only in websocket mode",
-                    env.channel_id
-                )));
-            }
-            let body = serde_json::json!({
-                "chatid": chat_id, "msgtype": "markdown", "markdown": { "content": markdown },
-            });
-            ("aibot_push", chat_id.clone(), body.to_string(), None)
-        }
+        } => b.mark_tag(staff, customer, add, remove),
+        Outbound::ReplyUrl { url, markdown } => b.reply_url(url, markdown),
+        Outbound::AibotPush { chat_id, markdown } => b.aibot_push(chat_id, markdown),
         Outbound::Gateway {
             group,
             to,
             text,
             mentions,
-        } => {
-            need(ChannelKind::Gateway, "gateway messages")?;
-            channel
-                .send_url
-                .as_ref()
-                .ok_or_else(|| missing("send_url"))?;
-            let recipient = group.clone().or_else(|| to.clone()).ok_or_else(|| {
-                EnqueueError::Invalid("a gateway message needs a group or a member".into())
-            })?;
-            let body = serde_json::json!({
-                "type": "send", "group": group.as_ref().map(|g| serde_json::json!({ "id": g })),
-                "to": to, "text": text, "mentions": mentions,
-            });
-            ("gateway_send", recipient, body.to_string(), None)
-        }
-        Outbound::Mp { openid, message } => {
-            need(ChannelKind::WechatMp, "customer-service messages")?;
-            channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
-            let body = CustomSend {
-                touser: openid.clone(),
-                message: message.app_message(),
-            };
-            ("mp_custom", openid.clone(), json(&body), None)
-        }
+        } => b.gateway(group.as_deref(), to.as_deref(), text, mentions),
+        Outbound::Mp { openid, message } => b.mp(openid, message),
         Outbound::Mass {
             sender,
             recipients,
             text,
-        } => {
-            need(ChannelKind::WecomApp, "customer mass sends")?;
-            channel.secret.as_ref().ok_or_else(|| missing("secret"))?;
-            if recipients.is_empty() || recipients.len() > 10_000 {
-                return Err(EnqueueError::Invalid("1 to 10000 recipients".into()));
-            }
-            let body = AddMsgTemplate {
-                chat_type: "single".into(),
-                external_userid: recipients.clone(),
-                chat_id_list: Vec::new(),
-                sender: sender.clone(),
-                text: Text {
-                    content: text.clone(),
-                },
-            };
-            (
-                "mass_template",
-                sender.clone(),
-                json(&body),
-                Some(sender.clone()),
-            )
-        }
-    };
+        } => b.mass(sender, recipients, text),
+    }?;
     Ok(NewOutbox {
         idem_key: env.idem_key.clone(),
         channel_id: env.channel_id.clone(),
@@ -369,9 +222,4 @@ pub async fn enqueue(
 ) -> Result<bool, EnqueueError> {
     let row = to_row(config, env)?;
     Ok(rows::enqueue(tx, &row, now_ms).await?)
-}
-
-/// An API body as stored in the row (these types always serialize).
-fn json<T: serde::Serialize + ?Sized>(body: &T) -> String {
-    serde_json::to_string(body).unwrap_or_default()
 }
