@@ -90,15 +90,7 @@ impl App {
             ..store_options(&config)
         };
         let store = open_store_with(&config, &server_store).await?;
-        let items: Vec<_> = config
-            .points
-            .items
-            .iter()
-            .map(crate::points::redemption::catalog_item)
-            .collect();
-        crate::store::redemption::seed_items(&store, &items, clock.now_ms())
-            .await
-            .context("seeding the reward catalog")?;
+        seed_catalog(&store, &config, clock.now_ms()).await?;
         let metrics = Metrics::new(channels.ids());
         // Made before the writer: the group commit records new members' first stages with it.
         let stages = matches!(chain, Chain::Standard).then(|| crate::chain::stage_check(&config));
@@ -106,31 +98,13 @@ impl App {
         // The writers stop last: the after-handlers and background jobs still write through them.
         let writers_stop = CancellationToken::new();
 
-        // One writer on both: SQLite has one write lock, and on PostgreSQL one writer's batches
-        // grow with the load (the same throughput as four here) while each callback costs the
-        // database less and waits less (docs/benchmarks.md §2).
-        let writers = config.database.writers.max(1);
-        let writer_store = StoreOptions {
-            // One more for the batched writes (sign-ins) on PostgreSQL.
-            max_connections: u32::try_from(writers + 1).unwrap_or(5),
-            ping_before_use: false,
-            ..server_store
-        };
-        let (writer, writer_thread) = InboxWriter::spawn_dedicated(
-            config.database.url.expose(),
-            &writer_store,
-            WriterOptions {
-                batch_max: config.database.batch_max,
-                writers,
-                rules: Arc::new(crate::ingress::rules::InboxRules {
-                    timezone: config.timezone(),
-                    first_stages: stages.as_ref().map(|s| s.first_stages()),
-                    metrics: metrics.clone(),
-                }),
-            },
-            writers_stop.clone(),
-        )
-        .context("starting the inbox writer")?;
+        let rules = Arc::new(crate::ingress::rules::InboxRules {
+            timezone: config.timezone(),
+            first_stages: stages.as_ref().map(|s| s.first_stages()),
+            metrics: metrics.clone(),
+        });
+        let (writer, writer_thread) =
+            start_writer(&config, &server_store, rules, writers_stop.clone())?;
         let faq = crate::faq::FaqService::new(config.faq.clone());
         // On SQLite the outbox's writes queue behind the group commits (one writer per file).
         let outbox_writer = (store.backend() == Backend::Sqlite).then(|| writer.clone());
@@ -178,17 +152,7 @@ impl App {
             bot,
             services.outbox.clone(),
             metrics.clone(),
-            IngressOptions {
-                replay_window_secs: config.server.replay_window_secs,
-                handler_budget: Duration::from_millis(config.server.handler_budget_ms),
-                sweep_after: Duration::from_secs(
-                    u64::try_from(config.server.sweep_after_secs).unwrap_or(60),
-                ),
-                future_skew_secs: config.server.future_skew_secs,
-                past_skew_secs: config.server.past_skew_secs,
-                response_url_hosts: config.aibot.response_url_hosts.clone(),
-                max_attempts: config.server.handler_max_attempts,
-            },
+            ingress_options(&config),
         );
         let listener = TcpListener::bind(&config.server.listen)
             .await
@@ -202,33 +166,7 @@ impl App {
             outbox: outbox.clone(),
             recall,
         });
-        let mut background = vec![tokio::spawn(sweeper(
-            state.ingress.clone(),
-            shutdown.clone(),
-        ))];
-        let now = state.ingress.clock().now_ms();
-        let runner =
-            crate::scheduler::runner::Runner::new(state.clone(), Arc::clone(&state.recall), now)?;
-        if state.config.scheduler.enabled {
-            background.push(runner.spawn(shutdown.clone()));
-        }
-        background.extend(crate::aibot::spawn_all(
-            &state.config,
-            &state.ingress,
-            &state.store,
-            &state.ingress.clock().clone(),
-            state.outbox.aibot_links(),
-            &shutdown,
-        ));
-        if state.config.outbox.enabled {
-            background.push(outbox.spawn(shutdown.clone()));
-        }
-        if crate::members::tag_sync::sync_channels(&state.config)
-            .next()
-            .is_some()
-        {
-            background.push(tokio::spawn(tag_mirror(state.clone(), shutdown.clone())));
-        }
+        let background = spawn_background(&state, &shutdown)?;
         Ok(Self {
             listener,
             state,
@@ -283,6 +221,97 @@ impl App {
         state.store.close().await;
         result.context("HTTP server")
     }
+}
+
+/// Adds the configured catalog items the database does not have yet.
+async fn seed_catalog(store: &Store, config: &Config, now_ms: i64) -> anyhow::Result<()> {
+    let items: Vec<_> = config
+        .points
+        .items
+        .iter()
+        .map(crate::points::redemption::catalog_item)
+        .collect();
+    crate::store::redemption::seed_items(store, &items, now_ms)
+        .await
+        .context("seeding the reward catalog")
+}
+
+/// The group-commit writers on a thread of their own. One writer on both databases: SQLite has
+/// one write lock, and on PostgreSQL one writer's batches grow with the load while each callback
+/// costs the database less (docs/benchmarks.md §2).
+fn start_writer(
+    config: &Config,
+    server_store: &StoreOptions,
+    rules: Arc<crate::ingress::rules::InboxRules>,
+    stop: CancellationToken,
+) -> anyhow::Result<(InboxWriter, WriterThread)> {
+    let writers = config.database.writers.max(1);
+    let writer_store = StoreOptions {
+        // One more for the batched writes (sign-ins) on PostgreSQL.
+        max_connections: u32::try_from(writers + 1).unwrap_or(5),
+        ping_before_use: false,
+        ..server_store.clone()
+    };
+    InboxWriter::spawn_dedicated(
+        config.database.url.expose(),
+        &writer_store,
+        WriterOptions {
+            batch_max: config.database.batch_max,
+            writers,
+            rules,
+        },
+        stop,
+    )
+    .context("starting the inbox writer")
+}
+
+fn ingress_options(config: &Config) -> IngressOptions {
+    IngressOptions {
+        replay_window_secs: config.server.replay_window_secs,
+        handler_budget: Duration::from_millis(config.server.handler_budget_ms),
+        sweep_after: Duration::from_secs(
+            u64::try_from(config.server.sweep_after_secs).unwrap_or(60),
+        ),
+        future_skew_secs: config.server.future_skew_secs,
+        past_skew_secs: config.server.past_skew_secs,
+        response_url_hosts: config.aibot.response_url_hosts.clone(),
+        max_attempts: config.server.handler_max_attempts,
+    }
+}
+
+/// The sweeper, the scheduler, the AI bots' connections, the outbox workers and the tag mirror.
+fn spawn_background(
+    state: &AppState,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut background = vec![tokio::spawn(sweeper(
+        state.ingress.clone(),
+        shutdown.clone(),
+    ))];
+    let now = state.ingress.clock().now_ms();
+    let runner =
+        crate::scheduler::runner::Runner::new(state.clone(), Arc::clone(&state.recall), now)?;
+    if state.config.scheduler.enabled {
+        background.push(runner.spawn(shutdown.clone()));
+    }
+    background.extend(crate::aibot::spawn_all(
+        &state.config,
+        &state.ingress,
+        &state.store,
+        &state.ingress.clock().clone(),
+        state.outbox.aibot_links(),
+        shutdown,
+    ));
+    if state.config.outbox.enabled {
+        background.push(state.outbox.spawn(shutdown.clone()));
+    }
+    if crate::members::tag_sync::sync_channels(&state.config)
+        .next()
+        .is_some()
+    {
+        background.push(tokio::spawn(tag_mirror(state.clone(), shutdown.clone())));
+    }
+    Ok(background)
 }
 
 /// Re-runs accepted but unprocessed deliveries now and then (crash recovery).
