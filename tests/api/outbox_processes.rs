@@ -134,6 +134,13 @@ async fn kill_9_while_draining_loses_nothing_and_sends_nothing_twice(backend: Ba
     let n = env_usize("OUTBOX_KILL_TEST_MESSAGES", 1000);
     let store = seed(&url, n).await;
     let mut left_after_kills = Vec::new();
+    // The kill moments come from a seed printed here: KILL_SEED=<n> replays a failing run.
+    let seed: u64 = std::env::var("KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("KILL_SEED={seed}");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
     for _ in 0..env_usize("OUTBOX_KILLS", 4) {
         let before = unfinished(&store).await;
         let mut child = serve(&url, &fake);
@@ -145,7 +152,7 @@ async fn kill_9_while_draining_loses_nothing_and_sends_nothing_twice(backend: Ba
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let after = rand::thread_rng().gen_range(0..300);
+        let after = rng.gen_range(0..300);
         tokio::time::sleep(Duration::from_millis(after)).await;
         child.kill();
         left_after_kills.push(unfinished(&store).await);
