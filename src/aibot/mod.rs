@@ -30,6 +30,9 @@ use crate::wecom::xml;
 
 pub use crate::outbox::links::{Links, Push, PushAck};
 
+/// A connection up this long counts as healthy: its drop is not a failure in a row.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
 pub const DEFAULT_WS_URL: &str = "wss://openws.work.weixin.qq.com";
 
 /// One bot's long connection.
@@ -112,6 +115,7 @@ impl Link {
                 .acquire_lease(&self.lease_key(), &self.holder, now, now + lease_ms)
                 .await
                 .unwrap_or(false);
+            self.links.lease_looked();
             if !held {
                 // Someone else holds the bot; look again within the lease time.
                 if self
@@ -125,7 +129,12 @@ impl Link {
                 }
                 continue;
             }
+            let connected = std::time::Instant::now();
             let ended = self.connect_and_serve(&shutdown).await;
+            // A connection that stayed up a while was healthy: the next drop starts the backoff over.
+            if connected.elapsed() >= HEALTHY_AFTER {
+                failures = 0;
+            }
             let wait = match &ended {
                 Ended::Shutdown => break,
                 Ended::LostLease => Duration::from_millis(10),
@@ -288,6 +297,7 @@ impl Link {
                 _ = lease_tick.tick() => {
                     let now = self.clock.now_ms();
                     let until = now + self.settings.lease_secs * 1000;
+                    self.links.lease_looked();
                     if !self.store.acquire_lease(&self.lease_key(), &self.holder, now, until).await.unwrap_or(false) {
                         break Ended::LostLease;
                     }

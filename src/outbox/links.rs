@@ -16,11 +16,25 @@ pub struct Push {
     pub done: PushAck,
 }
 
-/// The live connections of this process by channel id (the outbox hands them its pushes).
+/// The live connections of this process by channel id (the outbox hands them its pushes), and
+/// how often the links looked at their leases (each look is an event tests can wait for).
 #[derive(Clone, Default)]
-pub struct Links(Arc<std::sync::Mutex<HashMap<String, mpsc::UnboundedSender<Push>>>>);
+pub struct Links(
+    Arc<std::sync::Mutex<HashMap<String, mpsc::UnboundedSender<Push>>>>,
+    Arc<std::sync::atomic::AtomicU64>,
+);
 
 impl Links {
+    /// A link of this process looked at (or renewed) its lease.
+    pub fn lease_looked(&self) {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Lease looks of this process's links so far.
+    pub fn lease_looks(&self) -> u64 {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The connection of `channel_id`, if this process holds it now.
     pub fn sender(&self, channel_id: &str) -> Option<mpsc::UnboundedSender<Push>> {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());

@@ -212,14 +212,22 @@ async fn messages_over_the_long_connection_are_answered_with_their_req_id(backen
 
 async fn kicks_do_not_start_a_storm_and_dead_links_are_redialled(backend: Backend) {
     let fake = FakeWecom::start("127.0.0.1:0").await.expect("stand-in");
-    let _app = spawn(backend, &fake).await;
+    let app = spawn(backend, &fake).await;
     until(|| fake.aibot_counts().0 == 1, "the subscribe").await;
 
     // Another connection took over: one measured redial after a backoff, not a loop.
     assert!(fake.aibot_kick(BOT));
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    until(|| fake.aibot_counts().0 == 2, "the redial after the kick").await;
+    // Three lease looks later (one a second), still that one redial.
+    let links = app.app_state.outbox.aibot_links().clone();
+    let looks = links.lease_looks();
+    until(
+        || links.lease_looks() >= looks + 3,
+        "three more lease looks",
+    )
+    .await;
     let (subscribes, _) = fake.aibot_counts();
-    assert_eq!(subscribes, 2, "one redial in four seconds after a kick");
+    assert_eq!(subscribes, 2, "one redial after a kick, not a storm");
 
     // The server stops answering pings: after two misses the link is redialled.
     fake.aibot_ignore_pings(true);
@@ -241,7 +249,12 @@ async fn one_replica_holds_the_connection_and_the_other_takes_over(backend: Back
     .await;
     let second = TestApp::spawn_on(&first.database_url(), configure(&fake)).await;
     // The second replica sees the lease and stays off the line (it would kick the first).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let looks = second.app_state.outbox.aibot_links().clone();
+    until(
+        || looks.lease_looks() >= 3,
+        "the second replica's lease looks",
+    )
+    .await;
     assert_eq!(fake.aibot_counts().0, 1, "only the lease holder connects");
 
     // The holder stops: the other one takes over within the lease time.
