@@ -14,6 +14,12 @@ pub enum StoreError {
     Config(String),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The driver's error when the database cannot be reached (kept as the source).
+    #[error("database unavailable: {0}")]
+    Unreachable(#[source] sqlx::Error),
+    /// Any other driver error (kept as the source).
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
     #[error("database error: {0}")]
     Other(String),
 }
@@ -25,14 +31,14 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => Self::Unavailable(e.to_string()),
+            | sqlx::Error::WorkerCrashed => Self::Unreachable(e),
             sqlx::Error::RowNotFound => Self::NotFound,
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::UniqueViolation,
             sqlx::Error::Database(db) if is_transient_database_error(db.code().as_deref()) => {
-                Self::Unavailable(e.to_string())
+                Self::Unreachable(e)
             }
             sqlx::Error::Configuration(_) => Self::Config(e.to_string()),
-            _ => Self::Other(e.to_string()),
+            _ => Self::Database(e),
         }
     }
 }
@@ -55,6 +61,6 @@ fn is_transient_database_error(code: Option<&str>) -> bool {
 
 impl StoreError {
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::Unreachable(_))
     }
 }
