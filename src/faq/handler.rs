@@ -57,6 +57,136 @@ fn choice(text: &str) -> Option<usize> {
     }
 }
 
+impl FaqHandler {
+    /// A reply `1`–`3` to a "您是不是想问" list: the chosen entry's answer, counted once.
+    async fn picked(
+        &self,
+        ctx: &BotContext,
+        event: &Event,
+        message: &Message,
+        snapshot: &super::service::Snapshot,
+        index: usize,
+    ) -> anyhow::Result<Outcome> {
+        let (scope, user, group) = keys(event, message);
+        // "1" is common chat: only a member with a pending list costs a write.
+        if !ctx.store.faq_has_pending(&scope, &user, &group).await? {
+            return Ok(Outcome::Continue);
+        }
+        let ttl_ms = self.faq.config().choice_ttl_secs * 1000;
+        let (now_ms, day) = (
+            ctx.clock.now_ms(),
+            local_day(ctx.timezone, event.occurred_at),
+        );
+        let picked = ctx
+            .writer
+            .run_batched(move |tx| {
+                let (scope, user, group) = (scope.clone(), user.clone(), group.clone());
+                Box::pin(async move {
+                    let Some((ids, at)) = db::pending(tx, &scope, &user, &group).await? else {
+                        return Ok(None);
+                    };
+                    if now_ms - at > ttl_ms {
+                        db::drop_pending(tx, &scope, &user, &group).await?;
+                        return Ok(None);
+                    }
+                    let Some(&id) = ids.get(index) else {
+                        return Ok(None);
+                    };
+                    db::drop_pending(tx, &scope, &user, &group).await?;
+                    db::count_hit(tx, id).await?;
+                    db::count_day(tx, &scope, day, true).await?;
+                    Ok(Some(id))
+                })
+            })
+            .await??;
+        match picked.and_then(|id| snapshot.entries.iter().find(|e| e.id == id)) {
+            Some(entry) => answer(ctx, message, entry).await,
+            None => Ok(Outcome::Continue),
+        }
+    }
+
+    /// Whether an unaddressed group message may be answered: it looks like a question, the group
+    /// answers on its own, and its cooldown is over.
+    async fn may_answer_unasked(
+        &self,
+        ctx: &BotContext,
+        event: &Event,
+        text: &str,
+        group: &str,
+        now_ms: i64,
+    ) -> anyhow::Result<bool> {
+        // The text test first: most group chat is not a question and costs no query.
+        if !looks_like_question(text) {
+            return Ok(false);
+        }
+        let config = self.faq.config();
+        let settings = ctx.store.faq_group(&event.scope, group).await?;
+        let auto = settings.map_or(config.auto_answer, |(auto, _)| auto);
+        let last = settings.map_or(0, |(_, at)| at);
+        Ok(auto && now_ms - last >= config.group_cooldown_secs * 1000)
+    }
+
+    /// Counts a direct answer (and an unprompted one against the group's cooldown).
+    async fn count_answer(
+        &self,
+        ctx: &BotContext,
+        event: &Event,
+        id: i64,
+        group: &str,
+        unprompted: bool,
+        now_ms: i64,
+    ) -> anyhow::Result<()> {
+        let day = local_day(ctx.timezone, event.occurred_at);
+        let (scope, group_id, auto) = (
+            event.scope.clone(),
+            group.to_owned(),
+            self.faq.config().auto_answer,
+        );
+        ctx.writer
+            .run_batched(move |tx| {
+                let (scope, group_id) = (scope.clone(), group_id.clone());
+                Box::pin(async move {
+                    db::count_hit(tx, id).await?;
+                    db::count_day(tx, &scope, day, true).await?;
+                    if unprompted {
+                        db::touch_group(tx, &scope, &group_id, auto, now_ms).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await??;
+        Ok(())
+    }
+
+    /// "您是不是想问": the top candidates, remembered for a numbered reply.
+    async fn suggest(
+        &self,
+        ctx: &BotContext,
+        event: &Event,
+        message: &Message,
+        ranked: &[(super::matcher::Candidate, &FaqEntry)],
+        now_ms: i64,
+    ) -> anyhow::Result<Outcome> {
+        let ids: Vec<i64> = ranked.iter().map(|(_, e)| e.id).collect();
+        let questions: Vec<&str> = ranked.iter().map(|(_, e)| e.question.as_str()).collect();
+        let (scope, user, group_key) = keys(event, message);
+        ctx.writer
+            .run_batched(move |tx| {
+                let (scope, user, group_key, ids) =
+                    (scope.clone(), user.clone(), group_key.clone(), ids.clone());
+                Box::pin(async move {
+                    db::set_pending(tx, &scope, &user, &group_key, &ids, now_ms).await
+                })
+            })
+            .await??;
+        let reply = ctx.templates.render(
+            "replies/faq_suggest",
+            context! { name => display_name(message), questions },
+        )?;
+        Ok(Outcome::Reply(reply))
+    }
+}
+
 impl Handler for FaqHandler {
     fn name(&self) -> &'static str {
         "faq"
@@ -83,102 +213,28 @@ impl Handler for FaqHandler {
             }
 
             if let Some(index) = choice(text) {
-                let (scope, user, group) = keys(event, message);
-                // "1" is common chat: only a member with a pending list costs a write.
-                if !ctx.store.faq_has_pending(&scope, &user, &group).await? {
-                    return Ok(Outcome::Continue);
-                }
-                let ttl_ms = config.choice_ttl_secs * 1000;
-                let picked = ctx
-                    .writer
-                    .run_batched(move |tx| {
-                        let (scope, user, group) = (scope.clone(), user.clone(), group.clone());
-                        Box::pin(async move {
-                            let Some((ids, at)) = db::pending(tx, &scope, &user, &group).await?
-                            else {
-                                return Ok(None);
-                            };
-                            if now_ms - at > ttl_ms {
-                                db::drop_pending(tx, &scope, &user, &group).await?;
-                                return Ok(None);
-                            }
-                            let Some(&id) = ids.get(index) else {
-                                return Ok(None);
-                            };
-                            db::drop_pending(tx, &scope, &user, &group).await?;
-                            db::count_hit(tx, id).await?;
-                            db::count_day(tx, &scope, day, true).await?;
-                            Ok(Some(id))
-                        })
-                    })
-                    .await??;
-                if let Some(id) = picked {
-                    if let Some(entry) = snapshot.entries.iter().find(|e| e.id == id) {
-                        return answer(ctx, message, entry).await;
-                    }
-                }
-                return Ok(Outcome::Continue);
+                return self.picked(ctx, event, message, &snapshot, index).await;
             }
 
             let addressed = message.mentions_bot || message.group.is_none();
-            if !addressed {
-                // The text test first: most group chat is not a question and costs no query.
-                if !looks_like_question(text) {
-                    return Ok(Outcome::Continue);
-                }
-                let settings = ctx.store.faq_group(&event.scope, group).await?;
-                let auto = settings.map_or(config.auto_answer, |(auto, _)| auto);
-                let last = settings.map_or(0, |(_, at)| at);
-                if !auto || now_ms - last < config.group_cooldown_secs * 1000 {
-                    return Ok(Outcome::Continue);
-                }
+            if !addressed
+                && !self
+                    .may_answer_unasked(ctx, event, text, group, now_ms)
+                    .await?
+            {
+                return Ok(Outcome::Continue);
             }
 
             let ranked = snapshot.rank(text, 3);
             let confidence = ranked.first().map_or(0.0, |(c, _)| c.confidence);
             if confidence >= config.answer_threshold {
                 let entry = ranked[0].1;
-                let (id, scope, group_id, auto) = (
-                    entry.id,
-                    event.scope.clone(),
-                    group.to_owned(),
-                    config.auto_answer,
-                );
-                let unprompted = !addressed;
-                ctx.writer
-                    .run_batched(move |tx| {
-                        let (scope, group_id) = (scope.clone(), group_id.clone());
-                        Box::pin(async move {
-                            db::count_hit(tx, id).await?;
-                            db::count_day(tx, &scope, day, true).await?;
-                            if unprompted {
-                                db::touch_group(tx, &scope, &group_id, auto, now_ms).await?;
-                            }
-                            Ok(())
-                        })
-                    })
-                    .await??;
+                self.count_answer(ctx, event, entry.id, group, !addressed, now_ms)
+                    .await?;
                 return answer(ctx, message, entry).await;
             }
             if confidence >= config.suggest_threshold {
-                let ids: Vec<i64> = ranked.iter().map(|(_, e)| e.id).collect();
-                let questions: Vec<&str> =
-                    ranked.iter().map(|(_, e)| e.question.as_str()).collect();
-                let (scope, user, group_key) = keys(event, message);
-                ctx.writer
-                    .run_batched(move |tx| {
-                        let (scope, user, group_key, ids) =
-                            (scope.clone(), user.clone(), group_key.clone(), ids.clone());
-                        Box::pin(async move {
-                            db::set_pending(tx, &scope, &user, &group_key, &ids, now_ms).await
-                        })
-                    })
-                    .await??;
-                let reply = ctx.templates.render(
-                    "replies/faq_suggest",
-                    context! { name => display_name(message), questions },
-                )?;
-                return Ok(Outcome::Reply(reply));
+                return self.suggest(ctx, event, message, &ranked, now_ms).await;
             }
 
             record_unanswered(ctx, &event.scope, text, day, now_ms).await?;

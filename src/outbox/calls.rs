@@ -18,6 +18,12 @@ use crate::wecom::api::types::{
 };
 use crate::wecom::api::{ApiError, ErrorClass};
 
+/// The request body stored in a row.
+fn payload<T: serde::de::DeserializeOwned>(row: &OutboxRow) -> Result<T, Failure> {
+    serde_json::from_str(&row.payload)
+        .map_err(|e| Failure::Api(ApiError::Decode(format!("stored payload: {e}"))))
+}
+
 impl Outbox {
     /// The customer's name from `externalcontact/get` (for a welcome addressed by name); `None`
     /// when the lookup fails, so the welcome still goes out in time.
@@ -105,128 +111,152 @@ impl Outbox {
     }
 
     pub(super) async fn send(&self, row: &OutboxRow, kind: ChannelKind) -> Result<Mark, Failure> {
-        let id = row.id;
-        let api = &self.inner.api;
-        let bad =
-            |e: serde_json::Error| Failure::Api(ApiError::Decode(format!("stored payload: {e}")));
-        let sent = |platform_id: Option<String>| Mark::Sent { id, platform_id };
+        let sent = Mark::Sent {
+            id: row.id,
+            platform_id: None,
+        };
         match (row.kind.as_str(), kind) {
-            ("app_message", ChannelKind::WecomApp) => {
-                let body: &MessageSend = &serde_json::from_str(&row.payload).map_err(bad)?;
-                let r = self
-                    .with_token(&row.channel_id, |t| async move {
-                        api.message_send(&t, body).await
-                    })
-                    .await?;
-                if !r.invaliduser.is_empty() {
-                    tracing::warn!(row = id, invalid = %r.invaliduser, "some recipients were invalid");
-                }
-                Ok(sent(Some(r.msgid).filter(|m| !m.is_empty())))
-            }
+            ("app_message", ChannelKind::WecomApp) => self.send_app_message(row).await,
             ("appchat", ChannelKind::WecomApp) => {
-                let body: &AppchatSend = &serde_json::from_str(&row.payload).map_err(bad)?;
+                let body: &AppchatSend = &payload(row)?;
+                let api = &self.inner.api;
                 self.with_token(&row.channel_id, |t| async move {
                     api.appchat_send(&t, body).await
                 })
                 .await?;
-                Ok(sent(None))
+                Ok(sent)
             }
             ("welcome", ChannelKind::WecomApp) => {
-                let body: &SendWelcomeMsg = &serde_json::from_str(&row.payload).map_err(bad)?;
+                let body: &SendWelcomeMsg = &payload(row)?;
+                let api = &self.inner.api;
                 self.with_token(&row.channel_id, |t| async move {
                     api.send_welcome_msg(&t, body).await
                 })
                 .await?;
-                Ok(sent(None))
+                Ok(sent)
             }
             ("mark_tag", ChannelKind::WecomApp) => {
-                let body: &MarkTag = &serde_json::from_str(&row.payload).map_err(bad)?;
+                let body: &MarkTag = &payload(row)?;
+                let api = &self.inner.api;
                 self.with_token(
                     &row.channel_id,
                     |t| async move { api.mark_tag(&t, body).await },
                 )
                 .await?;
-                Ok(sent(None))
+                Ok(sent)
             }
             ("mp_custom", ChannelKind::WechatMp) => {
-                let body: &CustomSend = &serde_json::from_str(&row.payload).map_err(bad)?;
+                let body: &CustomSend = &payload(row)?;
+                let api = &self.inner.api;
                 self.with_token(&row.channel_id, |t| async move {
                     api.mp_custom_send(&t, body).await
                 })
                 .await?;
-                Ok(sent(None))
+                Ok(sent)
             }
-            ("robot", ChannelKind::WecomRobot) => {
-                let body: RobotMessage = serde_json::from_str(&row.payload).map_err(bad)?;
-                let key = self
-                    .inner
-                    .config
-                    .channels
-                    .get(&row.channel_id)
-                    .and_then(|c| c.webhook_key.as_ref())
-                    .map(|k| k.expose().to_owned())
-                    .unwrap_or_default();
-                api.webhook_send(&key, &body).await.map_err(Failure::Api)?;
-                Ok(sent(None))
-            }
+            ("robot", ChannelKind::WecomRobot) => self.send_robot(row).await.map(|()| sent),
             ("mass_template", ChannelKind::WecomApp) => self.create_task(row).await,
-            ("gateway_send", ChannelKind::Gateway) => {
-                let channel = self.inner.config.channels.get(&row.channel_id);
-                let url = channel.and_then(|c| c.send_url.clone()).unwrap_or_default();
-                let secret = channel
-                    .and_then(|c| c.secret.as_ref())
-                    .map(|s| s.expose().as_bytes().to_vec())
-                    .unwrap_or_default();
-                let now = self.inner.clock.now_secs();
-                api.gateway_send(&url, &secret, now, row.payload.as_bytes())
-                    .await
-                    .map_err(Failure::Api)?;
-                Ok(sent(None))
-            }
+            ("gateway_send", ChannelKind::Gateway) => self.send_gateway(row).await.map(|()| sent),
             ("reply_url", ChannelKind::WecomAibot) => {
-                let mut body: serde_json::Value =
-                    serde_json::from_str(&row.payload).map_err(bad)?;
+                let mut body: serde_json::Value = payload(row)?;
                 let url = body["url"].as_str().unwrap_or_default().to_owned();
                 if let Some(map) = body.as_object_mut() {
                     map.remove("url");
                 }
-                api.post_to(&url, &body).await.map_err(Failure::Api)?;
-                Ok(sent(None))
+                self.inner
+                    .api
+                    .post_to(&url, &body)
+                    .await
+                    .map_err(Failure::Api)?;
+                Ok(sent)
             }
-            ("aibot_push", ChannelKind::WecomAibot) => {
-                // Only the process holding the bot's connection can send; the others leave the
-                // row for it (without counting an attempt).
-                let Some(link) = self.inner.links.sender(&row.channel_id) else {
-                    return Ok(Mark::Defer {
-                        id,
-                        at_ms: self.inner.clock.now_ms() + 2_000,
-                    });
-                };
-                let body: serde_json::Value = serde_json::from_str(&row.payload).map_err(bad)?;
-                let (done, ack) = tokio::sync::oneshot::channel();
-                if link.send(super::links::Push { body, done }).is_err() {
-                    return Ok(Mark::Defer {
-                        id,
-                        at_ms: self.inner.clock.now_ms() + 2_000,
-                    });
-                }
-                match tokio::time::timeout(std::time::Duration::from_secs(5), ack).await {
-                    Ok(Ok(Ok(()))) => Ok(sent(None)),
-                    Ok(Ok(Err((errcode, errmsg)))) => {
-                        Err(Failure::Api(ApiError::Platform { errcode, errmsg }))
-                    }
-                    _ => Err(Failure::Api(ApiError::Network(
-                        "no ack on the long connection".into(),
-                    ))),
-                }
-            }
+            ("aibot_push", ChannelKind::WecomAibot) => self.send_aibot_push(row).await,
             (other, kind) => Ok(Mark::Dead {
-                id,
+                id: row.id,
                 error: format!(
                     "a `{other}` row cannot go out on a {} channel",
                     kind.as_str()
                 ),
             }),
+        }
+    }
+
+    async fn send_app_message(&self, row: &OutboxRow) -> Result<Mark, Failure> {
+        let body: &MessageSend = &payload(row)?;
+        let api = &self.inner.api;
+        let r = self
+            .with_token(&row.channel_id, |t| async move {
+                api.message_send(&t, body).await
+            })
+            .await?;
+        if !r.invaliduser.is_empty() {
+            tracing::warn!(row = row.id, invalid = %r.invaliduser, "some recipients were invalid");
+        }
+        Ok(Mark::Sent {
+            id: row.id,
+            platform_id: Some(r.msgid).filter(|m| !m.is_empty()),
+        })
+    }
+
+    async fn send_robot(&self, row: &OutboxRow) -> Result<(), Failure> {
+        let body: RobotMessage = payload(row)?;
+        let key = self
+            .inner
+            .config
+            .channels
+            .get(&row.channel_id)
+            .and_then(|c| c.webhook_key.as_ref())
+            .map(|k| k.expose().to_owned())
+            .unwrap_or_default();
+        self.inner
+            .api
+            .webhook_send(&key, &body)
+            .await
+            .map_err(Failure::Api)?;
+        Ok(())
+    }
+
+    async fn send_gateway(&self, row: &OutboxRow) -> Result<(), Failure> {
+        let channel = self.inner.config.channels.get(&row.channel_id);
+        let url = channel.and_then(|c| c.send_url.clone()).unwrap_or_default();
+        let secret = channel
+            .and_then(|c| c.secret.as_ref())
+            .map(|s| s.expose().as_bytes().to_vec())
+            .unwrap_or_default();
+        let now = self.inner.clock.now_secs();
+        self.inner
+            .api
+            .gateway_send(&url, &secret, now, row.payload.as_bytes())
+            .await
+            .map_err(Failure::Api)
+    }
+
+    /// Only the process holding the bot's connection can send; the others leave the row for it
+    /// (without counting an attempt).
+    async fn send_aibot_push(&self, row: &OutboxRow) -> Result<Mark, Failure> {
+        let defer = || Mark::Defer {
+            id: row.id,
+            at_ms: self.inner.clock.now_ms() + 2_000,
+        };
+        let Some(link) = self.inner.links.sender(&row.channel_id) else {
+            return Ok(defer());
+        };
+        let body: serde_json::Value = payload(row)?;
+        let (done, ack) = tokio::sync::oneshot::channel();
+        if link.send(super::links::Push { body, done }).is_err() {
+            return Ok(defer());
+        }
+        match tokio::time::timeout(std::time::Duration::from_secs(5), ack).await {
+            Ok(Ok(Ok(()))) => Ok(Mark::Sent {
+                id: row.id,
+                platform_id: None,
+            }),
+            Ok(Ok(Err((errcode, errmsg)))) => {
+                Err(Failure::Api(ApiError::Platform { errcode, errmsg }))
+            }
+            _ => Err(Failure::Api(ApiError::Network(
+                "no ack on the long connection".into(),
+            ))),
         }
     }
 
