@@ -181,6 +181,100 @@ pub async fn run() -> anyhow::Result<()> {
     result
 }
 
+impl Demo {
+    /// ① and ②: a customer adds a staff member, then joins a group; both are welcomed.
+    async fn welcomes(&self) -> anyhow::Result<()> {
+        let demo = self;
+        println!("\n① 客户「李四」扫码添加了员工 {STAFF}（add_external_contact 回调）");
+        let added = Simulated::ContactAdded {
+            staff: STAFF.into(),
+            external: CUSTOMER.into(),
+            state: Some("demo_qr".into()),
+            welcome_code: Some(format!("WELCOME{:016X}", rand::random::<u64>())),
+        };
+        demo.callback("demo_app", &added).await?;
+        demo.outbound("send_welcome_msg", 0, "欢迎语").await?;
+
+        println!("\n② 李四加入客户群 {GROUP}（change_external_chat 回调）");
+        let join = Simulated::Join {
+            group: GROUP.into(),
+            members: vec![CUSTOMER.into()],
+        };
+        demo.callback("demo_app", &join).await?;
+        demo.outbound("webhook/send", 0, "入群欢迎（群机器人）")
+            .await?;
+        Ok(())
+    }
+
+    /// ⑤: a message over the AI bot's long connection and its answer.
+    async fn aibot_over_the_long_connection(&self) -> anyhow::Result<()> {
+        let demo = self;
+        println!(
+            "\n⑤ 智能机器人长连接（不需要公网地址）：Yunying 主动连上企业微信，消息从长连接进来"
+        );
+        let mut req = None;
+        for _ in 0..100 {
+            req = demo.fake.aibot_push(
+                DEMO_BOT,
+                "aibot_msg_callback",
+                serde_json::json!({ "msgid": "demo-ws-1", "chattype": "single", "from": { "userid": "zhaoliu" },
+                    "msgtype": "text", "text": { "content": "积分" } }),
+            );
+            if req.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let req = req.context("the AI bot never connected")?;
+        println!("  👤 赵六（智能机器人单聊）：积分");
+        let mut answered = false;
+        for _ in 0..100 {
+            let frames = demo.fake.aibot_frames();
+            if let Some(f) = frames
+                .iter()
+                .find(|f| f["cmd"] == "aibot_respond_msg" && f["headers"]["req_id"] == req.as_str())
+            {
+                let text = f["body"]["stream"]["content"].as_str().unwrap_or("");
+                println!(
+                    "  🤖 aibot_respond_msg（req_id 原样带回）：{}",
+                    text.replace('\n', "\n                ")
+                );
+                answered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::ensure!(answered, "no answer over the long connection");
+        Ok(())
+    }
+
+    /// ⑦: a lapsed member and a recall plan run.
+    async fn recall(&self, store: &crate::store::Store) -> anyhow::Result<()> {
+        let (demo, port) = (self, self.port);
+        println!("\n⑦ 召回：老成员「王五」已经 35 天没来了（阶段：流失），运营执行召回计划");
+        seed_lapsed_member(store, SystemClock.now_ms()).await?;
+        let run: serde_json::Value = demo
+            .http
+            .post(format!("http://127.0.0.1:{port}/api/v1/recall/lapsed/run"))
+            .bearer_auth(&demo.token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        println!(
+            "  POST /api/v1/recall/lapsed/run → 符合条件 {}，触达 {}，对照组 {}",
+            run["eligible"], run["touched"], run["held_out"]
+        );
+        if run["touched"].as_u64().unwrap_or(0) > 0 {
+            demo.outbound("webhook/send", 1, "召回消息（群机器人 @王五）")
+                .await?;
+        } else {
+            println!("  （王五这次落在对照组里：不发送，用来衡量召回效果）");
+        }
+        Ok(())
+    }
+}
+
 async fn script(dir: &std::path::Path) -> anyhow::Result<()> {
     let fake = FakeWecom::start("127.0.0.1:0").await?;
     let token = format!("{:032x}", rand::random::<u128>());
@@ -211,24 +305,7 @@ async fn script(dir: &std::path::Path) -> anyhow::Result<()> {
         "运营 Yunying demo — server on http://127.0.0.1:{port}, WeCom stand-in on {}",
         demo.fake.base_url()
     );
-    println!("\n① 客户「李四」扫码添加了员工 {STAFF}（add_external_contact 回调）");
-    let added = Simulated::ContactAdded {
-        staff: STAFF.into(),
-        external: CUSTOMER.into(),
-        state: Some("demo_qr".into()),
-        welcome_code: Some(format!("WELCOME{:016X}", rand::random::<u64>())),
-    };
-    demo.callback("demo_app", &added).await?;
-    demo.outbound("send_welcome_msg", 0, "欢迎语").await?;
-
-    println!("\n② 李四加入客户群 {GROUP}（change_external_chat 回调）");
-    let join = Simulated::Join {
-        group: GROUP.into(),
-        members: vec![CUSTOMER.into()],
-    };
-    demo.callback("demo_app", &join).await?;
-    demo.outbound("webhook/send", 0, "入群欢迎（群机器人）")
-        .await?;
+    demo.welcomes().await?;
 
     println!("\n③ 群聊");
     demo.say(CUSTOMER, "李四", "签到").await?;
@@ -241,40 +318,7 @@ async fn script(dir: &std::path::Path) -> anyhow::Result<()> {
         .await?;
     demo.say(STAFF, "张三", "/stats").await?;
 
-    println!("\n⑤ 智能机器人长连接（不需要公网地址）：Yunying 主动连上企业微信，消息从长连接进来");
-    let mut req = None;
-    for _ in 0..100 {
-        req = demo.fake.aibot_push(
-            DEMO_BOT,
-            "aibot_msg_callback",
-            serde_json::json!({ "msgid": "demo-ws-1", "chattype": "single", "from": { "userid": "zhaoliu" },
-                "msgtype": "text", "text": { "content": "积分" } }),
-        );
-        if req.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let req = req.context("the AI bot never connected")?;
-    println!("  👤 赵六（智能机器人单聊）：积分");
-    let mut answered = false;
-    for _ in 0..100 {
-        let frames = demo.fake.aibot_frames();
-        if let Some(f) = frames
-            .iter()
-            .find(|f| f["cmd"] == "aibot_respond_msg" && f["headers"]["req_id"] == req.as_str())
-        {
-            let text = f["body"]["stream"]["content"].as_str().unwrap_or("");
-            println!(
-                "  🤖 aibot_respond_msg（req_id 原样带回）：{}",
-                text.replace('\n', "\n                ")
-            );
-            answered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::ensure!(answered, "no answer over the long connection");
+    demo.aibot_over_the_long_connection().await?;
 
     println!("\n⑥ 运营通过接口发起推送（写入发送队列 outbox，由 worker 发送）");
     let response = demo
@@ -289,26 +333,7 @@ async fn script(dir: &std::path::Path) -> anyhow::Result<()> {
     println!("  POST /api/v1/outbox → {}", response.status());
     demo.outbound("message/send", 0, "应用消息推送").await?;
 
-    println!("\n⑦ 召回：老成员「王五」已经 35 天没来了（阶段：流失），运营执行召回计划");
-    seed_lapsed_member(&store, SystemClock.now_ms()).await?;
-    let run: serde_json::Value = demo
-        .http
-        .post(format!("http://127.0.0.1:{port}/api/v1/recall/lapsed/run"))
-        .bearer_auth(&demo.token)
-        .send()
-        .await?
-        .json()
-        .await?;
-    println!(
-        "  POST /api/v1/recall/lapsed/run → 符合条件 {}，触达 {}，对照组 {}",
-        run["eligible"], run["touched"], run["held_out"]
-    );
-    if run["touched"].as_u64().unwrap_or(0) > 0 {
-        demo.outbound("webhook/send", 1, "召回消息（群机器人 @王五）")
-            .await?;
-    } else {
-        println!("  （王五这次落在对照组里：不发送，用来衡量召回效果）");
-    }
+    demo.recall(&store).await?;
 
     let stats = demo
         .http

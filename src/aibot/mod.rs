@@ -33,6 +33,11 @@ pub use crate::outbox::links::{Links, Push, PushAck};
 /// A connection up this long counts as healthy: its drop is not a failure in a row.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
+type WsSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type WsSink = futures_util::stream::SplitSink<WsSocket, Message>;
+type WsStream = futures_util::stream::SplitStream<WsSocket>;
+
 pub const DEFAULT_WS_URL: &str = "wss://openws.work.weixin.qq.com";
 
 /// One bot's long connection.
@@ -186,6 +191,16 @@ impl Link {
     }
 
     async fn connect_and_serve(&self, shutdown: &CancellationToken) -> Ended {
+        let (sink, stream) = match self.open().await {
+            Ok(halves) => halves,
+            Err(ended) => return ended,
+        };
+        tracing::info!(channel = %self.channel_id, "long connection up");
+        self.serve(sink, stream, shutdown).await
+    }
+
+    /// Dials, subscribes, and waits for the subscribe's acknowledgement.
+    async fn open(&self) -> Result<(WsSink, WsStream), Ended> {
         let (socket, _) = match tokio::time::timeout(
             Duration::from_secs(10),
             tokio_tungstenite::connect_async(self.url.as_str()),
@@ -193,8 +208,8 @@ impl Link {
         .await
         {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Ended::Dropped(format!("connect: {e}")),
-            Err(_) => return Ended::Dropped("connect timed out".into()),
+            Ok(Err(e)) => return Err(Ended::Dropped(format!("connect: {e}"))),
+            Err(_) => return Err(Ended::Dropped("connect timed out".into())),
         };
         let (mut sink, mut stream) = socket.split();
         let subscribe_id = req_id("aibot_subscribe");
@@ -208,7 +223,7 @@ impl Link {
             .await
             .is_err()
         {
-            return Ended::Dropped("subscribe not sent".into());
+            return Err(Ended::Dropped("subscribe not sent".into()));
         }
         // The subscribe must be acknowledged before anything else counts.
         let ack = tokio::time::timeout(Duration::from_secs(10), async {
@@ -226,15 +241,23 @@ impl Link {
         match ack {
             Ok(Some(v)) if v["errcode"].as_i64().unwrap_or(0) == 0 => {}
             Ok(Some(v)) => {
-                return Ended::Dropped(format!(
+                return Err(Ended::Dropped(format!(
                     "subscribe refused: {} {}",
                     v["errcode"], v["errmsg"]
-                ))
+                )))
             }
-            _ => return Ended::Dropped("no answer to subscribe".into()),
+            _ => return Err(Ended::Dropped("no answer to subscribe".into())),
         }
-        tracing::info!(channel = %self.channel_id, "long connection up");
+        Ok((sink, stream))
+    }
 
+    /// The connection's life: frames in, answers and pushes out, heartbeats and lease renewals.
+    async fn serve(
+        &self,
+        mut sink: WsSink,
+        mut stream: WsStream,
+        shutdown: &CancellationToken,
+    ) -> Ended {
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
         let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Push>();
         self.links.set(&self.channel_id, Some(push_tx));
@@ -255,28 +278,8 @@ impl Link {
                 frame = stream.next() => match frame {
                     Some(Ok(Message::Text(t))) => {
                         let v: Value = serde_json::from_str(t.as_str()).unwrap_or_default();
-                        match v["cmd"].as_str() {
-                            Some("aibot_msg_callback") => self.answer(v, "aibot_respond_msg", out_tx.clone()),
-                            Some("aibot_event_callback") => {
-                                if v["body"]["event"]["eventtype"] == "disconnected_event" {
-                                    break Ended::Kicked;
-                                }
-                                self.answer(v, "aibot_respond_welcome_msg", out_tx.clone());
-                            }
-                            _ => {
-                                let id = v["headers"]["req_id"].as_str().unwrap_or_default();
-                                if id == last_ping {
-                                    unanswered = 0;
-                                } else if let Some(done) = pending.remove(id) {
-                                    let code = v["errcode"].as_i64().unwrap_or(0);
-                                    let outcome = if code == 0 {
-                                        Ok(())
-                                    } else {
-                                        Err((code, v["errmsg"].as_str().unwrap_or_default().to_owned()))
-                                    };
-                                    let _ = done.send(outcome);
-                                }
-                            }
+                        if let Some(ended) = self.on_frame(v, &out_tx, &mut pending, &last_ping, &mut unanswered) {
+                            break ended;
                         }
                     }
                     Some(Ok(Message::Close(_))) | None => break Ended::Dropped("closed by the server".into()),
@@ -324,6 +327,42 @@ impl Link {
         }
         let _ = sink.send(Message::Close(None)).await;
         ended
+    }
+
+    /// One text frame: a callback to answer, a kick, or the ack of a ping or a push. `Some` when
+    /// the connection ends with it.
+    fn on_frame(
+        &self,
+        v: Value,
+        out_tx: &mpsc::UnboundedSender<String>,
+        pending: &mut HashMap<String, PushAck>,
+        last_ping: &str,
+        unanswered: &mut u32,
+    ) -> Option<Ended> {
+        match v["cmd"].as_str() {
+            Some("aibot_msg_callback") => self.answer(v, "aibot_respond_msg", out_tx.clone()),
+            Some("aibot_event_callback") => {
+                if v["body"]["event"]["eventtype"] == "disconnected_event" {
+                    return Some(Ended::Kicked);
+                }
+                self.answer(v, "aibot_respond_welcome_msg", out_tx.clone());
+            }
+            _ => {
+                let id = v["headers"]["req_id"].as_str().unwrap_or_default();
+                if id == last_ping {
+                    *unanswered = 0;
+                } else if let Some(done) = pending.remove(id) {
+                    let code = v["errcode"].as_i64().unwrap_or(0);
+                    let outcome = if code == 0 {
+                        Ok(())
+                    } else {
+                        Err((code, v["errmsg"].as_str().unwrap_or_default().to_owned()))
+                    };
+                    let _ = done.send(outcome);
+                }
+            }
+        }
+        None
     }
 
     /// Runs a callback frame through the inbox and handlers off the read loop; the reply goes
