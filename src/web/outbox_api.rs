@@ -42,9 +42,17 @@ struct PushBody {
     not_before_ms: Option<i64>,
 }
 
-async fn push(_: Operator, State(state): State<AppState>, Json(b): Json<PushBody>) -> Response {
-    if b.text.trim().is_empty() {
-        return error(StatusCode::BAD_REQUEST, "text must not be empty");
+/// The outbound intent a push body asks for on its channel, or the answer refusing it.
+fn intent(state: &AppState, b: &PushBody) -> Result<Outbound, Response> {
+    if let Some(format) = b
+        .format
+        .as_deref()
+        .filter(|f| !["text", "markdown", "mass"].contains(f))
+    {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("format `{format}` is not text, markdown or mass"),
+        ));
     }
     let kind = state
         .config
@@ -59,19 +67,19 @@ async fn push(_: Operator, State(state): State<AppState>, Json(b): Json<PushBody
     };
     let message = match (kind, b.format.as_deref()) {
         (None, _) => {
-            return error(
+            return Err(error(
                 StatusCode::NOT_FOUND,
                 format!("unknown channel `{}`", b.channel),
-            )
+            ))
         }
         (Some("wecom_app"), Some("mass")) => Outbound::Mass {
             sender: match b.sender.clone() {
                 Some(s) if !s.is_empty() => s,
                 _ => {
-                    return error(
+                    return Err(error(
                         StatusCode::BAD_REQUEST,
                         "a mass send needs `sender` (the staff member who confirms it)",
-                    )
+                    ))
                 }
             },
             recipients: b.to.clone(),
@@ -87,10 +95,10 @@ async fn push(_: Operator, State(state): State<AppState>, Json(b): Json<PushBody
                 message: app_message,
             },
             _ => {
-                return error(
+                return Err(error(
                     StatusCode::BAD_REQUEST,
                     "wechat_mp sends to exactly one OpenID",
-                )
+                ))
             }
         },
         (Some("wecom_aibot"), _) => match b.to.as_slice() {
@@ -99,10 +107,10 @@ async fn push(_: Operator, State(state): State<AppState>, Json(b): Json<PushBody
                 markdown: b.text.clone(),
             },
             _ => {
-                return error(
+                return Err(error(
                     StatusCode::BAD_REQUEST,
                     "an AI bot push goes to exactly one chat id",
-                )
+                ))
             }
         },
         (Some("wecom_robot"), _) => Outbound::Robot {
@@ -110,11 +118,22 @@ async fn push(_: Operator, State(state): State<AppState>, Json(b): Json<PushBody
             mentions: if markdown { Vec::new() } else { b.to.clone() },
         },
         (Some(other), _) => {
-            return error(
+            return Err(error(
                 StatusCode::BAD_REQUEST,
                 format!("channel kind {other} has no outbound messages here"),
-            )
+            ))
         }
+    };
+    Ok(message)
+}
+
+async fn push(_: Operator, State(state): State<AppState>, Json(b): Json<PushBody>) -> Response {
+    if b.text.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "text must not be empty");
+    }
+    let message = match intent(&state, &b) {
+        Ok(message) => message,
+        Err(refused) => return refused,
     };
     let now = state.ingress.clock().now_ms();
     let key = b
