@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::error::ApiError;
 use super::ops_api::{error, internal, Operator};
 use crate::outbox::{Content, EnqueueError, Envelope, Outbound, PRIORITY_NORMAL};
 use crate::state::AppState;
@@ -43,13 +44,13 @@ struct PushBody {
 }
 
 /// The outbound intent a push body asks for on its channel, or the answer refusing it.
-fn intent(state: &AppState, b: &PushBody) -> Result<Outbound, Response> {
+fn intent(state: &AppState, b: &PushBody) -> Result<Outbound, ApiError> {
     if let Some(format) = b
         .format
         .as_deref()
         .filter(|f| !["text", "markdown", "mass"].contains(f))
     {
-        return Err(error(
+        return Err(ApiError::with_status(
             StatusCode::BAD_REQUEST,
             format!("format `{format}` is not text, markdown or mass"),
         ));
@@ -67,7 +68,7 @@ fn intent(state: &AppState, b: &PushBody) -> Result<Outbound, Response> {
     };
     let message = match (kind, b.format.as_deref()) {
         (None, _) => {
-            return Err(error(
+            return Err(ApiError::with_status(
                 StatusCode::NOT_FOUND,
                 format!("unknown channel `{}`", b.channel),
             ))
@@ -76,7 +77,7 @@ fn intent(state: &AppState, b: &PushBody) -> Result<Outbound, Response> {
             sender: match b.sender.clone() {
                 Some(s) if !s.is_empty() => s,
                 _ => {
-                    return Err(error(
+                    return Err(ApiError::with_status(
                         StatusCode::BAD_REQUEST,
                         "a mass send needs `sender` (the staff member who confirms it)",
                     ))
@@ -95,7 +96,7 @@ fn intent(state: &AppState, b: &PushBody) -> Result<Outbound, Response> {
                 message: app_message,
             },
             _ => {
-                return Err(error(
+                return Err(ApiError::with_status(
                     StatusCode::BAD_REQUEST,
                     "wechat_mp sends to exactly one OpenID",
                 ))
@@ -107,7 +108,7 @@ fn intent(state: &AppState, b: &PushBody) -> Result<Outbound, Response> {
                 markdown: b.text.clone(),
             },
             _ => {
-                return Err(error(
+                return Err(ApiError::with_status(
                     StatusCode::BAD_REQUEST,
                     "an AI bot push goes to exactly one chat id",
                 ))
@@ -118,7 +119,7 @@ fn intent(state: &AppState, b: &PushBody) -> Result<Outbound, Response> {
             mentions: if markdown { Vec::new() } else { b.to.clone() },
         },
         (Some(other), _) => {
-            return Err(error(
+            return Err(ApiError::with_status(
                 StatusCode::BAD_REQUEST,
                 format!("channel kind {other} has no outbound messages here"),
             ))
@@ -133,7 +134,7 @@ async fn push(_: Operator, State(state): State<AppState>, Json(b): Json<PushBody
     }
     let message = match intent(&state, &b) {
         Ok(message) => message,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let now = state.ingress.clock().now_ms();
     let key = b
