@@ -174,7 +174,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 async fn faq_cmd(config: &Config, command: FaqCommand) -> anyhow::Result<()> {
-    use crate::faq::{eval, import, service};
+    use crate::faq::{eval, import};
     match command {
         FaqCommand::Eval {
             faqs,
@@ -190,27 +190,7 @@ async fn faq_cmd(config: &Config, command: FaqCommand) -> anyhow::Result<()> {
             };
             println!("{}", eval::evaluate(entries, &queries, ranking));
         }
-        FaqCommand::Import { file } => {
-            let parsed = import::parse_file(&file)?;
-            let store = app::open_store(config).await?;
-            let now = SystemClock.now_ms();
-            let done = import::import(&store, &parsed.rows, now, import::progress_bar)
-                .await
-                .context("writing entries")?;
-            println!(
-                "{}: {} created, {} updated, {} rejected",
-                file.display(),
-                done.created,
-                done.updated,
-                parsed.rejected.len()
-            );
-            for r in &parsed.rejected {
-                println!("  {}:{}: {}", file.display(), r.line, r.reason);
-            }
-            if !parsed.rejected.is_empty() {
-                anyhow::bail!("{} rows rejected", parsed.rejected.len());
-            }
-        }
+        FaqCommand::Import { file } => faq_import(config, &file).await?,
         FaqCommand::Export { format, out } => {
             let store = app::open_store(config).await?;
             let entries = store.faq_entries(false).await?;
@@ -228,47 +208,82 @@ async fn faq_cmd(config: &Config, command: FaqCommand) -> anyhow::Result<()> {
             faqs,
             question,
             top,
-        } => {
-            let snapshot = match faqs {
-                Some(path) => {
-                    let entries = eval::read_entries(&path)?
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, e)| crate::store::faq::FaqEntry {
-                            id: i64::try_from(i).unwrap_or_default(),
-                            external_id: Some(e.id),
-                            question: e.questions[0].clone(),
-                            similar: e.questions[1..].to_vec(),
-                            keywords: Vec::new(),
-                            answer: String::new(),
-                            category: None,
-                            enabled: true,
-                            hit_count: 0,
-                            updated_at: 0,
-                        })
-                        .collect();
-                    service::build(entries, &config.faq.synonyms)
-                }
-                None => {
-                    let store = app::open_store(config).await?;
-                    service::build(store.faq_entries(true).await?, &config.faq.synonyms)
-                }
-            };
-            let ranked = snapshot.rank(&question, top);
-            let confidence = ranked.first().map_or(0.0, |(c, _)| c.confidence);
-            let decision = if confidence >= config.faq.answer_threshold {
-                "answer 直接回答"
-            } else if confidence >= config.faq.suggest_threshold {
-                "suggest 您是不是想问"
-            } else {
-                "unanswered 记录为未解答"
-            };
-            println!("confidence {confidence:.2} → {decision}");
-            for (i, (c, e)) in ranked.iter().enumerate() {
-                let id = e.external_id.clone().unwrap_or_else(|| e.id.to_string());
-                println!("{}. [{id}] {:.3}  {}", i + 1, c.score, c.question);
-            }
+        } => faq_ask(config, faqs.as_deref(), &question, top).await?,
+    }
+    Ok(())
+}
+
+/// `yunying faq import FILE`: rejected rows are reported with their line, and fail the command.
+async fn faq_import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    use crate::faq::import;
+    let parsed = import::parse_file(file)?;
+    let store = app::open_store(config).await?;
+    let now = SystemClock.now_ms();
+    let done = import::import(&store, &parsed.rows, now, import::progress_bar)
+        .await
+        .context("writing entries")?;
+    println!(
+        "{}: {} created, {} updated, {} rejected",
+        file.display(),
+        done.created,
+        done.updated,
+        parsed.rejected.len()
+    );
+    for r in &parsed.rejected {
+        println!("  {}:{}: {}", file.display(), r.line, r.reason);
+    }
+    if !parsed.rejected.is_empty() {
+        anyhow::bail!("{} rows rejected", parsed.rejected.len());
+    }
+    Ok(())
+}
+
+/// `yunying faq ask QUESTION`: the ranked candidates and what the bot would do.
+async fn faq_ask(
+    config: &Config,
+    faqs: Option<&std::path::Path>,
+    question: &str,
+    top: usize,
+) -> anyhow::Result<()> {
+    use crate::faq::{eval, service};
+    let snapshot = match faqs {
+        Some(path) => {
+            let entries = eval::read_entries(path)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| crate::store::faq::FaqEntry {
+                    id: i64::try_from(i).unwrap_or_default(),
+                    external_id: Some(e.id),
+                    question: e.questions[0].clone(),
+                    similar: e.questions[1..].to_vec(),
+                    keywords: Vec::new(),
+                    answer: String::new(),
+                    category: None,
+                    enabled: true,
+                    hit_count: 0,
+                    updated_at: 0,
+                })
+                .collect();
+            service::build(entries, &config.faq.synonyms)
         }
+        None => {
+            let store = app::open_store(config).await?;
+            service::build(store.faq_entries(true).await?, &config.faq.synonyms)
+        }
+    };
+    let ranked = snapshot.rank(question, top);
+    let confidence = ranked.first().map_or(0.0, |(c, _)| c.confidence);
+    let decision = if confidence >= config.faq.answer_threshold {
+        "answer 直接回答"
+    } else if confidence >= config.faq.suggest_threshold {
+        "suggest 您是不是想问"
+    } else {
+        "unanswered 记录为未解答"
+    };
+    println!("confidence {confidence:.2} → {decision}");
+    for (i, (c, e)) in ranked.iter().enumerate() {
+        let id = e.external_id.clone().unwrap_or_else(|| e.id.to_string());
+        println!("{}. [{id}] {:.3}  {}", i + 1, c.score, c.question);
     }
     Ok(())
 }
