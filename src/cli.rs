@@ -336,45 +336,10 @@ async fn send_cmd(config: &Config, args: &SendArgs) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
 
     if args.verify {
-        let (query, echo) = send::build_verification(channel, now, &nonce)?;
-        let response = client
-            .get(format!("{url}?{query}"))
-            .send()
-            .await
-            .context("sending")?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        println!("GET {url} → {status}");
-        anyhow::ensure!(status.is_success(), "verification refused: {body}");
-        anyhow::ensure!(
-            body == echo,
-            "server answered `{body}`, expected the echo `{echo}`"
-        );
-        println!("URL verification OK: echo {echo}");
-        return Ok(());
+        return verify_url(&client, &url, channel, now, &nonce).await;
     }
 
-    let what = if args.join {
-        Simulated::Join {
-            group: args.group.clone().unwrap_or_default(),
-            members: vec![args.from.clone()],
-        }
-    } else {
-        let text = args
-            .text
-            .clone()
-            .context("give --text, --join or --verify")?;
-        Simulated::Text {
-            from: args.from.clone(),
-            name: args.name.clone(),
-            group: args.group.clone(),
-            text,
-            msg_id: args
-                .msg_id
-                .clone()
-                .unwrap_or_else(|| format!("{}", rand::random::<u32>())),
-        }
-    };
+    let what = simulated(args)?;
     let inner = send::inner_payload(channel, &what, now)?;
     let request = send::build_request(channel, &inner, now, &nonce)?;
     let mut builder = client
@@ -401,6 +366,56 @@ async fn send_cmd(config: &Config, args: &SendArgs) -> anyhow::Result<()> {
         None => println!("(no reply)"),
     }
     Ok(())
+}
+
+/// `yunying send --verify`: the URL verification the console does, checked like the platform.
+async fn verify_url(
+    client: &reqwest::Client,
+    url: &str,
+    channel: &crate::channels::Channel,
+    now: i64,
+    nonce: &str,
+) -> anyhow::Result<()> {
+    let (query, echo) = send::build_verification(channel, now, nonce)?;
+    let response = client
+        .get(format!("{url}?{query}"))
+        .send()
+        .await
+        .context("sending")?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("GET {url} → {status}");
+    anyhow::ensure!(status.is_success(), "verification refused: {body}");
+    anyhow::ensure!(
+        body == echo,
+        "server answered `{body}`, expected the echo `{echo}`"
+    );
+    println!("URL verification OK: echo {echo}");
+    Ok(())
+}
+
+/// What `yunying send` plays: a member joining (`--join`) or a text.
+fn simulated(args: &SendArgs) -> anyhow::Result<Simulated> {
+    if args.join {
+        return Ok(Simulated::Join {
+            group: args.group.clone().unwrap_or_default(),
+            members: vec![args.from.clone()],
+        });
+    }
+    let text = args
+        .text
+        .clone()
+        .context("give --text, --join or --verify")?;
+    Ok(Simulated::Text {
+        from: args.from.clone(),
+        name: args.name.clone(),
+        group: args.group.clone(),
+        text,
+        msg_id: args
+            .msg_id
+            .clone()
+            .unwrap_or_else(|| format!("{}", rand::random::<u32>())),
+    })
 }
 
 async fn fake_wecom(listen: &str) -> anyhow::Result<()> {
