@@ -105,32 +105,7 @@ impl App {
         });
         let (writer, writer_thread) =
             start_writer(&config, &server_store, rules, writers_stop.clone())?;
-        let faq = crate::faq::FaqService::new(config.faq.clone());
-        // On SQLite the outbox's writes queue behind the group commits (one writer per file).
-        let outbox_writer = (store.backend() == Backend::Sqlite).then(|| writer.clone());
-        let outbox = crate::outbox::Outbox::new(
-            Arc::clone(&config),
-            Arc::clone(&channels),
-            store.clone(),
-            outbox_writer,
-            clock.clone(),
-        )
-        .context("outbox")?;
-        let recall = Arc::new(crate::recall::Plans::new(crate::recall::RecallContext {
-            store: store.clone(),
-            config: Arc::clone(&config),
-            channels: Arc::clone(&channels),
-            outbox: Some(outbox.clone()),
-        }));
-        recall
-            .reload()
-            .await
-            .context("loading stored recall plans")?;
-        let services = Services {
-            faq: Arc::clone(&faq),
-            outbox: Some(outbox.clone()),
-            recall: Some(Arc::clone(&recall)),
-        };
+        let services = make_services(&config, &channels, &store, &writer, &clock).await?;
         let dispatcher = match (chain, stages) {
             (Chain::Standard, Some(stages)) => crate::chain::standard(&config, &services, stages),
             (Chain::Custom(make), _) => make(crate::bot::Dispatcher::default(), &services),
@@ -162,9 +137,9 @@ impl App {
             store,
             ingress,
             metrics,
-            faq,
-            outbox: outbox.clone(),
-            recall,
+            faq: Arc::clone(&services.faq),
+            outbox: services.outbox.clone().context("the outbox")?,
+            recall: services.recall.clone().context("the recall plans")?,
         });
         let background = spawn_background(&state, &shutdown)?;
         Ok(Self {
@@ -221,6 +196,42 @@ impl App {
         state.store.close().await;
         result.context("HTTP server")
     }
+}
+
+/// The services handlers are built with: the FAQ index, the outbox (on SQLite its writes queue
+/// behind the group commits, one writer per file) and the recall plans (stored ones loaded).
+async fn make_services(
+    config: &Arc<Config>,
+    channels: &Arc<Channels>,
+    store: &Store,
+    writer: &InboxWriter,
+    clock: &SharedClock,
+) -> anyhow::Result<Services> {
+    let faq = crate::faq::FaqService::new(config.faq.clone());
+    let outbox_writer = (store.backend() == Backend::Sqlite).then(|| writer.clone());
+    let outbox = crate::outbox::Outbox::new(
+        Arc::clone(config),
+        Arc::clone(channels),
+        store.clone(),
+        outbox_writer,
+        clock.clone(),
+    )
+    .context("outbox")?;
+    let recall = Arc::new(crate::recall::Plans::new(crate::recall::RecallContext {
+        store: store.clone(),
+        config: Arc::clone(config),
+        channels: Arc::clone(channels),
+        outbox: Some(outbox.clone()),
+    }));
+    recall
+        .reload()
+        .await
+        .context("loading stored recall plans")?;
+    Ok(Services {
+        faq,
+        outbox: Some(outbox),
+        recall: Some(recall),
+    })
 }
 
 /// Adds the configured catalog items the database does not have yet.

@@ -165,61 +165,15 @@ impl InboxWriter {
                         return;
                     }
                 };
-                runtime.block_on(async move {
-                    let store = match Store::connect(&url, &store_options).await {
-                        Ok(store) => store,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let mut committers = Vec::new();
-                    for _ in 0..options.writers.max(1) {
-                        match BatchCommitter::for_store(
-                            &store,
-                            &url,
-                            store_options.sqlite_full_sync,
-                        ) {
-                            Ok(c) => committers.push(c),
-                            Err(e) => {
-                                let _ = ready_tx.send(Err(e));
-                                return;
-                            }
-                        }
-                    }
-                    if store_options.open_all {
-                        let all = store_options.max_connections;
-                        if let Err(e) = BatchCommitter::warm_up(&store, all).await {
-                            tracing::warn!(error = %e, "preparing the group commit's statements failed");
-                        }
-                    }
-                    let _ = ready_tx.send(Ok(()));
-                    let rx = Arc::new(Mutex::new(rx));
-                    let marks = Arc::clone(&marks_in_thread);
-                    let (rounds, rounds_task) = Rounds::start(&store, options.batch_max);
-                    let tasks: Vec<_> = committers
-                        .into_iter()
-                        .map(|committer| {
-                            tokio::spawn(run_writer(
-                                store.clone(),
-                                committer,
-                                Arc::clone(&rx),
-                                Arc::clone(&marks),
-                                rounds.clone(),
-                                options.clone(),
-                                shutdown.clone(),
-                            ))
-                        })
-                        .collect();
-                    for task in tasks {
-                        let _ = task.await;
-                    }
-                    drop(rounds);
-                    if let Some(task) = rounds_task {
-                        let _ = task.await;
-                    }
-                    store.close().await;
-                });
+                runtime.block_on(serve_writers(
+                    url,
+                    store_options,
+                    options,
+                    rx,
+                    marks_in_thread,
+                    ready_tx,
+                    shutdown,
+                ));
             })
             .map_err(|e| StoreError::Other(e.to_string()))?;
         ready_rx
@@ -313,6 +267,67 @@ impl InboxWriter {
     pub async fn mark_processed_durably(&self, mark: Processed) -> Result<(), WriteError> {
         self.ask(|done| Op::Mark(mark, done)).await?.map(|_| ())
     }
+}
+
+/// The writer thread's work: connect, make the committers, say whether that worked, then run
+/// the writers until shutdown and close the pool.
+async fn serve_writers(
+    url: String,
+    store_options: store::StoreOptions,
+    options: WriterOptions,
+    rx: mpsc::Receiver<Op>,
+    marks: PendingMarks,
+    ready_tx: std::sync::mpsc::Sender<Result<(), StoreError>>,
+    shutdown: CancellationToken,
+) {
+    let store = match Store::connect(&url, &store_options).await {
+        Ok(store) => store,
+        Err(e) => {
+            let _ = ready_tx.send(Err(e));
+            return;
+        }
+    };
+    let mut committers = Vec::new();
+    for _ in 0..options.writers.max(1) {
+        match BatchCommitter::for_store(&store, &url, store_options.sqlite_full_sync) {
+            Ok(c) => committers.push(c),
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+                return;
+            }
+        }
+    }
+    if store_options.open_all {
+        let all = store_options.max_connections;
+        if let Err(e) = BatchCommitter::warm_up(&store, all).await {
+            tracing::warn!(error = %e, "preparing the group commit's statements failed");
+        }
+    }
+    let _ = ready_tx.send(Ok(()));
+    let rx = Arc::new(Mutex::new(rx));
+    let (rounds, rounds_task) = Rounds::start(&store, options.batch_max);
+    let tasks: Vec<_> = committers
+        .into_iter()
+        .map(|committer| {
+            tokio::spawn(run_writer(
+                store.clone(),
+                committer,
+                Arc::clone(&rx),
+                Arc::clone(&marks),
+                rounds.clone(),
+                options.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+    drop(rounds);
+    if let Some(task) = rounds_task {
+        let _ = task.await;
+    }
+    store.close().await;
 }
 
 async fn run_writer(
