@@ -65,15 +65,26 @@ pub fn inner_payload(
     what: &Simulated,
     timestamp: i64,
 ) -> Result<String, SendError> {
-    match (channel.kind, what) {
-        (ChannelKind::WecomApp, Simulated::Text { group: Some(_), .. }) => Err(SendError::Unsupported(
+    match channel.kind {
+        ChannelKind::WecomApp => app_payload(channel, what, timestamp),
+        ChannelKind::WecomRobot => robot_payload(channel, what),
+        ChannelKind::WecomAibot => aibot_payload(channel, what),
+        ChannelKind::WechatMp => mp_payload(what, timestamp),
+        ChannelKind::Gateway => gateway_payload(what, timestamp),
+    }
+}
+
+/// A self-built app's message or customer event.
+fn app_payload(channel: &Channel, what: &Simulated, timestamp: i64) -> Result<String, SendError> {
+    match what {
+        Simulated::Text { group: Some(_), .. } => Err(SendError::Unsupported(
             "wecom_app channels receive one-to-one messages only; use a wecom_robot or gateway channel for group messages".into(),
         )),
-        (ChannelKind::WecomApp, Simulated::Text { from, text, msg_id, .. }) => Ok(format!(
+        Simulated::Text { from, text, msg_id, .. } => Ok(format!(
             "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{timestamp}</CreateTime><MsgType>{}</MsgType><Content>{}</Content><MsgId>{msg_id}</MsgId><AgentID>1000002</AgentID></xml>",
             cdata(&channel.receive_id), cdata(from), cdata("text"), cdata(text)
         )),
-        (ChannelKind::WecomApp, Simulated::Join { group, members }) => {
+        Simulated::Join { group, members } => {
             let items: String = members.iter().map(|m| format!("<Item>{}</Item>", cdata(m))).collect();
             Ok(format!(
                 "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{timestamp}</CreateTime><MsgType>{}</MsgType><Event>{}</Event><ChatId>{}</ChatId><ChangeType>{}</ChangeType><UpdateDetail>{}</UpdateDetail><JoinScene>0</JoinScene><MemChangeCnt>{}</MemChangeCnt><MemChangeList>{items}</MemChangeList></xml>",
@@ -81,7 +92,21 @@ pub fn inner_payload(
                 cdata("update"), cdata("add_member"), members.len()
             ))
         }
-        (ChannelKind::WecomRobot, Simulated::Text { from, name, group, text, msg_id }) => {
+        Simulated::ContactAdded { staff, external, state, welcome_code } => {
+            let opt = |tag: &str, v: &Option<String>| v.as_ref().map(|v| format!("<{tag}>{}</{tag}>", cdata(v))).unwrap_or_default();
+            Ok(format!(
+                "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{timestamp}</CreateTime><MsgType>{}</MsgType><Event>{}</Event><ChangeType>{}</ChangeType><UserID>{}</UserID><ExternalUserID>{}</ExternalUserID>{}{}</xml>",
+                cdata(&channel.receive_id), cdata("sys"), cdata("event"), cdata("change_external_contact"),
+                cdata("add_external_contact"), cdata(staff), cdata(external), opt("State", state), opt("WelcomeCode", welcome_code)
+            ))
+        }
+    }
+}
+
+/// A group robot's callback (XML mode).
+fn robot_payload(channel: &Channel, what: &Simulated) -> Result<String, SendError> {
+    match what {
+        Simulated::Text { from, name, group, text, msg_id } => {
             let mention = channel.robot_name.as_deref().map(|n| format!("@{n}\u{2005}")).unwrap_or_default();
             let (chat_type, chat_id) = match group {
                 Some(g) => ("group", g.as_str()),
@@ -94,16 +119,30 @@ pub fn inner_payload(
                 cdata(name.as_deref().unwrap_or(from)), cdata(from), cdata(&content)
             ))
         }
-        (ChannelKind::WecomApp, Simulated::ContactAdded { staff, external, state, welcome_code }) => {
-            let opt = |tag: &str, v: &Option<String>| v.as_ref().map(|v| format!("<{tag}>{}</{tag}>", cdata(v))).unwrap_or_default();
-            Ok(format!(
-                "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{timestamp}</CreateTime><MsgType>{}</MsgType><Event>{}</Event><ChangeType>{}</ChangeType><UserID>{}</UserID><ExternalUserID>{}</ExternalUserID>{}{}</xml>",
-                cdata(&channel.receive_id), cdata("sys"), cdata("event"), cdata("change_external_contact"),
-                cdata("add_external_contact"), cdata(staff), cdata(external), opt("State", state), opt("WelcomeCode", welcome_code)
-            ))
-        }
-        (ChannelKind::WecomAibot, Simulated::Text { from, name, group, text, msg_id }) => {
-            let mention = channel.robot_name.as_deref().map(|n| format!("@{n} ")).unwrap_or_default();
+        Simulated::Join { .. } => Err(SendError::Unsupported(
+            "group robots are not told when members join; use a wecom_app (customer group) or gateway channel".into(),
+        )),
+        Simulated::ContactAdded { .. } => Err(SendError::Unsupported(
+            "customer-contact events come from wecom_app channels".into(),
+        )),
+    }
+}
+
+/// An AI bot's JSON callback.
+fn aibot_payload(channel: &Channel, what: &Simulated) -> Result<String, SendError> {
+    match what {
+        Simulated::Text {
+            from,
+            name,
+            group,
+            text,
+            msg_id,
+        } => {
+            let mention = channel
+                .robot_name
+                .as_deref()
+                .map(|n| format!("@{n} "))
+                .unwrap_or_default();
             let mut message = serde_json::json!({
                 "msgid": msg_id,
                 "aibotid": "aibot-demo",
@@ -118,36 +157,58 @@ pub fn inner_payload(
             }
             Ok(message.to_string())
         }
-        (ChannelKind::WecomAibot, _) => Err(SendError::Unsupported(
+        _ => Err(SendError::Unsupported(
             "AI bots receive messages and enter_chat events only".into(),
         )),
-        (_, Simulated::ContactAdded { .. }) => Err(SendError::Unsupported(
-            "customer-contact events come from wecom_app channels".into(),
-        )),
-        (ChannelKind::WecomRobot, Simulated::Join { .. }) => Err(SendError::Unsupported(
-            "group robots are not told when members join; use a wecom_app (customer group) or gateway channel".into(),
-        )),
-        (ChannelKind::WechatMp, Simulated::Text { from, text, msg_id, group, .. }) => {
+    }
+}
+
+/// An Official Account's message.
+fn mp_payload(what: &Simulated, timestamp: i64) -> Result<String, SendError> {
+    match what {
+        Simulated::Text {
+            from,
+            text,
+            msg_id,
+            group,
+            ..
+        } => {
             if group.is_some() {
-                return Err(SendError::Unsupported("Official Accounts have no group chats".into()));
+                return Err(SendError::Unsupported(
+                    "Official Accounts have no group chats".into(),
+                ));
             }
             Ok(format!(
                 "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName><CreateTime>{timestamp}</CreateTime><MsgType>{}</MsgType><Content>{}</Content><MsgId>{msg_id}</MsgId></xml>",
                 cdata("gh_demo000001"), cdata(from), cdata("text"), cdata(text)
             ))
         }
-        (ChannelKind::WechatMp, Simulated::Join { .. }) => Err(SendError::Unsupported("Official Accounts have no group chats".into())),
-        (ChannelKind::Gateway, Simulated::Text { from, name, group, text, msg_id }) => Ok(serde_json::json!({
+        Simulated::Join { .. } => Err(SendError::Unsupported(
+            "Official Accounts have no group chats".into(),
+        )),
+        Simulated::ContactAdded { .. } => Err(SendError::Unsupported(
+            "customer-contact events come from wecom_app channels".into(),
+        )),
+    }
+}
+
+/// A gateway's JSON body.
+fn gateway_payload(what: &Simulated, timestamp: i64) -> Result<String, SendError> {
+    match what {
+        Simulated::Text { from, name, group, text, msg_id } => Ok(serde_json::json!({
             "type": "message", "msg_id": msg_id, "sender": { "id": from, "name": name },
             "group": group.as_ref().map(|g| serde_json::json!({ "id": g })), "text": text,
             "mentions_bot": true, "time": timestamp,
         })
         .to_string()),
-        (ChannelKind::Gateway, Simulated::Join { group, members }) => Ok(serde_json::json!({
+        Simulated::Join { group, members } => Ok(serde_json::json!({
             "type": "member_joined", "group": { "id": group },
             "members": members.iter().map(|m| serde_json::json!({ "id": m })).collect::<Vec<_>>(), "time": timestamp,
         })
         .to_string()),
+        Simulated::ContactAdded { .. } => Err(SendError::Unsupported(
+            "customer-contact events come from wecom_app channels".into(),
+        )),
     }
 }
 
@@ -187,60 +248,67 @@ pub fn build_request(
         });
     };
     let (encrypt, msg_sig) = crypt.seal(inner.as_bytes(), &ts, nonce);
-    let (body, query) = match channel.kind {
-        ChannelKind::WecomApp => (
-            format!(
-                "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt><AgentID>{}</AgentID></xml>",
-                cdata(&channel.receive_id),
-                cdata(&encrypt),
-                cdata("1000002")
-            ),
-            encode_query(&[
-                ("msg_signature", &msg_sig),
-                ("timestamp", &ts),
-                ("nonce", nonce),
-            ]),
-        ),
-        ChannelKind::WecomAibot => (
-            serde_json::json!({ "encrypt": encrypt }).to_string(),
-            encode_query(&[
-                ("msg_signature", &msg_sig),
-                ("timestamp", &ts),
-                ("nonce", nonce),
-            ]),
-        ),
-        ChannelKind::WecomRobot => (
-            format!("<xml><Encrypt>{}</Encrypt></xml>", cdata(&encrypt)),
-            encode_query(&[
-                ("msg_signature", &msg_sig),
-                ("timestamp", &ts),
-                ("nonce", nonce),
-            ]),
-        ),
-        _ => {
-            let plain_sig = crypto::signature(crypt.token(), &ts, nonce, None);
-            (
-                format!(
-                    "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt></xml>",
-                    cdata("gh_demo000001"),
-                    cdata(&encrypt)
-                ),
-                encode_query(&[
-                    ("signature", &plain_sig),
-                    ("timestamp", &ts),
-                    ("nonce", nonce),
-                    ("openid", "o"),
-                    ("encrypt_type", "aes"),
-                    ("msg_signature", &msg_sig),
-                ]),
-            )
-        }
-    };
+    let (body, query) = envelope(channel, crypt, &encrypt, &msg_sig, &ts, nonce);
     Ok(BuiltRequest {
         query,
         headers: vec![],
         body: body.into_bytes(),
     })
+}
+
+/// The envelope around a ciphertext and the signed query, in each kind's shape.
+fn envelope(
+    channel: &Channel,
+    crypt: &crypto::MsgCrypt,
+    encrypt: &str,
+    msg_sig: &str,
+    ts: &str,
+    nonce: &str,
+) -> (String, String) {
+    let signed = || {
+        encode_query(&[
+            ("msg_signature", msg_sig),
+            ("timestamp", ts),
+            ("nonce", nonce),
+        ])
+    };
+    match channel.kind {
+        ChannelKind::WecomApp => (
+            format!(
+                "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt><AgentID>{}</AgentID></xml>",
+                cdata(&channel.receive_id),
+                cdata(encrypt),
+                cdata("1000002")
+            ),
+            signed(),
+        ),
+        ChannelKind::WecomAibot => (
+            serde_json::json!({ "encrypt": encrypt }).to_string(),
+            signed(),
+        ),
+        ChannelKind::WecomRobot => (
+            format!("<xml><Encrypt>{}</Encrypt></xml>", cdata(encrypt)),
+            signed(),
+        ),
+        _ => {
+            let plain_sig = crypto::signature(crypt.token(), ts, nonce, None);
+            (
+                format!(
+                    "<xml><ToUserName>{}</ToUserName><Encrypt>{}</Encrypt></xml>",
+                    cdata("gh_demo000001"),
+                    cdata(encrypt)
+                ),
+                encode_query(&[
+                    ("signature", &plain_sig),
+                    ("timestamp", ts),
+                    ("nonce", nonce),
+                    ("openid", "o"),
+                    ("encrypt_type", "aes"),
+                    ("msg_signature", msg_sig),
+                ]),
+            )
+        }
+    }
 }
 
 /// The query of a URL-verification GET with a fresh echo string; returns (query, expected echo).

@@ -88,6 +88,38 @@ fn unknown_key_names_file_and_key() {
 }
 
 #[test]
+fn official_account_modes_and_staff_channels_are_checked() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "mp.toml",
+            "[channels.mp1]\nkind = \"wechat_mp\"\ntoken = \"t\"\napp_id = \"wx1\"\n\n\
+             [channels.mp2]\nkind = \"wechat_mp\"\ntoken = \"t\"\napp_id = \"wx2\"\nmode = \"compatible\"\n\n\
+             [channels.mp3]\nkind = \"wechat_mp\"\ntoken = \"t\"\napp_id = \"wx3\"\nmode = \"plaintext\"\n\n\
+             [commands]\nprefix = \"/\"\nstaff = [{ scope = \"*\", user = \"a\", role = \"admin\", channel = \"nowhere\" }]\n",
+        )?;
+        let text = err_of(Some(Path::new("mp.toml"))).to_string();
+        assert!(
+            text.contains("channels.mp1.mode`: without encoding_aes_key"),
+            "{text}"
+        );
+        assert!(
+            text.contains("channels.mp2.encoding_aes_key`: required in compatible mode"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("channels.mp3"),
+            "explicit plaintext is accepted: {text}"
+        );
+        assert!(
+            text.contains("commands.staff[0].channel`: no channel `nowhere`"),
+            "{text}"
+        );
+
+        Ok(())
+    });
+}
+
+#[test]
 fn wrong_type_and_bad_values_are_reported_with_key_and_reason() {
     Jail::expect_with(|jail| {
         jail.create_file("a.toml", "[server]\nbody_limit_bytes = \"big\"\n")?;
@@ -145,31 +177,6 @@ fn wrong_type_and_bad_values_are_reported_with_key_and_reason() {
         assert!(text.contains("commands.prefix"), "{text}");
         assert!(
             text.contains("commands.staff[0].role`: `boss` is not admin or operator"),
-            "{text}"
-        );
-
-        jail.create_file(
-            "mp.toml",
-            "[channels.mp1]\nkind = \"wechat_mp\"\ntoken = \"t\"\napp_id = \"wx1\"\n\n\
-             [channels.mp2]\nkind = \"wechat_mp\"\ntoken = \"t\"\napp_id = \"wx2\"\nmode = \"compatible\"\n\n\
-             [channels.mp3]\nkind = \"wechat_mp\"\ntoken = \"t\"\napp_id = \"wx3\"\nmode = \"plaintext\"\n\n\
-             [commands]\nprefix = \"/\"\nstaff = [{ scope = \"*\", user = \"a\", role = \"admin\", channel = \"nowhere\" }]\n",
-        )?;
-        let text = err_of(Some(Path::new("mp.toml"))).to_string();
-        assert!(
-            text.contains("channels.mp1.mode`: without encoding_aes_key"),
-            "{text}"
-        );
-        assert!(
-            text.contains("channels.mp2.encoding_aes_key`: required in compatible mode"),
-            "{text}"
-        );
-        assert!(
-            !text.contains("channels.mp3"),
-            "explicit plaintext is accepted: {text}"
-        );
-        assert!(
-            text.contains("commands.staff[0].channel`: no channel `nowhere`"),
             "{text}"
         );
 
