@@ -123,6 +123,7 @@ impl Link {
             self.links.lease_looked();
             if !held {
                 // Someone else holds the bot; look again within the lease time.
+                tracing::debug!(channel = %self.channel_id, "the long connection is held by another process");
                 if self
                     .pause(
                         Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1000)),

@@ -77,59 +77,11 @@ impl Ingress {
     /// answer actively; the platform gets an empty answer now.
     async fn run_chain(&self, inbox_id: i64, event: Arc<Event>) -> Option<String> {
         let this = self.clone();
-        let started = Instant::now();
         let late = Arc::new(Mutex::new(Late::Pending));
         let late_in_task = Arc::clone(&late);
         let span = tracing::debug_span!("handlers", inbox_id, key = %event.dedupe_key);
         let mut chain = Box::pin(tracing::Instrument::instrument(
-            async move {
-                let reply = match this.dispatcher.dispatch(&this.bot, &event).await {
-                    Ok(reply) => reply,
-                    Err(e) => {
-                        this.record_failure(inbox_id, 0, &e.to_string()).await;
-                        return None;
-                    }
-                };
-                this.metrics
-                    .handler_latency(started.elapsed().as_secs_f64());
-                // Who answers is decided once, under the lock the deadline takes too.
-                let missed = {
-                    let mut state = lock(&late_in_task);
-                    let missed = *state == Late::TimedOut;
-                    if !missed {
-                        *state = Late::Marking;
-                    }
-                    missed
-                };
-                let at = this.bot.clock.now_ms();
-                if missed {
-                    if let Some(text) = &reply {
-                        this.send_late(&event, text).await;
-                    }
-                    // Retries of this delivery answer empty: the answer went out actively.
-                    this.writer.mark_processed(Processed {
-                        id: inbox_id,
-                        at,
-                        reply: None,
-                    });
-                    return None;
-                }
-                let mark = Processed {
-                    id: inbox_id,
-                    at,
-                    reply: reply.clone(),
-                };
-                if reply.is_some() {
-                    // A retry must find the reply; without one, a lost mark only costs a re-run.
-                    if let Err(e) = this.writer.mark_processed_durably(mark).await {
-                        tracing::warn!(inbox_id, error = %e, "could not store the reply; the sweeper will re-run this event");
-                    }
-                } else {
-                    this.writer.mark_processed(mark);
-                }
-                *lock(&late_in_task) = Late::Done;
-                reply
-            },
+            async move { this.answer_and_mark(inbox_id, &event, &late_in_task).await },
             span,
         ));
         // Most chains never wait on anything (a chat line no handler wants): finished on the
@@ -164,6 +116,63 @@ impl Ingress {
                 None
             }
         }
+    }
+
+    /// Dispatches `event` and marks its row processed: with the passive reply when the platform
+    /// is still waiting, after sending the answer actively when the budget ran out.
+    async fn answer_and_mark(
+        &self,
+        inbox_id: i64,
+        event: &Arc<Event>,
+        late: &Mutex<Late>,
+    ) -> Option<String> {
+        let started = Instant::now();
+        let reply = match self.dispatcher.dispatch(&self.bot, event).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                self.record_failure(inbox_id, 0, &e.to_string()).await;
+                return None;
+            }
+        };
+        self.metrics
+            .handler_latency(started.elapsed().as_secs_f64());
+        // Who answers is decided once, under the lock the deadline takes too.
+        let missed = {
+            let mut state = lock(late);
+            let missed = *state == Late::TimedOut;
+            if !missed {
+                *state = Late::Marking;
+            }
+            missed
+        };
+        let at = self.bot.clock.now_ms();
+        if missed {
+            if let Some(text) = &reply {
+                self.send_late(event, text).await;
+            }
+            // Retries of this delivery answer empty: the answer went out actively.
+            self.writer.mark_processed(Processed {
+                id: inbox_id,
+                at,
+                reply: None,
+            });
+            return None;
+        }
+        let mark = Processed {
+            id: inbox_id,
+            at,
+            reply: reply.clone(),
+        };
+        if reply.is_some() {
+            // A retry must find the reply; without one, a lost mark only costs a re-run.
+            if let Err(e) = self.writer.mark_processed_durably(mark).await {
+                tracing::warn!(inbox_id, error = %e, "could not store the reply; the sweeper will re-run this event");
+            }
+        } else {
+            self.writer.mark_processed(mark);
+        }
+        *lock(late) = Late::Done;
+        reply
     }
 
     /// The answer for a duplicate whose first copy is still running: from this process's chain

@@ -115,33 +115,7 @@ pub fn wecom_app(channel: &Channel, fields: &Fields, request_ts: i64) -> Result<
                 by_contact: change == "del_follow_user",
             }
         }
-        ("change_external_chat", "update") => {
-            let group = GroupRef {
-                id: fields
-                    .non_empty(&["ChatId"])
-                    .ok_or(ParseError::Missing("ChatId"))?
-                    .to_owned(),
-                name: None,
-            };
-            let members = changed_members(fields);
-            match fields.non_empty(&["UpdateDetail"]).unwrap_or_default() {
-                "add_member" => EventKind::MemberJoined {
-                    group,
-                    members,
-                    inviter: None,
-                    join_scene: fields.non_empty(&["JoinScene"]).map(str::to_owned),
-                },
-                "del_member" => EventKind::MemberLeft {
-                    group,
-                    members,
-                    removed: fields.non_empty(&["QuitScene"]) == Some("1"),
-                },
-                other => EventKind::Other {
-                    event: format!("change_external_chat.{other}"),
-                    raw: raw_of(fields),
-                },
-            }
-        }
+        ("change_external_chat", "update") => external_chat_update(fields)?,
         _ => EventKind::Other {
             event: if change.is_empty() {
                 event.to_owned()
@@ -152,6 +126,37 @@ pub fn wecom_app(channel: &Channel, fields: &Fields, request_ts: i64) -> Result<
         },
     };
     Ok(build(channel, event_key(fields), at, kind))
+}
+
+/// A customer group's membership change (`change_external_chat` / `update`).
+fn external_chat_update(fields: &Fields) -> Result<EventKind, ParseError> {
+    let group = GroupRef {
+        id: fields
+            .non_empty(&["ChatId"])
+            .ok_or(ParseError::Missing("ChatId"))?
+            .to_owned(),
+        name: None,
+    };
+    let members = changed_members(fields);
+    Ok(
+        match fields.non_empty(&["UpdateDetail"]).unwrap_or_default() {
+            "add_member" => EventKind::MemberJoined {
+                group,
+                members,
+                inviter: None,
+                join_scene: fields.non_empty(&["JoinScene"]).map(str::to_owned),
+            },
+            "del_member" => EventKind::MemberLeft {
+                group,
+                members,
+                removed: fields.non_empty(&["QuitScene"]) == Some("1"),
+            },
+            other => EventKind::Other {
+                event: format!("change_external_chat.{other}"),
+                raw: raw_of(fields),
+            },
+        },
+    )
 }
 
 /// `MemChangeList` comes as `<Item>` children or, in older deliveries, one comma-separated string.

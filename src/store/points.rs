@@ -234,82 +234,96 @@ pub async fn record_signin(
     tx: &mut Tx,
     s: &NewSignin<'_>,
 ) -> Result<Option<RecordedSignin>, StoreError> {
-    match tx {
-        // One round trip instead of five: the same steps chained as data-modifying CTEs (each
-        // runs exactly once; a duplicate sign-in leaves `signed` empty and so changes nothing).
-        Tx::Postgres(c) => {
-            let recorded = sqlx::query_as::<_, (Option<i64>, Option<i64>)>(RECORD_SIGNIN_PG)
-                .bind(s.member_id)
-                .bind(s.day)
-                .bind(s.scope)
-                .bind(s.group_id)
-                .bind(s.points)
-                .bind(s.streak)
-                .bind(s.now_ms)
-                .bind(s.source_key)
-                .fetch_one(&mut **c)
-                .await?;
-            match recorded {
-                (Some(rank), credited) => Ok(Some(RecordedSignin {
-                    rank,
-                    credited: credited.unwrap_or(0),
-                })),
-                (None, _) => {
-                    drop_signin_count(tx, s.scope, s.day).await?;
-                    Ok(None)
-                }
-            }
-        }
-        Tx::Sqlite(c) => {
-            let rank = sqlx::query_scalar::<_, i64>(BUMP_SIGNIN_COUNT)
-                .bind(s.scope)
-                .bind(s.day)
-                .fetch_one(&mut **c)
-                .await?;
-            let inserted = sqlx::query(INSERT_SIGNIN)
-                .bind(s.member_id)
-                .bind(s.day)
-                .bind(s.scope)
-                .bind(s.group_id)
-                .bind(s.points)
-                .bind(s.streak)
-                .bind(rank)
-                .bind(s.now_ms)
-                .execute(&mut **c)
-                .await?
-                .rows_affected()
-                == 1;
-            if !inserted {
-                drop_signin_count(tx, s.scope, s.day).await?;
-                return Ok(None);
-            }
-            let change = LedgerChange {
-                member_id: s.member_id,
-                delta: s.points,
-                reason: SIGNIN_REASON,
-                source_key: s.source_key,
-                operator: None,
-                day: s.day,
-                now_ms: s.now_ms,
-            };
-            // The sign-in row already makes this once per day; the ledger key guards the balance too.
-            let credited = if s.points > 0 && insert_ledger(tx, &change).await? {
-                s.points
-            } else {
-                0
-            };
-            let Tx::Sqlite(c) = tx else { unreachable!() };
-            sqlx::query(SIGNIN_UPDATE)
-                .bind(credited)
-                .bind(s.streak)
-                .bind(s.day)
-                .bind(s.now_ms)
-                .bind(s.member_id)
-                .execute(&mut **c)
-                .await?;
-            Ok(Some(RecordedSignin { rank, credited }))
-        }
+    let recorded = match tx {
+        Tx::Postgres(_) => record_signin_pg(tx, s).await?,
+        Tx::Sqlite(_) => record_signin_sqlite(tx, s).await?,
+    };
+    if recorded.is_none() {
+        drop_signin_count(tx, s.scope, s.day).await?;
     }
+    Ok(recorded)
+}
+
+/// One round trip instead of five: the same steps chained as data-modifying CTEs (each runs
+/// exactly once; a duplicate sign-in leaves `signed` empty and so changes nothing).
+async fn record_signin_pg(
+    tx: &mut Tx,
+    s: &NewSignin<'_>,
+) -> Result<Option<RecordedSignin>, StoreError> {
+    let Tx::Postgres(c) = tx else {
+        unreachable!("called for PostgreSQL only")
+    };
+    let (rank, credited) = sqlx::query_as::<_, (Option<i64>, Option<i64>)>(RECORD_SIGNIN_PG)
+        .bind(s.member_id)
+        .bind(s.day)
+        .bind(s.scope)
+        .bind(s.group_id)
+        .bind(s.points)
+        .bind(s.streak)
+        .bind(s.now_ms)
+        .bind(s.source_key)
+        .fetch_one(&mut **c)
+        .await?;
+    Ok(rank.map(|rank| RecordedSignin {
+        rank,
+        credited: credited.unwrap_or(0),
+    }))
+}
+
+/// The day's rank, the sign-in row, its ledger row and the account update, step by step.
+async fn record_signin_sqlite(
+    tx: &mut Tx,
+    s: &NewSignin<'_>,
+) -> Result<Option<RecordedSignin>, StoreError> {
+    let Tx::Sqlite(c) = tx else {
+        unreachable!("called for SQLite only")
+    };
+    let rank = sqlx::query_scalar::<_, i64>(BUMP_SIGNIN_COUNT)
+        .bind(s.scope)
+        .bind(s.day)
+        .fetch_one(&mut **c)
+        .await?;
+    let inserted = sqlx::query(INSERT_SIGNIN)
+        .bind(s.member_id)
+        .bind(s.day)
+        .bind(s.scope)
+        .bind(s.group_id)
+        .bind(s.points)
+        .bind(s.streak)
+        .bind(rank)
+        .bind(s.now_ms)
+        .execute(&mut **c)
+        .await?
+        .rows_affected()
+        == 1;
+    if !inserted {
+        return Ok(None);
+    }
+    let change = LedgerChange {
+        member_id: s.member_id,
+        delta: s.points,
+        reason: SIGNIN_REASON,
+        source_key: s.source_key,
+        operator: None,
+        day: s.day,
+        now_ms: s.now_ms,
+    };
+    // The sign-in row already makes this once per day; the ledger key guards the balance too.
+    let credited = if s.points > 0 && insert_ledger(tx, &change).await? {
+        s.points
+    } else {
+        0
+    };
+    let Tx::Sqlite(c) = tx else { unreachable!() };
+    sqlx::query(SIGNIN_UPDATE)
+        .bind(credited)
+        .bind(s.streak)
+        .bind(s.day)
+        .bind(s.now_ms)
+        .bind(s.member_id)
+        .execute(&mut **c)
+        .await?;
+    Ok(Some(RecordedSignin { rank, credited }))
 }
 
 async fn drop_signin_count(tx: &mut Tx, scope: &str, day: i32) -> Result<(), StoreError> {

@@ -43,89 +43,73 @@ struct PushBody {
     not_before_ms: Option<i64>,
 }
 
+fn bad_request(reason: impl Into<String>) -> ApiError {
+    ApiError::with_status(StatusCode::BAD_REQUEST, reason)
+}
+
+/// The single recipient of a channel that sends to one chat at a time.
+fn only_one(to: &[String], refusal: &str) -> Result<String, ApiError> {
+    match to {
+        [one] => Ok(one.clone()),
+        _ => Err(bad_request(refusal)),
+    }
+}
+
 /// The outbound intent a push body asks for on its channel, or the answer refusing it.
 fn intent(state: &AppState, b: &PushBody) -> Result<Outbound, ApiError> {
-    if let Some(format) = b
-        .format
-        .as_deref()
-        .filter(|f| !["text", "markdown", "mass"].contains(f))
-    {
-        return Err(ApiError::with_status(
-            StatusCode::BAD_REQUEST,
-            format!("format `{format}` is not text, markdown or mass"),
-        ));
+    let format = b.format.as_deref();
+    if let Some(format) = format.filter(|f| !["text", "markdown", "mass"].contains(f)) {
+        return Err(bad_request(format!(
+            "format `{format}` is not text, markdown or mass"
+        )));
     }
-    let kind = state
+    let Some(kind) = state
         .config
         .channels
         .get(&b.channel)
-        .map(|c| c.kind.as_str());
-    let markdown = b.format.as_deref() == Some("markdown");
-    let app_message = if markdown {
+        .map(|c| c.kind.as_str())
+    else {
+        return Err(ApiError::with_status(
+            StatusCode::NOT_FOUND,
+            format!("unknown channel `{}`", b.channel),
+        ));
+    };
+    let markdown = format == Some("markdown");
+    let message = if markdown {
         Content::Markdown(b.text.clone())
     } else {
         Content::Text(b.text.clone())
     };
-    let message = match (kind, b.format.as_deref()) {
-        (None, _) => {
-            return Err(ApiError::with_status(
-                StatusCode::NOT_FOUND,
-                format!("unknown channel `{}`", b.channel),
-            ))
-        }
-        (Some("wecom_app"), Some("mass")) => Outbound::Mass {
-            sender: match b.sender.clone() {
-                Some(s) if !s.is_empty() => s,
-                _ => {
-                    return Err(ApiError::with_status(
-                        StatusCode::BAD_REQUEST,
-                        "a mass send needs `sender` (the staff member who confirms it)",
-                    ))
-                }
-            },
+    Ok(match (kind, format) {
+        ("wecom_app", Some("mass")) => Outbound::Mass {
+            sender: b.sender.clone().filter(|s| !s.is_empty()).ok_or_else(|| {
+                bad_request("a mass send needs `sender` (the staff member who confirms it)")
+            })?,
             recipients: b.to.clone(),
             text: b.text.clone(),
         },
-        (Some("wecom_app"), _) => Outbound::App {
+        ("wecom_app", _) => Outbound::App {
             to: b.to.clone(),
-            message: app_message,
+            message,
         },
-        (Some("wechat_mp"), _) => match b.to.as_slice() {
-            [openid] => Outbound::Mp {
-                openid: openid.clone(),
-                message: app_message,
-            },
-            _ => {
-                return Err(ApiError::with_status(
-                    StatusCode::BAD_REQUEST,
-                    "wechat_mp sends to exactly one OpenID",
-                ))
-            }
+        ("wechat_mp", _) => Outbound::Mp {
+            openid: only_one(&b.to, "wechat_mp sends to exactly one OpenID")?,
+            message,
         },
-        (Some("wecom_aibot"), _) => match b.to.as_slice() {
-            [chat_id] => Outbound::AibotPush {
-                chat_id: chat_id.clone(),
-                markdown: b.text.clone(),
-            },
-            _ => {
-                return Err(ApiError::with_status(
-                    StatusCode::BAD_REQUEST,
-                    "an AI bot push goes to exactly one chat id",
-                ))
-            }
+        ("wecom_aibot", _) => Outbound::AibotPush {
+            chat_id: only_one(&b.to, "an AI bot push goes to exactly one chat id")?,
+            markdown: b.text.clone(),
         },
-        (Some("wecom_robot"), _) => Outbound::Robot {
-            message: app_message,
+        ("wecom_robot", _) => Outbound::Robot {
+            message,
             mentions: if markdown { Vec::new() } else { b.to.clone() },
         },
-        (Some(other), _) => {
-            return Err(ApiError::with_status(
-                StatusCode::BAD_REQUEST,
-                format!("channel kind {other} has no outbound messages here"),
-            ))
+        (other, _) => {
+            return Err(bad_request(format!(
+                "channel kind {other} has no outbound messages here"
+            )))
         }
-    };
-    Ok(message)
+    })
 }
 
 async fn push(_: Operator, State(state): State<AppState>, Json(b): Json<PushBody>) -> Response {

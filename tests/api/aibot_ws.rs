@@ -295,10 +295,28 @@ fn serve_with_bot(db: &str, fake: &FakeWecom) -> std::process::Child {
         .env("YUNYING_CHANNELS__WSBOT__WS_URL", fake.ws_url())
         .env("YUNYING_AIBOT__LEASE_SECS", "3")
         .env("YUNYING_AIBOT__HEARTBEAT_SECS", "1")
-        .env("YUNYING_LOG", "warn")
-        .stdout(std::process::Stdio::null())
+        .env("YUNYING_LOG", "warn,yunying::aibot=debug")
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start yunying serve")
+}
+
+/// Counts the lines of `child`'s log saying another process holds the connection.
+fn count_standby_looks(
+    child: &mut std::process::Child,
+) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    use std::io::BufRead as _;
+    let looks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&looks);
+    let out = child.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if line.contains("held by another process") {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    looks
 }
 
 async fn a_killed_holder_is_replaced_once_its_lease_lapses(backend: Backend) {
@@ -306,13 +324,19 @@ async fn a_killed_holder_is_replaced_once_its_lease_lapses(backend: Backend) {
     let dir = tempfile::tempdir().expect("tmp");
     let db = crate::helpers::fresh_database(backend, dir.path()).await;
     let mut holder = serve_with_bot(&db, &fake);
+    count_standby_looks(&mut holder);
     until(
         || fake.aibot_counts().0 == 1,
         "the first process's subscribe",
     )
     .await;
     let mut other = serve_with_bot(&db, &fake);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let looks = count_standby_looks(&mut other);
+    until(
+        || looks.load(std::sync::atomic::Ordering::Relaxed) >= 2,
+        "two looks at the held lease by the second process",
+    )
+    .await;
     assert_eq!(
         fake.aibot_counts().0,
         1,

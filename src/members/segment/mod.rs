@@ -91,51 +91,68 @@ fn sql(
             let p = param(binds, next, Bind::Text(stage.clone()));
             format!("m.id in (select s.member_id from member_stages s where s.stage = {p})")
         }
-        Expr::Level(name) => {
-            let (min, next_min) = ctx
-                .level_range(name)
-                .ok_or_else(|| unknown_level(ctx, name))?;
-            let lo = param(binds, next, Bind::Int(min));
-            let in_range = match next_min {
-                Some(hi) => {
-                    let hi = param(binds, next, Bind::Int(hi));
-                    format!("(total_earned >= {lo} and total_earned < {hi})")
-                }
-                None => format!("total_earned >= {lo}"),
-            };
-            let zero_in_range = min <= 0 && next_min.is_none_or(|h| 0 < h);
-            on_account(ctx.accounts, &in_range, zero_in_range)
+        Expr::Level(name) => level_sql(name, ctx, binds, next)?,
+        Expr::Compare(field, op, value) => compare_sql(*field, *op, *value, ctx, binds, next),
+    })
+}
+
+/// Members whose lifetime earnings fall in the range of level `name`.
+fn level_sql(
+    name: &str,
+    ctx: &SegmentContext<'_>,
+    binds: &mut Vec<Bind>,
+    next: &mut usize,
+) -> Result<String, SegmentError> {
+    let (min, next_min) = ctx
+        .level_range(name)
+        .ok_or_else(|| unknown_level(ctx, name))?;
+    let lo = param(binds, next, Bind::Int(min));
+    let in_range = match next_min {
+        Some(hi) => {
+            let hi = param(binds, next, Bind::Int(hi));
+            format!("(total_earned >= {lo} and total_earned < {hi})")
         }
-        Expr::Compare(field @ (Field::Points | Field::Earned), op, value) => {
-            let column = if *field == Field::Points {
+        None => format!("total_earned >= {lo}"),
+    };
+    let zero_in_range = min <= 0 && next_min.is_none_or(|h| 0 < h);
+    Ok(on_account(ctx.accounts, &in_range, zero_in_range))
+}
+
+/// A comparison of a member's number with `value`.
+fn compare_sql(
+    field: Field,
+    op: Op,
+    value: i64,
+    ctx: &SegmentContext<'_>,
+    binds: &mut Vec<Bind>,
+    next: &mut usize,
+) -> String {
+    let column = match field {
+        Field::Points | Field::Earned => {
+            let column = if field == Field::Points {
                 "balance"
             } else {
                 "total_earned"
             };
-            let v = param(binds, next, Bind::Int(*value));
-            on_account(
+            let v = param(binds, next, Bind::Int(value));
+            return on_account(
                 ctx.accounts,
                 &format!("{column} {} {v}", op.sql()),
-                op.holds(0, *value),
-            )
+                op.holds(0, value),
+            );
         }
-        Expr::Compare(field, op, value) => {
-            let column = match field {
-                Field::Points | Field::Earned => unreachable!("handled above"),
-                Field::Messages => "m.message_count".to_owned(),
-                Field::DaysSinceActive => {
-                    let now = param(binds, next, Bind::Int(ctx.now_ms));
-                    format!("(({now} - m.last_active_at) / {DAY_MS})")
-                }
-                Field::DaysSinceJoined => {
-                    let now = param(binds, next, Bind::Int(ctx.now_ms));
-                    format!("(({now} - m.first_seen_at) / {DAY_MS})")
-                }
-            };
-            let v = param(binds, next, Bind::Int(*value));
-            format!("{column} {} {v}", op.sql())
+        Field::Messages => "m.message_count".to_owned(),
+        Field::DaysSinceActive => {
+            let now = param(binds, next, Bind::Int(ctx.now_ms));
+            format!("(({now} - m.last_active_at) / {DAY_MS})")
         }
-    })
+        Field::DaysSinceJoined => {
+            let now = param(binds, next, Bind::Int(ctx.now_ms));
+            format!("(({now} - m.first_seen_at) / {DAY_MS})")
+        }
+    };
+    let v = param(binds, next, Bind::Int(value));
+    format!("{column} {} {v}", op.sql())
 }
 
 /// A condition on the member's points account as an uncorrelated sub-select (computed once,

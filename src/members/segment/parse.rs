@@ -274,69 +274,74 @@ impl Parser {
                 match self.peek() {
                     Some(Token::Colon) => {
                         self.at += 1;
-                        let value = match self.peek().cloned() {
-                            Some(Token::Word(v) | Token::Quoted(v)) if !v.is_empty() => v,
-                            _ => return self.fail("a name after `:` (quote it if it has spaces)"),
-                        };
-                        self.at += 1;
-                        match key.as_str() {
-                            "tag" | "标签" => Ok(Expr::Tag(value)),
-                            "group" | "群" => Ok(Expr::Group(value)),
-                            "level" | "等级" => Ok(Expr::Level(value)),
-                            "stage" | "阶段" => match crate::members::lifecycle::Stage::parse(
-                                &value,
-                            ) {
-                                Some(stage) => Ok(Expr::Stage(stage.as_str().to_owned())),
-                                None => Err(SegmentError {
-                                    position: self.tokens[self.at - 1].0,
-                                    expected:
-                                        "a stage: new, active, silent, lapsed, churned or returned"
-                                            .into(),
-                                }),
-                            },
-                            _ => Err(SegmentError {
-                                position: self.tokens[self.at - 3].0,
-                                expected: "tag:, group:, level: or stage:".into(),
-                            }),
-                        }
+                        self.membership(&key)
                     }
                     Some(Token::Op(op)) => {
                         let op = *op;
-                        let field = match key.as_str() {
-                            "points" | "积分" => Field::Points,
-                            "earned" | "累计积分" => Field::Earned,
-                            "messages" | "发言" => Field::Messages,
-                            "last_active" | "最近活跃" => Field::DaysSinceActive,
-                            "joined" | "入群" => Field::DaysSinceJoined,
-                            _ => {
-                                return Err(SegmentError {
-                                    position: self.tokens[self.at - 1].0,
-                                    expected: "points, earned, messages, last_active or joined"
-                                        .into(),
-                                })
-                            }
-                        };
-                        self.at += 1;
-                        let days = matches!(field, Field::DaysSinceActive | Field::DaysSinceJoined);
-                        let value = match self.peek().cloned() {
-                            Some(Token::Word(v)) => number(&v, days),
-                            _ => None,
-                        };
-                        let Some(value) = value else {
-                            return self.fail(if days {
-                                "a number of days such as 14d"
-                            } else {
-                                "a whole number"
-                            });
-                        };
-                        self.at += 1;
-                        Ok(Expr::Compare(field, op, value))
+                        self.comparison(&key, op)
                     }
                     _ => self.fail("`:` or a comparison (>=, <, =, …)"),
                 }
             }
             _ => self.fail("a condition such as tag:VIP, points >= 100 or `(`"),
         }
+    }
+
+    /// `key:value` after the `:`: a tag, group, level or stage.
+    fn membership(&mut self, key: &str) -> Result<Expr, SegmentError> {
+        let value = match self.peek().cloned() {
+            Some(Token::Word(v) | Token::Quoted(v)) if !v.is_empty() => v,
+            _ => return self.fail("a name after `:` (quote it if it has spaces)"),
+        };
+        self.at += 1;
+        match key {
+            "tag" | "标签" => Ok(Expr::Tag(value)),
+            "group" | "群" => Ok(Expr::Group(value)),
+            "level" | "等级" => Ok(Expr::Level(value)),
+            "stage" | "阶段" => match crate::members::lifecycle::Stage::parse(&value) {
+                Some(stage) => Ok(Expr::Stage(stage.as_str().to_owned())),
+                None => Err(SegmentError {
+                    position: self.tokens[self.at - 1].0,
+                    expected: "a stage: new, active, silent, lapsed, churned or returned".into(),
+                }),
+            },
+            _ => Err(SegmentError {
+                position: self.tokens[self.at - 3].0,
+                expected: "tag:, group:, level: or stage:".into(),
+            }),
+        }
+    }
+
+    /// `field op number`, at the operator.
+    fn comparison(&mut self, key: &str, op: Op) -> Result<Expr, SegmentError> {
+        let field = match key {
+            "points" | "积分" => Field::Points,
+            "earned" | "累计积分" => Field::Earned,
+            "messages" | "发言" => Field::Messages,
+            "last_active" | "最近活跃" => Field::DaysSinceActive,
+            "joined" | "入群" => Field::DaysSinceJoined,
+            _ => {
+                return Err(SegmentError {
+                    position: self.tokens[self.at - 1].0,
+                    expected: "points, earned, messages, last_active or joined".into(),
+                })
+            }
+        };
+        self.at += 1;
+        let days = matches!(field, Field::DaysSinceActive | Field::DaysSinceJoined);
+        let value = match self.peek().cloned() {
+            Some(Token::Word(v)) => number(&v, days),
+            _ => None,
+        };
+        let Some(value) = value else {
+            return self.fail(if days {
+                "a number of days such as 14d"
+            } else {
+                "a whole number"
+            });
+        };
+        self.at += 1;
+        Ok(Expr::Compare(field, op, value))
     }
 }
 
