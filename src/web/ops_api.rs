@@ -1,5 +1,5 @@
 //! JSON API for ops staff (`/api/v1`, bearer token): member points and history, manual
-//! adjustments, the reward catalog, and orders. Errors are JSON `{"error": "…"}`.
+//! adjustments, the reward catalog, and orders. Errors are JSON `{"error": "…", "code": "…"}` (`web/error.rs`).
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
