@@ -96,7 +96,7 @@ async fn main() {
                 .expect("risk");
         parts.push(part("risk tags", risk, t));
         let t = Instant::now();
-        let rules = yunying::scheduler::jobs::apply_state_rules(&state, now)
+        let rules = yunying::scheduler::jobs::apply_state_rules(&state.store, &state.config, now)
             .await
             .expect("rules");
         parts.push(part("rule tags", rules, t));

@@ -6,6 +6,7 @@
 mod channel_checks;
 mod load;
 mod secret;
+mod sync;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{load, load_checked, Check, ConfigError, ConfigIssue, LoadedConfig, EXAMPLE_TOML};
 pub use secret::Secret;
+pub use sync::SyncConfig;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +41,8 @@ pub struct Config {
     pub aibot: AibotConfig,
     #[serde(default)]
     pub recall: RecallConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
     #[serde(default)]
     pub channels: BTreeMap<String, ChannelConfig>,
 }

@@ -443,6 +443,7 @@ fn validate_schedules(config: &Config, issues: &mut Vec<(String, String)>) {
     for (key, cron) in [
         ("scheduler.lifecycle_cron", &s.lifecycle_cron),
         ("scheduler.inbox_prune_cron", &s.inbox_prune_cron),
+        ("sync.cron", &config.sync.cron),
     ] {
         if let Err(e) = crate::schedule::Schedule::parse(key, cron) {
             issues.push((key.to_owned(), e));
@@ -454,10 +455,37 @@ fn validate_schedules(config: &Config, issues: &mut Vec<(String, String)>) {
             "must be 0 or more".into(),
         ));
     }
+    validate_sync(config, issues);
     if s.inbox_retention_hours < 24 {
         issues.push((
             "scheduler.inbox_retention_hours".into(),
             "must be at least 24 (WeCom retries must still find their first copy)".into(),
         ));
+    }
+}
+
+fn validate_sync(config: &Config, issues: &mut Vec<(String, String)>) {
+    let s = &config.sync;
+    for (i, w) in s.what.iter().enumerate() {
+        if !["contacts", "groups", "staff"].contains(&w.as_str()) {
+            issues.push((
+                format!("sync.what[{i}]"),
+                format!("`{w}` is not one of contacts, groups, staff"),
+            ));
+        }
+    }
+    for (i, id) in s.channels.iter().enumerate() {
+        let able = config.channels.get(id).is_some_and(|c| {
+            c.kind == super::ChannelKind::WecomApp && c.secret.is_some() && c.enabled
+        });
+        if !able {
+            issues.push((
+                format!("sync.channels[{i}]"),
+                format!("`{id}` is not an enabled wecom_app channel with a secret"),
+            ));
+        }
+    }
+    if s.max_attempts < 1 {
+        issues.push(("sync.max_attempts".into(), "must be at least 1".into()));
     }
 }

@@ -90,22 +90,10 @@ pub(super) async fn after(hang_ms: u64, response: Response) -> Response {
     response
 }
 
-macro_rules! guarded {
-    ($state:expr, $api:expr, $to:expr, $token:expr) => {
-        match before(&$state, $api, $to, $token).await {
-            Roll::Fail(r) => {
-                let latency = lock(&$state).faults.latency_ms;
-                return after(latency, r).await;
-            }
-            Roll::Proceed { hang_ms } => hang_ms,
-        }
-    };
-}
-
 #[derive(Deserialize)]
 pub(super) struct TokenQuery {
     #[serde(default)]
-    access_token: String,
+    pub(super) access_token: String,
 }
 
 #[derive(Deserialize)]
@@ -414,35 +402,6 @@ pub(super) fn followed_by(contact: &Value, userid: &str) -> bool {
         .is_some_and(|f| f.iter().any(|u| u["userid"] == userid))
 }
 
-pub(super) async fn batch_get_by_user(
-    AxState(state): AxState<Shared>,
-    Query(q): Query<TokenQuery>,
-    Json(body): Json<Value>,
-) -> Response {
-    let hang = guarded!(state, "batch/get_by_user", "", Some(&q.access_token));
-    let users: Vec<String> = body["userid_list"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut list = Vec::new();
-    for c in lock(&state).contacts.values() {
-        for f in c["follow_user"].as_array().into_iter().flatten() {
-            if users.iter().any(|u| f["userid"] == u.as_str()) {
-                list.push(json!({ "external_contact": c["external_contact"], "follow_info": f }));
-            }
-        }
-    }
-    after(
-        hang,
-        ok(json!({ "external_contact_list": list, "next_cursor": "" })),
-    )
-    .await
-}
-
 pub(super) async fn corp_tags(
     AxState(state): AxState<Shared>,
     Query(q): Query<TokenQuery>,
@@ -465,9 +424,13 @@ pub(super) async fn add_corp_tag(
             .as_array()
             .into_iter()
             .flatten()
-            .map(|t| json!({ "id": format!("et{}", t["name"].as_str().unwrap_or("")), "name": t["name"], "order": t["order"], "deleted": false }))
+            .map(|t| {
+                json!({ "id": format!("et{}", t["name"].as_str().unwrap_or("")), "name": t["name"],
+                "order": t["order"].as_i64().unwrap_or(0), "deleted": false })
+            })
             .collect();
-        let group = json!({ "group_id": group_id, "group_name": body["group_name"], "order": 0, "deleted": false, "tag": tags });
+        let group = json!({ "group_id": group_id, "group_name": body["group_name"],
+            "order": body["order"].as_i64().unwrap_or(0), "deleted": false, "tag": tags });
         st.tag_groups.push(group.clone());
         log(&mut st, "add_corp_tag", "", "ok");
         ok(json!({ "tag_group": group }))
@@ -496,28 +459,6 @@ pub(super) async fn mark_tag(
         deliver(&mut st, "mark_tag", &external, body);
         ok(json!({}))
     };
-    after(hang, response).await
-}
-
-pub(super) async fn groupchat_list(
-    AxState(state): AxState<Shared>,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    let hang = guarded!(state, "groupchat/list", "", Some(&q.access_token));
-    after(hang, ok(json!({ "group_chat_list": [{ "chat_id": "wrdemo-group", "status": 0 }], "next_cursor": "" }))).await
-}
-
-pub(super) async fn groupchat_get(
-    AxState(state): AxState<Shared>,
-    Query(q): Query<TokenQuery>,
-    Json(body): Json<Value>,
-) -> Response {
-    let chat = body["chat_id"].as_str().unwrap_or("").to_owned();
-    let hang = guarded!(state, "groupchat/get", &chat, Some(&q.access_token));
-    let response = ok(json!({ "group_chat": {
-        "chat_id": chat, "name": "演示社群", "owner": "zhangsan", "create_time": 1_700_000_000,
-        "notice": "", "member_list": [], "admin_list": [], "member_version": "1"
-    }}));
     after(hang, response).await
 }
 

@@ -2,10 +2,26 @@
 //! their wire format (JSON bodies, `errcode`/`errmsg`, HTTP 200 on errors, `access_token` query
 //! parameter). It keeps what it received (`GET /_fake/deliveries`, `/_fake/requests`,
 //! `/_fake/stats`), can inject faults (`POST /_fake/faults`), and lets a test play the staff
-//! member who confirms a mass-send task (`POST /_fake/confirm`). Used by `yunying fake-wecom`,
+//! member who confirms a mass-send task (`POST /_fake/confirm`). Its directory is seeded one by
+//! one or generated at any size (`POST /_fake/community`). Used by `yunying fake-wecom`,
 //! the tests and `yunying demo`; never by production code paths.
 
+/// The injected faults and the token check in front of an endpoint: the delay to add to the
+/// answer, or the failure answered at once.
+macro_rules! guarded {
+    ($state:expr, $api:expr, $to:expr, $token:expr) => {
+        match before(&$state, $api, $to, $token).await {
+            Roll::Fail(r) => {
+                let latency = lock(&$state).faults.latency_ms;
+                return after(latency, r).await;
+            }
+            Roll::Proceed { hang_ms } => hang_ms,
+        }
+    };
+}
+
 mod api;
+mod directory;
 mod state;
 mod ws;
 
@@ -21,6 +37,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use api::*;
+pub use directory::{customer_id, group_id, Community};
 use state::State;
 pub use state::{Delivery, Faults, RequestLog, Task};
 
@@ -91,6 +108,41 @@ impl FakeWecom {
         if let Some((id, record)) = contact_record(contact) {
             lock(&self.state).contacts.insert(id, record);
         }
+    }
+
+    /// Removes a customer (as if they deleted every staff member).
+    pub fn remove_contact(&self, external_userid: &str) -> bool {
+        lock(&self.state).contacts.remove(external_userid).is_some()
+    }
+
+    /// Seeds or replaces a customer group: a `group_chat` body (`chat_id`, `name`, `owner`,
+    /// `member_list`, …), optionally with its `status`.
+    pub fn set_group(&self, group: Value) {
+        if let Some(id) = group["chat_id"].as_str().map(str::to_owned) {
+            lock(&self.state).groups.insert(id, group);
+        }
+    }
+
+    /// The group as the stand-in has it.
+    pub fn group(&self, chat_id: &str) -> Option<Value> {
+        lock(&self.state).groups.get(chat_id).cloned()
+    }
+
+    /// Dismisses a customer group.
+    pub fn remove_group(&self, chat_id: &str) -> bool {
+        lock(&self.state).groups.remove(chat_id).is_some()
+    }
+
+    /// Seeds a corp member for `user/get`.
+    pub fn add_user(&self, userid: &str, name: &str) {
+        lock(&self.state)
+            .users
+            .insert(userid.to_owned(), json!({ "userid": userid, "name": name }));
+    }
+
+    /// Fills the directory with a generated community (staff, customers, groups).
+    pub fn generate(&self, community: Community) {
+        directory::generate(&mut lock(&self.state), community);
     }
 
     /// Seeds a corp tag group: `{"group_id", "group_name", "tag": [{"id", "name"}]}`.
@@ -196,7 +248,7 @@ pub fn router(state: Shared) -> Router {
         .route("/cgi-bin/externalcontact/list", get(contact_list))
         .route(
             "/cgi-bin/externalcontact/batch/get_by_user",
-            post(batch_get_by_user),
+            post(directory::batch_get_by_user),
         )
         .route(
             "/cgi-bin/externalcontact/get_corp_tag_list",
@@ -206,11 +258,11 @@ pub fn router(state: Shared) -> Router {
         .route("/cgi-bin/externalcontact/mark_tag", post(mark_tag))
         .route(
             "/cgi-bin/externalcontact/groupchat/list",
-            post(groupchat_list),
+            post(directory::groupchat_list),
         )
         .route(
             "/cgi-bin/externalcontact/groupchat/get",
-            post(groupchat_get),
+            post(directory::groupchat_get),
         )
         .route(
             "/cgi-bin/externalcontact/add_msg_template",
@@ -232,7 +284,13 @@ pub fn router(state: Shared) -> Router {
         .route("/_fake/requests", get(list_requests))
         .route("/_fake/stats", get(stats))
         .route("/_fake/confirm", post(confirm))
+        .route(
+            "/cgi-bin/externalcontact/get_follow_user_list",
+            get(directory::follow_user_list),
+        )
+        .route("/cgi-bin/user/get", get(directory::user_get))
         .route("/_fake/contacts", post(add_contact))
+        .route("/_fake/community", post(generate_community))
         .with_state(state)
 }
 
@@ -312,4 +370,13 @@ async fn add_contact(AxState(state): AxState<Shared>, Json(c): Json<Value>) -> R
         }
         None => (StatusCode::BAD_REQUEST, "external_userid is required").into_response(),
     }
+}
+
+/// `POST /_fake/community`: fills the directory with a generated community ([`Community`]).
+async fn generate_community(AxState(state): AxState<Shared>, Json(c): Json<Community>) -> Response {
+    directory::generate(&mut lock(&state), c);
+    let st = lock(&state);
+    ok(
+        json!({ "customers": st.contacts.len(), "groups": st.groups.len(), "users": st.users.len() }),
+    )
 }

@@ -1,7 +1,7 @@
 //! What the stand-in remembers: issued tokens, every request and every delivery, duplicate-check
 //! history, mass-send tasks, contacts and tags; and the faults it was asked to inject.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -80,7 +80,12 @@ pub struct State {
     pub tasks: HashMap<String, Task>,
     /// Sent mass messages per (recipient, month) for the quota answer.
     pub next_id: u64,
-    pub contacts: HashMap<String, Value>,
+    /// Customers by external user id, in the order pages are served.
+    pub contacts: BTreeMap<String, Value>,
+    /// Customer groups by chat id (`group_chat` bodies with their `status`).
+    pub groups: BTreeMap<String, Value>,
+    /// The corp's own members by user id (`user/get` bodies).
+    pub users: BTreeMap<String, Value>,
     pub tag_groups: Vec<Value>,
     pub aibot: super::ws::AibotState,
 }

@@ -9,6 +9,7 @@ pub mod rule_spec;
 pub mod rules;
 pub mod segment;
 pub mod state_rules;
+pub mod sync;
 pub mod tag_sync;
 pub mod welcome;
 

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
 use crate::config::{ChannelKind, Config};
 use crate::events::{Event, EventKind};
+use crate::outbox::directory::CorpTagFact;
 use crate::outbox::{Envelope, Outbound, Outbox, PRIORITY_NORMAL};
 use crate::store::tags::{self, TagChange};
 use crate::store::{Store, StoreError};
@@ -40,25 +41,34 @@ pub async fn pull(
     scope: &str,
     now_ms: i64,
 ) -> Result<usize, SyncError> {
-    let library = outbox.corp_tags(channel_id).await.map_err(SyncError::Api)?;
+    let library = outbox
+        .corp_tag_library(channel_id)
+        .await
+        .map_err(|e| SyncError::Api(e.to_string()))?;
+    store_library(store, scope, &library, now_ms).await
+}
+
+/// Stores a pulled corp tag library as `scope`'s platform tags; returns how many tags it has.
+pub async fn store_library(
+    store: &Store,
+    scope: &str,
+    library: &[CorpTagFact],
+    now_ms: i64,
+) -> Result<usize, SyncError> {
     let mut tx = store.begin_write().await?;
-    let mut seen = 0;
-    for group in library.tag_group.iter().filter(|g| !g.deleted) {
-        for tag in group.tag.iter().filter(|t| !t.deleted) {
-            tags::upsert_platform_tag(
-                &mut tx,
-                scope,
-                &tag.name,
-                Some(&group.group_name),
-                &tag.id,
-                now_ms,
-            )
-            .await?;
-            seen += 1;
-        }
+    for tag in library {
+        tags::upsert_platform_tag(
+            &mut tx,
+            scope,
+            &tag.name,
+            Some(&tag.group_name),
+            &tag.id,
+            now_ms,
+        )
+        .await?;
     }
     tx.commit().await?;
-    Ok(seen)
+    Ok(library.len())
 }
 
 /// Applies a customer's tags as WeCom has them (for one staff member's relation) locally.

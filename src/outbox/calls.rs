@@ -12,9 +12,8 @@ use crate::store::outbox::{reserve_quota, Mark, OutboxRow};
 use crate::store::StoreError;
 use crate::wecom::api::errors::describe;
 use crate::wecom::api::types::{
-    AddMsgTemplate, AppchatSend, CorpTagListRequest, CorpTagListResponse, CustomSend,
-    ExternalContactResponse, GroupMsgSendResultRequest, MarkTag, MessageSend, RobotMessage,
-    SendWelcomeMsg,
+    AddMsgTemplate, AppchatSend, CustomSend, ExternalContactResponse, GroupMsgSendResultRequest,
+    MarkTag, MessageSend, RobotMessage, SendWelcomeMsg,
 };
 use crate::wecom::api::{ApiError, ErrorClass};
 
@@ -49,17 +48,6 @@ impl Outbox {
         .map_err(|f| f.to_string())
     }
 
-    /// The corp tag library (`get_corp_tag_list`) with the channel's token.
-    pub async fn corp_tags(&self, channel_id: &str) -> Result<CorpTagListResponse, String> {
-        let api = &self.inner.api;
-        let all = &CorpTagListRequest::default();
-        self.with_token(channel_id, |t| async move {
-            api.get_corp_tag_list(&t, all).await
-        })
-        .await
-        .map_err(|f| f.to_string())
-    }
-
     fn credentials(&self, channel_id: &str) -> Option<Credentials> {
         let c = self.inner.config.channels.get(channel_id)?;
         let secret = c.secret.as_ref()?.expose().to_owned();
@@ -77,7 +65,7 @@ impl Outbox {
     }
 
     /// Calls `f` with the app's token; on a token-invalid answer, refreshes once and retries once.
-    async fn with_token<T, F, Fut>(&self, channel_id: &str, f: F) -> Result<T, Failure>
+    pub(super) async fn with_token<T, F, Fut>(&self, channel_id: &str, f: F) -> Result<T, Failure>
     where
         F: Fn(String) -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,

@@ -5,6 +5,7 @@
 //! yet marked).
 
 mod calls;
+pub mod directory;
 pub mod limits;
 pub mod links;
 mod row;

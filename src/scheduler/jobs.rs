@@ -1,7 +1,9 @@
 //! The periodic jobs the scheduler runs: maintenance of every member (lifecycle stages, value
 //! layers, churn risk, state tag rules), paged so a million members never sit in memory.
 
+use crate::config::Config;
 use crate::state::AppState;
+use crate::store::Store;
 
 /// Periodic maintenance (on the scheduler's `lifecycle_cron`): lifecycle stages, value layers,
 /// churn risk and the state tag rules of every member.
@@ -11,19 +13,28 @@ pub async fn maintenance(state: &AppState, now: i64) -> anyhow::Result<()> {
 
 /// [`maintenance`], reading `window` members at a time.
 pub async fn maintenance_in_windows(state: &AppState, now: i64, window: i64) -> anyhow::Result<()> {
+    maintenance_of(&state.store, &state.config, now, window).await
+}
+
+/// Maintenance on `store` with `config` (also run after a registry sync, outside a server).
+pub async fn maintenance_of(
+    store: &Store,
+    config: &Config,
+    now: i64,
+    window: i64,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let config = &state.config;
     let stages =
-        crate::members::lifecycle::recompute(&state.store, &config.lifecycle, now, window).await?;
+        crate::members::lifecycle::recompute(store, &config.lifecycle, now, window).await?;
     let tz = config.timezone();
     let days = (
         crate::members::local_day(tz, now / 1000 - 29 * 86_400),
         crate::members::local_day(tz, now / 1000),
     );
     let layers = &config.value_layers;
-    let layers = crate::members::layers::recompute(&state.store, layers, now, days, window).await?;
-    let risk_tags = crate::recall::risk::recompute(&state.store, config, now, window).await?;
-    let rule_tags = apply_state_rules(state, now).await?;
+    let layers = crate::members::layers::recompute(store, layers, now, days, window).await?;
+    let risk_tags = crate::recall::risk::recompute(store, config, now, window).await?;
+    let rule_tags = apply_state_rules(store, config, now).await?;
     tracing::info!(
         stages,
         layers,
@@ -37,28 +48,28 @@ pub async fn maintenance_in_windows(state: &AppState, now: i64, window: i64) -> 
 
 /// Applies the state tag rules (configured and stored) to every member of every scope.
 pub async fn apply_state_rules(
-    state: &AppState,
+    store: &Store,
+    config: &Config,
     now_ms: i64,
 ) -> Result<usize, crate::store::StoreError> {
     use crate::members::{rule_spec, rules, state_rules};
-    let mut all: Vec<rule_spec::Rule> = state
-        .config
+    let mut all: Vec<rule_spec::Rule> = config
         .tag_rules
         .iter()
         .filter_map(|c| rule_spec::compile(c).ok())
         .collect();
-    all.extend(rules::compile_rows(&state.store.tag_rule_rows().await?));
+    all.extend(rules::compile_rows(&store.tag_rule_rows().await?));
     if !all.iter().any(|r| r.trigger.is_state()) {
         return Ok(0);
     }
     let ctx = state_rules::StateContext {
-        levels: &state.config.points.levels,
+        levels: &config.points.levels,
         now_ms,
-        timezone: state.config.timezone(),
+        timezone: config.timezone(),
     };
     let mut changed = 0;
-    for scope in state.store.member_scopes().await? {
-        changed += state_rules::apply(&state.store, all.iter(), &scope, None, &ctx).await?;
+    for scope in store.member_scopes().await? {
+        changed += state_rules::apply(store, all.iter(), &scope, None, &ctx).await?;
     }
     Ok(changed)
 }

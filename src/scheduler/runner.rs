@@ -14,6 +14,8 @@ use crate::state::AppState;
 pub enum Job {
     Lifecycle,
     InboxPrune,
+    /// The registry reconcile from WeCom (`[sync]`), then maintenance.
+    RegistrySync,
     Recall(Arc<Plan>),
 }
 
@@ -32,7 +34,7 @@ const PLAN_RELOAD_MS: i64 = 30_000;
 impl Runner {
     pub fn new(state: AppState, plans: Arc<Plans>, now_ms: i64) -> anyhow::Result<Self> {
         let s = &state.config.scheduler;
-        let jobs = vec![
+        let mut jobs = vec![
             (
                 Schedule::parse("lifecycle", &s.lifecycle_cron).map_err(anyhow::Error::msg)?,
                 Job::Lifecycle,
@@ -42,6 +44,17 @@ impl Runner {
                 Job::InboxPrune,
             ),
         ];
+        let sync = &state.config.sync;
+        if sync.enabled
+            && crate::members::tag_sync::sync_channels(&state.config)
+                .next()
+                .is_some()
+        {
+            jobs.push((
+                Schedule::parse("registry_sync", &sync.cron).map_err(anyhow::Error::msg)?,
+                Job::RegistrySync,
+            ));
+        }
         Ok(Self {
             state,
             plans,
@@ -124,6 +137,28 @@ impl Runner {
                     tracing::info!(rows = n, "processed inbox rows pruned");
                 }
                 Ok(())
+            }
+            Job::RegistrySync => {
+                let setup = crate::members::sync::SyncSetup {
+                    outbox: &self.state.outbox,
+                    store: &self.state.store,
+                    clock: self.state.ingress.clock().clone(),
+                    config: &self.state.config,
+                    progress: &|_, _| {},
+                };
+                let cfg = &self.state.config.sync;
+                let what = crate::members::sync::configured_kinds(cfg);
+                let reports =
+                    crate::members::sync::sync_channels(&setup, &cfg.channels, &what).await?;
+                for r in &reports {
+                    for k in &r.kinds {
+                        let t = k.tally;
+                        tracing::info!(channel = %r.channel_id, what = k.what.as_str(), created = t.created,
+                            updated = t.updated, unchanged = t.unchanged, gone = t.gone, errors = t.errors,
+                            stopped = k.stopped.as_deref().unwrap_or(""), "registry sync done");
+                    }
+                }
+                super::jobs::maintenance(&self.state, self.state.ingress.clock().now_ms()).await
             }
             Job::Recall(plan) => {
                 let report = recall::run(&self.plans.ctx, plan, now_ms, false).await?;

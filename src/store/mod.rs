@@ -17,6 +17,7 @@ mod pg_commit;
 pub mod points;
 pub mod recall;
 pub mod redemption;
+pub mod registry;
 pub mod rules;
 pub mod schedule;
 pub mod segments;

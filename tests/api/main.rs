@@ -30,6 +30,7 @@ mod robustness;
 mod roles;
 mod segments;
 mod signin;
+mod sync;
 mod tag_rules;
 mod welcome;
 mod writer;

@@ -136,6 +136,22 @@ impl ApiClient {
             .await
     }
 
+    /// `GET /cgi-bin/externalcontact/get_follow_user_list`: members who may have customers.
+    pub async fn get_follow_user_list(&self, token: &str) -> Result<FollowUserList, ApiError> {
+        let url = format!(
+            "{}/cgi-bin/externalcontact/get_follow_user_list",
+            self.wecom_base
+        );
+        self.get(&url, &[("access_token", token)]).await
+    }
+
+    /// `GET /cgi-bin/user/get`: one corp member.
+    pub async fn user_get(&self, token: &str, userid: &str) -> Result<CorpUser, ApiError> {
+        let url = format!("{}/cgi-bin/user/get", self.wecom_base);
+        self.get(&url, &[("access_token", token), ("userid", userid)])
+            .await
+    }
+
     pub async fn batch_get_by_user(
         &self,
         token: &str,

@@ -268,30 +268,31 @@ pub struct CorpTagListResponse {
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct CorpTagGroup {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub group_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub group_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub create_time: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub order: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub deleted: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub tag: Vec<CorpTag>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct CorpTag {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub id: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub create_time: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub order: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub deleted: bool,
 }
 
@@ -407,8 +408,16 @@ pub struct GroupChat {
     pub member_version: String,
 }
 
+/// Who invited a group member.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Invitor {
+    #[serde(default, deserialize_with = "null_default")]
+    pub userid: String,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct GroupChatMember {
+    #[serde(default, deserialize_with = "null_default")]
     pub userid: String,
     /// 1 member of the corp, 2 external contact.
     #[serde(default, rename = "type")]
@@ -418,8 +427,34 @@ pub struct GroupChatMember {
     #[serde(default)]
     pub join_scene: i64,
     #[serde(default)]
+    pub invitor: Option<Invitor>,
+    #[serde(default, deserialize_with = "null_default")]
     pub group_nickname: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub name: String,
+}
+
+/// `GET /cgi-bin/externalcontact/get_follow_user_list` (Doc 92571).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct FollowUserList {
     #[serde(default)]
+    pub errcode: i64,
+    #[serde(default)]
+    pub errmsg: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub follow_user: Vec<String>,
+}
+
+/// `GET /cgi-bin/user/get` (Doc 90196): the fields a reply needs.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct CorpUser {
+    #[serde(default)]
+    pub errcode: i64,
+    #[serde(default)]
+    pub errmsg: String,
+    #[serde(default, deserialize_with = "null_default")]
+    pub userid: String,
+    #[serde(default, deserialize_with = "null_default")]
     pub name: String,
 }
 
@@ -501,4 +536,13 @@ pub struct CustomSend {
     pub touser: String,
     #[serde(flatten)]
     pub message: AppMessage,
+}
+
+/// An optional field the platform may send as `null`: read as its default.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }

@@ -1,4 +1,7 @@
-//! The `yunying` command line: `serve`, `migrate`, `check-config`, `config-example`, `send`.
+//! The `yunying` command line: `serve`, `migrate`, `check-config`, `config-example`, `send`,
+//! `sync`, `demo`, `fake-wecom`, `faq`, `recall`.
+
+mod sync_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,11 +45,20 @@ pub enum Command {
     /// See it work without a WeCom account: the real server and a local WeCom stand-in, driven
     /// by a scripted community (welcome, sign-in, FAQ, an ops command, a push).
     Demo,
+    /// Import the member registry from WeCom: customers, customer groups and staff names
+    /// (resumable; a second run changes only what changed).
+    Sync(sync_cmd::SyncArgs),
     /// Run the local WeCom / MP API stand-in (for trying outbound messages and for tests).
     FakeWecom {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: String,
+        /// Fill the directory with this many generated customers (for trying `sync`).
+        #[arg(long, default_value_t = 0)]
+        customers: usize,
+        /// And this many generated customer groups.
+        #[arg(long, default_value_t = 0)]
+        groups: usize,
     },
     /// FAQ knowledge base tools.
     #[command(subcommand)]
@@ -162,7 +174,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Faq(command) => faq_cmd(&loaded.config, command).await,
         Command::Demo => crate::demo::run().await,
         Command::Recall(command) => recall_cmd(&loaded.config, command).await,
-        Command::FakeWecom { listen } => fake_wecom(&listen).await,
+        Command::Sync(args) => sync_cmd::run(&loaded.config, &args).await,
+        Command::FakeWecom {
+            listen,
+            customers,
+            groups,
+        } => fake_wecom(&listen, customers, groups).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -418,10 +435,18 @@ fn simulated(args: &SendArgs) -> anyhow::Result<Simulated> {
     })
 }
 
-async fn fake_wecom(listen: &str) -> anyhow::Result<()> {
+async fn fake_wecom(listen: &str, customers: usize, groups: usize) -> anyhow::Result<()> {
     let fake = crate::fake_wecom::FakeWecom::start(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
+    if customers > 0 || groups > 0 {
+        fake.generate(crate::fake_wecom::Community {
+            customers,
+            groups,
+            ..crate::fake_wecom::Community::default()
+        });
+        println!("Directory: {customers} generated customers, {groups} customer groups.");
+    }
     println!(
         "WeCom stand-in on {} — set api.wecom_base and api.mp_base to this address.",
         fake.base_url()

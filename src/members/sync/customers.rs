@@ -1,0 +1,195 @@
+//! Customers: the staff members who have customers, then their customers 100 staff members and
+//! 100 relations a page at a time; each page's members, relations, corp tags and contact-way
+//! tag rules are written with the cursor of the next page. A finished run ends the relations
+//! it did not see.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{add_tally, Importer, SyncError, What};
+use crate::members::rule_spec::Trigger;
+use crate::outbox::directory::{CustomerFact, STAFF_PER_CALL};
+use crate::store::registry::{self, KnownFollow, KnownMember, SyncRun, Tally, Written};
+use crate::store::tags::{self, TagBatch};
+use crate::store::Tx;
+
+/// Where a customer import stands.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Cursor {
+    /// Every staff member with customers, as listed at the start.
+    staff: Vec<String>,
+    /// The chunk of [`STAFF_PER_CALL`] staff members being read.
+    chunk: usize,
+    /// The platform's cursor within that chunk.
+    page: String,
+    /// Relations written so far.
+    done: i64,
+}
+
+pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), SyncError> {
+    let mut cursor: Cursor = if run.cursor.is_empty() {
+        // Tags first, so the customers' tag ids have local names.
+        let library = sync
+            .retrying(|| sync.outbox.corp_tag_library(sync.channel_id))
+            .await?;
+        crate::members::tag_sync::store_library(
+            sync.store,
+            sync.scope,
+            &library,
+            sync.clock.now_ms(),
+        )
+        .await
+        .map_err(|e| SyncError::Cursor(format!("corp tags: {e}")))?;
+        let mut staff = sync
+            .retrying(|| sync.outbox.follow_users(sync.channel_id))
+            .await?;
+        staff.sort();
+        staff.dedup();
+        Cursor {
+            staff,
+            ..Cursor::default()
+        }
+    } else {
+        serde_json::from_str(&run.cursor).map_err(|e| SyncError::Cursor(e.to_string()))?
+    };
+    let tag_names = sync.store.platform_tag_names(sync.scope).await?;
+    let chunks: Vec<Vec<String>> = cursor
+        .staff
+        .chunks(STAFF_PER_CALL)
+        .map(<[String]>::to_vec)
+        .collect();
+    while cursor.chunk < chunks.len() {
+        let staff = &chunks[cursor.chunk];
+        let page_cursor = cursor.page.clone();
+        let page = sync
+            .retrying(|| {
+                sync.outbox
+                    .customers_page(sync.channel_id, staff, &page_cursor)
+            })
+            .await?;
+        cursor.done += i64::try_from(page.items.len()).unwrap_or(0);
+        if page.next_cursor.is_empty() {
+            cursor.chunk += 1;
+            cursor.page.clear();
+        } else {
+            cursor.page = page.next_cursor;
+        }
+        run.cursor =
+            serde_json::to_string(&cursor).map_err(|e| SyncError::Cursor(e.to_string()))?;
+        let mut tx = sync.store.begin_write().await?;
+        let tally = write_page(sync, &mut tx, &page.items, &tag_names, run.id).await?;
+        add_tally(run, tally);
+        registry::save_run(&mut tx, run).await?;
+        tx.commit().await?;
+        sync.report(What::Contacts, run, cursor.done);
+    }
+    let now = sync.clock.now_ms();
+    let mut tx = sync.store.begin_write().await?;
+    let gone =
+        registry::end_unseen_follows(&mut tx, sync.scope, run.id, run.started_at, now).await?;
+    run.gone += i64::try_from(gone.len()).unwrap_or(0);
+    registry::save_run(&mut tx, run).await?;
+    tx.commit().await?;
+    if !gone.is_empty() {
+        tracing::info!(
+            channel = sync.channel_id,
+            relations_members = gone.len(),
+            "customer relations gone at WeCom ended"
+        );
+    }
+    Ok(())
+}
+
+/// Writes one page; counts per relation (created when the member is new, updated when the
+/// member, the relation or a tag changed).
+async fn write_page(
+    sync: &Importer<'_>,
+    tx: &mut Tx,
+    page: &[CustomerFact],
+    tag_names: &HashMap<String, String>,
+    run: i64,
+) -> Result<Tally, SyncError> {
+    let mut tally = Tally::default();
+    let now = sync.clock.now_ms();
+    for c in page {
+        let (member_id, member) = registry::upsert_member(
+            tx,
+            &KnownMember {
+                scope: sync.scope,
+                user_id: &c.external_userid,
+                name: &c.name,
+                first_seen_ms: c.added_at_ms,
+            },
+        )
+        .await?;
+        let follow = registry::upsert_follow(
+            tx,
+            &KnownFollow {
+                scope: sync.scope,
+                external_userid: &c.external_userid,
+                staff: &c.staff,
+                state: &c.state,
+                remark: &c.remark,
+                added_at_ms: c.added_at_ms,
+                run,
+            },
+        )
+        .await?;
+        let mut tagged = 0;
+        for tag in c.tag_ids.iter().filter_map(|id| tag_names.get(id)) {
+            let batch = TagBatch {
+                scope: sync.scope,
+                tag,
+                source: "platform",
+                by: "sync",
+                now_ms: now,
+            };
+            tagged += tags::set_many(tx, &batch, &[member_id], true).await?;
+        }
+        if follow == Written::Created && !c.state.is_empty() {
+            tagged += channel_tags(sync, tx, member_id, &c.state, now).await?;
+        }
+        tally.count(match (member, follow, tagged) {
+            (Written::Created, ..) => Written::Created,
+            (Written::Unchanged, Written::Unchanged, 0) => Written::Unchanged,
+            _ => Written::Updated,
+        });
+    }
+    Ok(tally)
+}
+
+/// Applies the contact-way tag rules to a relation first seen by the import, as the
+/// add-contact event would have.
+async fn channel_tags(
+    sync: &Importer<'_>,
+    tx: &mut Tx,
+    member_id: i64,
+    state: &str,
+    now: i64,
+) -> Result<usize, SyncError> {
+    let mut changed = 0;
+    for rule in sync.rules {
+        let Trigger::ChannelState(want) = &rule.trigger else {
+            continue;
+        };
+        if want.as_deref().is_some_and(|w| w != state) {
+            continue;
+        }
+        let by = format!("rule:{}", rule.id);
+        let adds = rule.add.iter().map(|t| (t, true));
+        let removes = rule.remove.iter().map(|t| (t, false));
+        for (tag, present) in adds.chain(removes) {
+            let tag = tag.replace("{state}", state);
+            let batch = TagBatch {
+                scope: sync.scope,
+                tag: &tag,
+                source: "rule",
+                by: &by,
+                now_ms: now,
+            };
+            changed += tags::set_many(tx, &batch, &[member_id], present).await?;
+        }
+    }
+    Ok(changed)
+}

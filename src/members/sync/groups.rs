@@ -1,0 +1,138 @@
+//! Customer groups: the group list 1,000 ids a page at a time, then each group with its
+//! members, written with the cursor that says how far the page is done. Members not in a
+//! group's list any more have left it; groups an earlier run saw and this finished run did not
+//! are gone (dismissed, or out of the app's sight) and their members left them. `gone` counts
+//! both: groups and memberships that ended.
+
+use serde::{Deserialize, Serialize};
+
+use super::{add_tally, Importer, SyncError, What};
+use crate::outbox::directory::{DirectoryError, GroupFact};
+use crate::store::registry::{
+    self, KnownGroup, KnownMember, KnownMembership, SyncRun, Tally, Written,
+};
+use crate::store::Tx;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Cursor {
+    /// The platform's cursor of the list page being worked through.
+    page: String,
+    /// Groups of that page already written.
+    skip: usize,
+    /// Groups written so far.
+    done: i64,
+}
+
+pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), SyncError> {
+    let mut cursor: Cursor = if run.cursor.is_empty() {
+        Cursor::default()
+    } else {
+        serde_json::from_str(&run.cursor).map_err(|e| SyncError::Cursor(e.to_string()))?
+    };
+    loop {
+        let page_cursor = cursor.page.clone();
+        let page = sync
+            .retrying(|| sync.outbox.groups_page(sync.channel_id, &page_cursor))
+            .await?;
+        for listed in page.items.iter().skip(cursor.skip) {
+            let fetched = sync
+                .retrying(|| sync.outbox.group(sync.channel_id, &listed.chat_id))
+                .await;
+            cursor.skip += 1;
+            let mut tx = sync.store.begin_write().await?;
+            let tally = match fetched {
+                Ok(group) => write_group(sync, &mut tx, &group, run).await?,
+                // A group dismissed between the list and the read: the end of the run sees it gone.
+                Err(DirectoryError::Permanent(reason)) => {
+                    tracing::warn!(channel = sync.channel_id, chat = %listed.chat_id, %reason, "customer group not readable");
+                    run.last_error = Some(format!("{}: {reason}", listed.chat_id));
+                    Tally {
+                        errors: 1,
+                        ..Tally::default()
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
+            cursor.done += 1;
+            add_tally(run, tally);
+            run.cursor =
+                serde_json::to_string(&cursor).map_err(|e| SyncError::Cursor(e.to_string()))?;
+            registry::save_run(&mut tx, run).await?;
+            tx.commit().await?;
+            sync.report(What::Groups, run, cursor.done);
+        }
+        if page.next_cursor.is_empty() {
+            break;
+        }
+        cursor.page = page.next_cursor;
+        cursor.skip = 0;
+    }
+    let mut tx = sync.store.begin_write().await?;
+    let (groups, members) =
+        registry::end_unseen_groups(&mut tx, sync.scope, run.id, sync.clock.now_ms()).await?;
+    run.gone += groups + i64::try_from(members.len()).unwrap_or(0);
+    registry::save_run(&mut tx, run).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Writes one group and its members; counts the group (updated when the group or any
+/// membership changed) and members who left.
+async fn write_group(
+    sync: &Importer<'_>,
+    tx: &mut Tx,
+    g: &GroupFact,
+    run: &SyncRun,
+) -> Result<Tally, SyncError> {
+    let (group_id, group) = registry::upsert_group(
+        tx,
+        &KnownGroup {
+            scope: sync.scope,
+            chat_id: &g.chat_id,
+            name: &g.name,
+            owner: &g.owner,
+            notice: &g.notice,
+            created_ms: g.created_at_ms,
+            run: run.id,
+        },
+    )
+    .await?;
+    let mut changed = group != Written::Unchanged;
+    for m in &g.members {
+        let (member_id, member) = registry::upsert_member(
+            tx,
+            &KnownMember {
+                scope: sync.scope,
+                user_id: &m.user_id,
+                name: &m.name,
+                first_seen_ms: m.joined_at_ms,
+            },
+        )
+        .await?;
+        let membership = registry::upsert_membership(
+            tx,
+            &KnownMembership {
+                group_id,
+                member_id,
+                joined_at_ms: m.joined_at_ms,
+                join_scene: m.join_scene,
+                inviter: m.inviter.as_deref(),
+                run: run.id,
+            },
+        )
+        .await?;
+        changed |= member != Written::Unchanged || membership != Written::Unchanged;
+    }
+    let left =
+        registry::leave_unseen(tx, group_id, run.id, run.started_at, sync.clock.now_ms()).await?;
+    let mut tally = Tally {
+        gone: i64::try_from(left.len()).unwrap_or(0),
+        ..Tally::default()
+    };
+    tally.count(match group {
+        Written::Created => Written::Created,
+        _ if changed || !left.is_empty() => Written::Updated,
+        _ => Written::Unchanged,
+    });
+    Ok(tally)
+}
