@@ -52,6 +52,8 @@ pub mod store;
 pub mod telemetry;
 /// Reply templates loaded at run time.
 pub mod templates;
+/// Text files saved from spreadsheets (UTF-8 with or without BOM, GBK).
+pub mod textfile;
 /// HTTP routes.
 pub mod web;
 /// Platform library: WeCom/WeChat callback crypto, XML/JSON payloads, gateway signatures.

@@ -39,6 +39,25 @@ pub struct BotContext {
     pub timezone: chrono_tz::Tz,
 }
 
+impl BotContext {
+    /// The name of the sender of `event`: the one the platform sent, else the one the registry
+    /// holds (an app message carries only the user id); `None` when neither knows it, so a
+    /// reply never addresses a member by a raw id.
+    pub async fn sender_name(
+        &self,
+        event: &Event,
+        sender: &crate::events::UserRef,
+    ) -> Option<String> {
+        if let Some(name) = sender.name.as_deref().filter(|n| !n.is_empty()) {
+            return Some(name.to_owned());
+        }
+        match self.store.member(&event.scope, &sender.id).await {
+            Ok(Some(m)) => m.display_name.filter(|n| !n.is_empty()),
+            _ => None,
+        }
+    }
+}
+
 pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Outcome>> + Send + 'a>>;
 
 /// One step of the chain. Handlers must be idempotent per event (`dedupe_key`): after a crash

@@ -18,10 +18,10 @@ impl Handler for Ping {
             if !message.text.trim().eq_ignore_ascii_case("ping") {
                 return Ok(Outcome::Continue);
             }
-            let text = ctx.templates.render(
-                "replies/pong",
-                minijinja::context! { name => message.sender.name },
-            )?;
+            let name = ctx.sender_name(event, &message.sender).await;
+            let text = ctx
+                .templates
+                .render("replies/pong", minijinja::context! { name })?;
             Ok(Outcome::Reply(text))
         })
     }

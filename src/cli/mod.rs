@@ -1,6 +1,7 @@
 //! The `yunying` command line: `serve`, `migrate`, `check-config`, `config-example`, `send`,
 //! `sync`, `demo`, `fake-wecom`, `faq`, `recall`.
 
+mod members_cmd;
 mod sync_cmd;
 
 use std::path::PathBuf;
@@ -63,6 +64,9 @@ pub enum Command {
     /// FAQ knowledge base tools.
     #[command(subcommand)]
     Faq(FaqCommand),
+    /// Members: import a community that lives elsewhere from a CSV.
+    #[command(subcommand)]
+    Members(members_cmd::MembersCommand),
     /// Lapsed-member recall: preview a plan (nothing sent) or show its results.
     #[command(subcommand)]
     Recall(RecallCommand),
@@ -175,6 +179,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Demo => crate::demo::run().await,
         Command::Recall(command) => recall_cmd(&loaded.config, command).await,
         Command::Sync(args) => sync_cmd::run(&loaded.config, &args).await,
+        Command::Members(command) => members_cmd::run(&loaded.config, command).await,
         Command::FakeWecom {
             listen,
             customers,
@@ -234,6 +239,9 @@ async fn faq_cmd(config: &Config, command: FaqCommand) -> anyhow::Result<()> {
 async fn faq_import(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     use crate::faq::import;
     let parsed = import::parse_file(file)?;
+    for w in &parsed.warnings {
+        eprintln!("warning: {}: {w}", file.display());
+    }
     let store = app::open_store(config).await?;
     let now = SystemClock.now_ms();
     let done = import::import(&store, &parsed.rows, now, import::progress_bar)
@@ -332,6 +340,10 @@ fn check_config(loaded: &config::LoadedConfig) {
     );
     println!("# configuration OK (from {source}, with YUNYING_* overrides); secrets shown as ***");
     print!("{}", loaded.config.to_redacted_toml());
+    println!("\n# What each enabled channel sees (成员活动可见范围):");
+    for (id, c) in loaded.config.channels.iter().filter(|(_, c)| c.enabled) {
+        println!("#   {id} ({}): {}", c.kind.as_str(), c.kind.sees());
+    }
 }
 
 async fn send_cmd(config: &Config, args: &SendArgs) -> anyhow::Result<()> {

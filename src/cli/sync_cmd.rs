@@ -97,6 +97,11 @@ fn print_report(reports: &[ChannelReport]) -> bool {
                 t.gone,
                 t.errors
             );
+            println!(
+                "    用时 {:.1} 秒，其中等待企业微信接口 {:.1} 秒",
+                k.elapsed_ms as f64 / 1000.0,
+                k.api_wait_ms as f64 / 1000.0
+            );
             if let Some(reason) = &k.stopped {
                 ok = false;
                 println!("  ⚠ 未完成：{reason}。再次运行 yunying sync 会从中断处继续。");

@@ -61,6 +61,10 @@ pub(super) fn adjust<'a>(
                     AdjustOutcome::WouldGoNegative { balance } => {
                         ("failed", context! { name, delta, balance, done => false })
                     }
+                    // A replayed event carries its own delta and reason: not reachable from chat.
+                    AdjustOutcome::Conflict { .. } => {
+                        ("failed", context! { name, delta, done => false })
+                    }
                 };
                 Ok((outcome, render(&templates, "commands/points", vars)?))
             })

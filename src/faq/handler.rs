@@ -100,7 +100,7 @@ impl FaqHandler {
             })
             .await??;
         match picked.and_then(|id| snapshot.entries.iter().find(|e| e.id == id)) {
-            Some(entry) => answer(ctx, message, entry).await,
+            Some(entry) => answer(ctx, event, message, entry).await,
             None => Ok(Outcome::Continue),
         }
     }
@@ -179,10 +179,10 @@ impl FaqHandler {
                 })
             })
             .await??;
-        let reply = ctx.templates.render(
-            "replies/faq_suggest",
-            context! { name => display_name(message), questions },
-        )?;
+        let name = ctx.sender_name(event, &message.sender).await;
+        let reply = ctx
+            .templates
+            .render("replies/faq_suggest", context! { name, questions })?;
         Ok(Outcome::Reply(reply))
     }
 }
@@ -231,7 +231,7 @@ impl Handler for FaqHandler {
                 let entry = ranked[0].1;
                 self.count_answer(ctx, event, entry.id, group, !addressed, now_ms)
                     .await?;
-                return answer(ctx, message, entry).await;
+                return answer(ctx, event, message, entry).await;
             }
             if confidence >= config.suggest_threshold {
                 return self.suggest(ctx, event, message, &ranked, now_ms).await;
@@ -239,10 +239,10 @@ impl Handler for FaqHandler {
 
             record_unanswered(ctx, &event.scope, text, day, now_ms).await?;
             if addressed {
-                let reply = ctx.templates.render(
-                    "replies/faq_unsure",
-                    context! { name => display_name(message), question => text },
-                )?;
+                let name = ctx.sender_name(event, &message.sender).await;
+                let reply = ctx
+                    .templates
+                    .render("replies/faq_unsure", context! { name, question => text })?;
                 return Ok(Outcome::Reply(reply));
             }
             Ok(Outcome::Continue)
@@ -261,19 +261,20 @@ fn keys(event: &Event, message: &Message) -> (String, String, String) {
     )
 }
 
-fn display_name(message: &Message) -> String {
-    message
-        .sender
-        .name
-        .clone()
-        .unwrap_or_else(|| message.sender.id.clone())
-}
-
 /// The entry's answer for this member. The answer is ops-written text: it renders in the
 /// sandbox on a blocking thread, and one that fails (it passed the check when saved, but not with
 /// this member's values) is logged and left unsaid rather than failing the event for ever.
-async fn answer(ctx: &BotContext, message: &Message, entry: &FaqEntry) -> anyhow::Result<Outcome> {
-    let name = display_name(message);
+async fn answer(
+    ctx: &BotContext,
+    event: &Event,
+    message: &Message,
+    entry: &FaqEntry,
+) -> anyhow::Result<Outcome> {
+    // Ops-written answers may say `{{ name }}`: a member the registry does not know is 朋友.
+    let name = ctx
+        .sender_name(event, &message.sender)
+        .await
+        .unwrap_or_else(|| "朋友".to_owned());
     let group = message.group.as_ref().and_then(|g| g.name.clone());
     let (templates, source, what) = (
         ctx.templates.clone(),

@@ -23,18 +23,26 @@ pub struct Rejected {
 pub struct Parsed {
     pub rows: Vec<(usize, NewFaqEntry)>,
     pub rejected: Vec<Rejected>,
+    /// What was read but left out (columns the import does not know), and the file's encoding.
+    pub warnings: Vec<String>,
 }
 
 /// Reads a knowledge-base file; the format follows the extension (`.csv`, `.json`, `.jsonl`).
+/// A CSV may be UTF-8 (with or without BOM) or GBK, as Excel saves it.
 pub fn parse_file(path: &Path) -> anyhow::Result<Parsed> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (text, encoding) = crate::textfile::read(path)?;
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    parse_text(&text, &ext).with_context(|| path.display().to_string())
+    let mut parsed = parse_text(&text, &ext).with_context(|| path.display().to_string())?;
+    if encoding == "GBK" {
+        parsed
+            .warnings
+            .insert(0, "the file is GBK; read as such".into());
+    }
+    Ok(parsed)
 }
 
 /// Parses a knowledge base given as text in `format` (`csv`, `json`, `jsonl`).
@@ -135,18 +143,22 @@ fn parse_csv(text: &str) -> anyhow::Result<Parsed> {
         .from_reader(text.as_bytes());
     let headers = reader.headers().context("reading the CSV header")?.clone();
     let columns: Vec<Option<&str>> = headers.iter().map(column).collect();
-    if let Some(unknown) = headers
-        .iter()
-        .zip(&columns)
-        .find(|(_, c)| c.is_none())
-        .map(|(h, _)| h)
-    {
-        bail!("line 1: unknown column `{unknown}` (use id, question, similar, answer, category, keywords, enabled)");
-    }
     if !columns.contains(&Some("question")) || !columns.contains(&Some("answer")) {
         bail!("line 1: the columns `question` and `answer` are required");
     }
     let mut parsed = Parsed::default();
+    let ignored: Vec<&str> = headers
+        .iter()
+        .zip(&columns)
+        .filter(|(_, c)| c.is_none())
+        .map(|(h, _)| h)
+        .collect();
+    if !ignored.is_empty() {
+        parsed.warnings.push(format!(
+            "line 1: columns ignored: {} (known: id, question, similar, answer, category, keywords, enabled)",
+            ignored.join(", ")
+        ));
+    }
     for record in reader.records() {
         let record = match record {
             Ok(r) => r,
@@ -165,7 +177,7 @@ fn parse_csv(text: &str) -> anyhow::Result<Parsed> {
             ..NewFaqEntry::default()
         };
         let list = |v: &str| -> Vec<String> {
-            v.split(['|', '\n'])
+            v.split(['|', '\n', '；'])
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
@@ -311,6 +323,22 @@ mod tests {
         assert!(parsed.rejected[0].reason.contains("question"));
         assert!(parsed.rejected[1].reason.contains("enabled"));
         assert!(parsed.rejected[2].reason.contains("duplicate"));
+    }
+
+    #[test]
+    fn excel_columns_it_does_not_know_are_ignored_with_a_warning() {
+        let text =
+            "问题,相似问题,答案,负责人\n怎么退款,退钱；钱怎么退回来|退费,在订单页申请,小王\n";
+        let parsed = parse_csv(text).expect("csv");
+        assert_eq!(parsed.rows.len(), 1, "{:?}", parsed.rejected);
+        assert_eq!(parsed.rows[0].1.similar, ["退钱", "钱怎么退回来", "退费"]);
+        assert_eq!(parsed.rows[0].1.answer, "在订单页申请");
+        assert_eq!(parsed.warnings.len(), 1);
+        assert!(
+            parsed.warnings[0].contains("负责人"),
+            "{:?}",
+            parsed.warnings
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod contacts;
+pub mod import;
 pub mod layers;
 pub mod lifecycle;
 pub mod rule_spec;

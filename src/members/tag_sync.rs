@@ -4,7 +4,7 @@
 //! are applied locally with source `platform`, and platform-sourced changes are never pushed
 //! back — so no loop can form.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::bot::{BotContext, Handler, HandlerFuture, Outcome};
 use crate::config::{ChannelKind, Config};
@@ -140,9 +140,16 @@ pub async fn apply_contact(
     Ok(changed)
 }
 
+/// One customer's changes in a mirror batch: the channel, the last log id, and each WeCom tag's
+/// final state (present or not).
+type Folded<'a> = (&'a str, i64, BTreeMap<String, bool>);
+
 /// Queues `mark_tag` for local changes of WeCom-mapped tags logged since the last run (not those
-/// that came from WeCom). Keys are per log entry and staff member, so a re-run queues nothing
-/// twice. Returns how many were queued.
+/// that came from WeCom). Changes of one customer are folded into one call per staff member
+/// with each tag's final state (add, remove, add, remove sends one removal), so calls that
+/// WeCom applies out of order cannot leave it with a state the registry does not have. Keys
+/// name the batch's last change of that customer, so a re-run queues nothing twice. Returns how
+/// many calls were queued.
 pub async fn mirror(outbox: &Outbox, store: &Store, config: &Config) -> Result<usize, SyncError> {
     let channel_of: HashMap<&str, &str> = sync_channels(config)
         .map(|(id, scope)| (scope, id))
@@ -155,7 +162,7 @@ pub async fn mirror(outbox: &Outbox, store: &Store, config: &Config) -> Result<u
     let Some(last) = changes.last().map(|c| c.id) else {
         return Ok(0);
     };
-    let mut queued = 0;
+    let mut finals: BTreeMap<(String, String), Folded<'_>> = BTreeMap::new();
     for c in &changes {
         let (Some(platform_id), Some(channel)) = (&c.platform_id, channel_of.get(c.scope.as_str()))
         else {
@@ -164,20 +171,33 @@ pub async fn mirror(outbox: &Outbox, store: &Store, config: &Config) -> Result<u
         if c.source == "platform" {
             continue;
         }
-        for staff in store.staff_of(&c.scope, &c.platform_user_id).await? {
-            let (add_tag, remove_tag) = if c.action == "add" {
-                (vec![platform_id.clone()], Vec::new())
-            } else {
-                (Vec::new(), vec![platform_id.clone()])
-            };
+        let entry = finals
+            .entry((c.scope.clone(), c.platform_user_id.clone()))
+            .or_insert_with(|| (*channel, c.id, BTreeMap::new()));
+        entry.1 = c.id;
+        entry.2.insert(platform_id.clone(), c.action == "add");
+    }
+    let mut queued = 0;
+    for ((scope, customer), (channel, last_id, tags)) in finals {
+        let add: Vec<String> = tags
+            .iter()
+            .filter(|(_, &on)| on)
+            .map(|(t, _)| t.clone())
+            .collect();
+        let remove: Vec<String> = tags
+            .iter()
+            .filter(|(_, &on)| !on)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for staff in store.staff_of(&scope, &customer).await? {
             let env = Envelope {
-                idem_key: format!("mark_tag:{}:{staff}", c.id),
-                channel_id: (*channel).to_owned(),
+                idem_key: format!("mark_tag:{last_id}:{staff}"),
+                channel_id: channel.to_owned(),
                 message: Outbound::MarkTag {
                     staff,
-                    customer: c.platform_user_id.clone(),
-                    add: add_tag,
-                    remove: remove_tag,
+                    customer: customer.clone(),
+                    add: add.clone(),
+                    remove: remove.clone(),
                 },
                 priority: PRIORITY_NORMAL,
                 not_before_ms: 0,

@@ -17,6 +17,11 @@ pub enum AdjustOutcome {
     WouldGoNegative {
         balance: i64,
     },
+    /// The request id was used before for this member with another delta or reason.
+    Conflict {
+        delta: i64,
+        reason: String,
+    },
 }
 
 /// An ops adjustment: `delta` (negative to deduct) for a member, once per `request_id`.
@@ -48,7 +53,9 @@ pub async fn adjust_tx(tx: &mut Tx, a: &Adjustment<'_>) -> Result<AdjustOutcome,
             balance: account.balance,
         });
     }
-    let source_key = format!("adjust:{}", a.request_id);
+    // Request ids are the caller's, unique per member: the same id for another member is
+    // another request.
+    let source_key = format!("adjust:{member_id}:{}", a.request_id);
     let change = LedgerChange {
         member_id,
         delta: a.delta,
@@ -64,8 +71,13 @@ pub async fn adjust_tx(tx: &mut Tx, a: &Adjustment<'_>) -> Result<AdjustOutcome,
             balance: account.balance + a.delta,
         }
     } else {
-        AdjustOutcome::Duplicate {
-            balance: account.balance,
+        match db::ledger_by_source(tx, &source_key).await? {
+            Some((_, delta, reason)) if delta != a.delta || reason != a.reason => {
+                AdjustOutcome::Conflict { delta, reason }
+            }
+            _ => AdjustOutcome::Duplicate {
+                balance: account.balance,
+            },
         }
     })
 }

@@ -182,6 +182,9 @@ const GROUPS_OF: &str = "select g.platform_group_id, g.name from group_members g
      where m.scope = $1 and m.platform_user_id = $2 and gm.left_at is null order by g.platform_group_id";
 const NEW_MEMBERS: &str =
     "select cast(count(*) as bigint) from members where scope = $1 and first_seen_at >= $2";
+const ACTIVE_BETWEEN: &str =
+    "select cast(count(distinct a.member_id) as bigint) from member_daily_activity a \
+     join members m on m.id = a.member_id where m.scope = $1 and a.day >= $2 and a.day <= $3";
 const SIGNINS_BETWEEN: &str =
     "select cast(count(*) as bigint) from signins where scope = $1 and day >= $2 and day <= $3";
 const POINTS_ISSUED: &str = "select cast(coalesce(sum(l.delta), 0) as bigint) from points_ledger l \
@@ -234,7 +237,7 @@ impl Store {
             )
         };
         Ok(Stats {
-            active: self.active_members_between(from, to).await?,
+            active: one(ACTIVE_BETWEEN).await?,
             new_members: since(NEW_MEMBERS).await?,
             signins: one(SIGNINS_BETWEEN).await?,
             points_issued: one(POINTS_ISSUED).await?,

@@ -189,6 +189,19 @@ pub async fn day_state(tx: &mut Tx, member_id: i64, day: i32) -> Result<DayState
     )
 }
 
+const LEDGER_BY_SOURCE: &str =
+    "select member_id, delta, reason from points_ledger where source_key = $1";
+
+/// The (member, delta, reason) recorded under `source_key`, if any.
+pub async fn ledger_by_source(
+    tx: &mut Tx,
+    source_key: &str,
+) -> Result<Option<(i64, i64, String)>, StoreError> {
+    Ok(
+        on_tx!(tx, c => sqlx::query_as(LEDGER_BY_SOURCE).bind(source_key).fetch_optional(&mut **c).await?),
+    )
+}
+
 /// Appends a ledger row once per source key; `false` when the source was already recorded.
 pub async fn insert_ledger(tx: &mut Tx, change: &LedgerChange<'_>) -> Result<bool, StoreError> {
     let inserted = on_tx!(tx, c => sqlx::query(INSERT_LEDGER)

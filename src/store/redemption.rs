@@ -62,6 +62,25 @@ const INSERT_ORDER: &str = "insert into reward_orders (item_id, member_id, cost,
      values ($1, $2, $3, $6, $4, $5, $5) returning id, item_id, member_id, cost, status, created_at";
 const DEBIT: &str =
     "update points_accounts set balance = balance - $1, updated_at = $2 where member_id = $3";
+/// An order with who ordered what, for ops.
+#[derive(Debug, Clone, FromRow, PartialEq, Eq, serde::Serialize)]
+pub struct OrderView {
+    pub id: i64,
+    pub item_id: i64,
+    pub item_name: String,
+    pub member_id: i64,
+    pub scope: String,
+    pub user_id: String,
+    pub member_name: Option<String>,
+    pub cost: i64,
+    pub status: String,
+    pub created_at: i64,
+}
+
+const ORDER_VIEWS_BY_STATUS: &str = "select o.id, o.item_id, i.name as item_name, o.member_id, m.scope, \
+     m.platform_user_id as user_id, m.display_name as member_name, o.cost, o.status, o.created_at \
+     from reward_orders o join reward_items i on i.id = o.item_id join members m on m.id = o.member_id \
+     where o.status = $1 order by o.id";
 const ORDERS_BY_STATUS: &str = "select id, item_id, member_id, cost, status, created_at from reward_orders where status = $1 order by id";
 
 /// Adds configured items that the catalog does not have yet.
@@ -146,6 +165,13 @@ impl Store {
     pub async fn orders_with_status(&self, status: &str) -> Result<Vec<Order>, StoreError> {
         Ok(
             on_pool!(self.pool(), p => sqlx::query_as::<_, Order>(ORDERS_BY_STATUS).bind(status).fetch_all(p).await?),
+        )
+    }
+
+    /// Orders with `status`, with the member's user id and name and the item's name.
+    pub async fn order_views(&self, status: &str) -> Result<Vec<OrderView>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, OrderView>(ORDER_VIEWS_BY_STATUS).bind(status).fetch_all(p).await?),
         )
     }
 

@@ -165,6 +165,42 @@ const CURSOR: &str = "select position from job_cursors where name = $1";
 const SET_CURSOR: &str = "insert into job_cursors (name, position) values ($1, $2) \
      on conflict (name) do update set position = excluded.position";
 
+const TAG_LOG: &str = "select l.id, m.platform_user_id as user_id, m.display_name as name, t.name as tag, \
+     l.action, l.source, l.set_by, l.at from member_tag_log l join members m on m.id = l.member_id \
+     join tags t on t.id = l.tag_id where m.scope = $1 and ($2 = '' or m.platform_user_id = $2) and l.id < $3 \
+     order by l.id desc limit $4";
+
+/// One entry of the tag change log, for ops.
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, PartialEq, Eq)]
+pub struct TagLogEntry {
+    pub id: i64,
+    pub user_id: String,
+    pub name: Option<String>,
+    pub tag: String,
+    /// `add` or `remove`.
+    pub action: String,
+    pub source: String,
+    pub set_by: String,
+    pub at: i64,
+}
+
+impl Store {
+    /// The tag changes of `scope` (of one member when `user_id` is not empty), newest first,
+    /// older than log id `before`.
+    pub async fn tag_log(
+        &self,
+        scope: &str,
+        user_id: &str,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<TagLogEntry>, StoreError> {
+        Ok(
+            on_pool!(self.pool(), p => sqlx::query_as::<_, TagLogEntry>(TAG_LOG)
+            .bind(scope).bind(user_id).bind(before).bind(limit).fetch_all(p).await?),
+        )
+    }
+}
+
 /// One logged tag change, for the WeCom mirror.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct LoggedChange {

@@ -2,7 +2,7 @@
 //! its history, value layer, points), manual tagging, tag CRUD, WeCom tag pull, and tag-rule CRUD.
 //! Listing and counting by segment is `GET /api/v1/members/{scope}?segment=` (ops_api.rs).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/members/{scope}/{user_id}/tags", post(tag_member))
         .route("/api/v1/tags/{scope}", get(list_tags).post(create_tag))
         .route("/api/v1/tags/{scope}/sync", post(sync_tags))
+        .route("/api/v1/tags/{scope}/log", get(tag_log))
         .route(
             "/api/v1/tags/{scope}/{name}",
             post(update_tag).delete(delete_tag),
@@ -84,6 +85,44 @@ async fn member_detail(
         "points": points,
     }))
     .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagLogQuery {
+    /// One member's changes only.
+    user: Option<String>,
+    /// Entries older than this log id (the last `id` of the previous page).
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// The tag change log of a scope, newest first: who got or lost which tag, from which source,
+/// set by whom, when.
+async fn tag_log(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(scope): Path<String>,
+    q: Result<Query<TagLogQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "query: user, before (a log id) and limit (1–500)",
+        );
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 500);
+    let before = q.before.unwrap_or(i64::MAX);
+    let user = q.user.unwrap_or_default();
+    match state.store.tag_log(&scope, &user, before, limit).await {
+        Ok(entries) => {
+            let next = (entries.len() == usize::try_from(limit).unwrap_or(0))
+                .then(|| entries.last().map(|e| e.id))
+                .flatten();
+            Json(json!({ "entries": entries, "next_before": next })).into_response()
+        }
+        Err(e) => internal(e),
+    }
 }
 
 #[derive(Deserialize)]

@@ -232,6 +232,17 @@ async fn adjust_points(
             format!("delta must be between -{max} and {max} (commands.max_points_adjustment)"),
         );
     }
+    // An adjustment is for a member the registry has: a mistyped id or scope is not a new member.
+    match state.store.member(&scope, &user_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no member `{user_id}` in scope `{scope}`"),
+            )
+        }
+        Err(e) => return internal(e),
+    }
     let (day, now) = (today(&state), state.ingress.clock().now_ms());
     let result = state
         .ingress
@@ -260,6 +271,10 @@ async fn adjust_points(
         Ok(Ok(AdjustOutcome::WouldGoNegative { balance })) => error(
             StatusCode::CONFLICT,
             format!("balance {balance} cannot go below zero"),
+        ),
+        Ok(Ok(AdjustOutcome::Conflict { delta, reason })) => error(
+            StatusCode::CONFLICT,
+            format!("request_id was used for this member with delta {delta} and reason `{reason}`"),
         ),
         Ok(Err(e)) => internal(e),
         Err(e) => internal(e),
@@ -376,7 +391,7 @@ async fn list_orders(
             "status is pending, fulfilled or cancelled",
         );
     }
-    match state.store.orders_with_status(&status).await {
+    match state.store.order_views(&status).await {
         Ok(orders) => Json(json!({ "orders": orders })).into_response(),
         Err(e) => internal(e),
     }

@@ -254,7 +254,23 @@ async fn mute_role_and_faq_commands(backend: Backend) {
     assert!(say(&app, "u2", "小红", "/role @小红 admin", "r11")
         .await
         .contains("需要管理员权限"));
+    // Someone active in another community is not counted here.
+    app.send_text("v1", "outsider", None, "你好", "r11b").await;
+    let all: Vec<i64> = app
+        .query_column("select cast(count(distinct member_id) as bigint) from member_daily_activity")
+        .await;
+    let here: Vec<i64> = app
+        .query_column(
+            "select cast(count(distinct a.member_id) as bigint) from member_daily_activity a \
+             join members m on m.id = a.member_id where m.scope = 'wwdemo0000000001'",
+        )
+        .await;
+    assert!(all[0] > here[0], "{all:?} {here:?}");
     let stats = say(&app, "u2", "小红", "/stats 7d", "r12").await;
+    assert!(
+        stats.contains(&format!("活跃成员 {} ·", here[0])),
+        "{stats}"
+    );
     assert!(
         stats.contains("近 7 天")
             && stats.contains("签到 1 次")

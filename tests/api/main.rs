@@ -18,6 +18,7 @@ mod maintenance;
 mod makeup;
 mod member_api;
 mod members;
+mod members_cli;
 mod memory;
 mod ops_api;
 mod outbox;

@@ -377,4 +377,28 @@ async fn wecom_tags_are_pulled_mirrored_and_applied_without_loops(backend: Backe
         (Some("etRUN"), Some("platform")),
         "{list}"
     );
+
+    // Add, remove, add, remove in quick succession: WeCom gets the final state in one call,
+    // so calls applied out of order there cannot leave the customer tagged.
+    let mut tx = app.store.begin_write().await.expect("tx");
+    for add in [true, false, true, false] {
+        let change = yunying::store::tags::TagChange {
+            scope: SCOPE,
+            user_id: "wm1",
+            tag: "VIP",
+            source: "manual",
+            by: "ops",
+            now_ms: app.clock.now_ms(),
+        };
+        yunying::store::tags::set(&mut tx, &change, add)
+            .await
+            .expect("set");
+    }
+    tx.commit().await.expect("commit");
+    let marks = mark_tags(&fake, 3).await;
+    assert_eq!(
+        marks[2],
+        json!({ "userid": "zhangsan", "external_userid": "wm1", "remove_tag": ["etVIP"] }),
+        "{marks:?}"
+    );
 }

@@ -74,16 +74,51 @@ async fn adjust_points_catalog_and_orders(backend: Backend) {
     let path = format!("/api/v1/members/{SCOPE}/u1/points");
     let adjust =
         json!({ "delta": 50, "reason": "活动奖励", "operator": "小运营", "request_id": "r1" });
+    // A member the registry does not have (a typo in the id or the scope) is a 404, not a new member.
+    let (status, body) = call(&app, "POST", &path, Some(adjust.clone())).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = call(
+        &app,
+        "POST",
+        "/api/v1/members/wwnowhere/u1/points",
+        Some(adjust.clone()),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(
+        app.store.member(SCOPE, "u1").await.expect("read").is_none(),
+        "no phantom member"
+    );
+    app.robot_say("u1", Some("g1"), "大家好", "m-u1").await;
+    app.robot_say("u2", Some("g1"), "大家好", "m-u2").await;
     let (status, body) = call(&app, "POST", &path, Some(adjust.clone())).await;
     assert_eq!(
         (status, body["applied"].as_bool(), body["balance"].as_i64()),
         (200, Some(true), Some(50))
     );
-    let (_, again) = call(&app, "POST", &path, Some(adjust)).await;
+    let (_, again) = call(&app, "POST", &path, Some(adjust.clone())).await;
     assert_eq!(
         (again["applied"].as_bool(), again["balance"].as_i64()),
         (Some(false), Some(50)),
         "same request id applies once"
+    );
+    // The same request id with another delta is a conflict, not a silent no-op.
+    let mut changed = adjust.clone();
+    changed["delta"] = json!(60);
+    let (status, body) = call(&app, "POST", &path, Some(changed)).await;
+    assert_eq!(status, 409, "{body}");
+    // Request ids belong to their member: u2's r1 is its own request.
+    let (status, body) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/members/{SCOPE}/u2/points"),
+        Some(adjust.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["applied"].as_bool()),
+        (200, Some(true)),
+        "{body}"
     );
     let (status, _) = call(
         &app,
@@ -148,6 +183,16 @@ async fn adjust_points_catalog_and_orders(backend: Backend) {
     let (_, orders) = call(&app, "GET", "/api/v1/orders", None).await;
     let orders = orders["orders"].as_array().cloned().expect("orders");
     assert_eq!(orders.len(), 2);
+    // Who ordered what, not only internal ids.
+    assert_eq!(
+        (
+            orders[0]["user_id"].as_str(),
+            orders[0]["scope"].as_str(),
+            orders[0]["item_name"].as_str().is_some()
+        ),
+        (Some("u1"), Some(SCOPE), true),
+        "{orders:?}"
+    );
     let (first, second) = (
         orders[0]["id"].as_i64().expect("id"),
         orders[1]["id"].as_i64().expect("id"),

@@ -148,6 +148,44 @@ async fn customers_groups_and_names_are_imported_and_a_rerun_changes_nothing(bac
         app.store.tags_of(SCOPE, "wmB").await.expect("tags"),
         Vec::<String>::new()
     );
+    // The tag change log says where each came from.
+    let (status, log) = app
+        .api_call(
+            "GET",
+            &format!("/api/v1/tags/{SCOPE}/log?user=wmA"),
+            TOKEN,
+            &Value::Null,
+        )
+        .await;
+    let mut seen: Vec<(String, String, String)> = log["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (field("tag"), field("source"), field("set_by"))
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(status, 200);
+    assert_eq!(
+        seen,
+        [
+            ("VIP".to_owned(), "platform".to_owned(), "sync".to_owned()),
+            // The example configuration's own contact-way rule, and this test's.
+            (
+                "渠道:livestream".to_owned(),
+                "rule".to_owned(),
+                "rule:channel".to_owned()
+            ),
+            (
+                "直播间来的".to_owned(),
+                "rule".to_owned(),
+                "rule:live".to_owned()
+            ),
+        ],
+        "{log}"
+    );
 
     // The group: its name, members with join scene and inviter; a member only in the group.
     let groups = kind(&reports, What::Groups);
@@ -180,6 +218,12 @@ async fn customers_groups_and_names_are_imported_and_a_rerun_changes_nothing(bac
     // The corp member who spoke gets their name from user/get.
     assert_eq!(kind(&reports, What::Staff).tally.updated, 1);
     assert_eq!(name_of(&app, "lisi").await.as_deref(), Some("李四"));
+    // An app message carries only the user id: the reply addresses lisi by the stored name.
+    let (status, reply) = app
+        .send_text("demo_app", "lisi", None, "ping", "after-1")
+        .await;
+    let reply = reply.unwrap_or_default();
+    assert!(status == 200 && reply.contains("李四，"), "{reply}");
 
     // Nothing changed at WeCom: a second run writes nothing new.
     let again = run_sync(&app, &What::ALL, &|_, _| {}).await;

@@ -146,6 +146,7 @@ async fn a_job_waiting_on_a_row_lock_does_not_hold_up_callbacks() {
             answer
         }
     };
+    app.robot_say("u1", Some("g1"), "大家好", "w-u1").await;
     adjust("r1").await;
 
     // Another session holds u1's points row.

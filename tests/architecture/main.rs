@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("templates", 0),
     ("wecom", 0),
     ("schedule", 0),
+    ("textfile", 0),
     ("store", 0),
     ("config", 1),
     // Platform glue and process-wide plumbing.

@@ -101,8 +101,8 @@ pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), Sy
     Ok(())
 }
 
-/// Writes one page; counts per relation (created when the member is new, updated when the
-/// member, the relation or a tag changed).
+/// Writes one page, reading its members, relations and tags first; counts per relation
+/// (created when the member is new, updated when the member, the relation or a tag changed).
 async fn write_page(
     sync: &Importer<'_>,
     tx: &mut Tx,
@@ -112,8 +112,14 @@ async fn write_page(
 ) -> Result<Tally, SyncError> {
     let mut tally = Tally::default();
     let now = sync.clock.now_ms();
+    let users: Vec<&str> = page.iter().map(|c| c.external_userid.as_str()).collect();
+    let mut members = registry::members_by_user(tx, sync.scope, &users).await?;
+    let follows = registry::follows_of(tx, sync.scope, &users).await?;
+    let ids: Vec<i64> = members.values().map(|m| m.id).collect();
+    let mut have_tags = registry::tags_of_members(tx, &ids).await?;
+    let mut unchanged = Vec::new();
     for c in page {
-        let (member_id, member) = registry::upsert_member(
+        let (member_id, member) = registry::write_member(
             tx,
             &KnownMember {
                 scope: sync.scope,
@@ -121,9 +127,11 @@ async fn write_page(
                 name: &c.name,
                 first_seen_ms: c.added_at_ms,
             },
+            &mut members,
         )
         .await?;
-        let follow = registry::upsert_follow(
+        let stored = follows.get(&(c.external_userid.clone(), c.staff.clone()));
+        let follow = registry::write_follow(
             tx,
             &KnownFollow {
                 scope: sync.scope,
@@ -134,10 +142,18 @@ async fn write_page(
                 added_at_ms: c.added_at_ms,
                 run,
             },
+            stored,
         )
         .await?;
+        if follow == Written::Unchanged {
+            unchanged.push((c.external_userid.as_str(), c.staff.as_str()));
+        }
         let mut tagged = 0;
+        let has = have_tags.entry(member_id).or_default();
         for tag in c.tag_ids.iter().filter_map(|id| tag_names.get(id)) {
+            if has.contains(tag) {
+                continue;
+            }
             let batch = TagBatch {
                 scope: sync.scope,
                 tag,
@@ -146,6 +162,7 @@ async fn write_page(
                 now_ms: now,
             };
             tagged += tags::set_many(tx, &batch, &[member_id], true).await?;
+            has.insert(tag.clone());
         }
         if follow == Written::Created && !c.state.is_empty() {
             tagged += channel_tags(sync, tx, member_id, &c.state, now).await?;
@@ -156,6 +173,7 @@ async fn write_page(
             _ => Written::Updated,
         });
     }
+    registry::see_follows(tx, sync.scope, run, &unchanged).await?;
     Ok(tally)
 }
 

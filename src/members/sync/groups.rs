@@ -98,8 +98,12 @@ async fn write_group(
     )
     .await?;
     let mut changed = group != Written::Unchanged;
+    let users: Vec<&str> = g.members.iter().map(|m| m.user_id.as_str()).collect();
+    let mut members = registry::members_by_user(tx, sync.scope, &users).await?;
+    let memberships = registry::memberships_of(tx, group_id).await?;
+    let mut unchanged = Vec::new();
     for m in &g.members {
-        let (member_id, member) = registry::upsert_member(
+        let (member_id, member) = registry::write_member(
             tx,
             &KnownMember {
                 scope: sync.scope,
@@ -107,9 +111,10 @@ async fn write_group(
                 name: &m.name,
                 first_seen_ms: m.joined_at_ms,
             },
+            &mut members,
         )
         .await?;
-        let membership = registry::upsert_membership(
+        let membership = registry::write_membership(
             tx,
             &KnownMembership {
                 group_id,
@@ -119,10 +124,15 @@ async fn write_group(
                 inviter: m.inviter.as_deref(),
                 run: run.id,
             },
+            memberships.get(&member_id),
         )
         .await?;
+        if membership == Written::Unchanged {
+            unchanged.push(member_id);
+        }
         changed |= member != Written::Unchanged || membership != Written::Unchanged;
     }
+    registry::see_memberships(tx, group_id, run.id, &unchanged).await?;
     let left =
         registry::leave_unseen(tx, group_id, run.id, run.started_at, sync.clock.now_ms()).await?;
     let mut tally = Tally {

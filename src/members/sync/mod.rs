@@ -72,6 +72,9 @@ pub struct KindReport {
     pub tally: Tally,
     /// Why it stopped early (it continues from its cursor next time).
     pub stopped: Option<String>,
+    /// Wall time of the run, and the part of it spent waiting for WeCom.
+    pub elapsed_ms: u64,
+    pub api_wait_ms: u64,
 }
 
 /// One channel's sync.
@@ -85,6 +88,8 @@ pub struct Importer<'a> {
     /// The tag rules whose trigger is a contact way (`channel_state`), for imported customers.
     pub rules: &'a [Rule],
     pub progress: &'a (dyn Fn(&Progress) + Send + Sync),
+    /// Time spent in platform calls (and their retries) so far.
+    pub api_wait: std::sync::atomic::AtomicU64,
 }
 
 impl Importer<'_> {
@@ -99,6 +104,8 @@ impl Importer<'_> {
     }
 
     async fn run_kind(&self, what: What) -> KindReport {
+        let started = std::time::Instant::now();
+        self.api_wait.store(0, std::sync::atomic::Ordering::Relaxed);
         let now = self.clock.now_ms();
         let mut run = match self
             .store
@@ -112,6 +119,8 @@ impl Importer<'_> {
                     resumed: false,
                     tally: Tally::default(),
                     stopped: Some(e.to_string()),
+                    elapsed_ms: 0,
+                    api_wait_ms: 0,
                 }
             }
         };
@@ -144,12 +153,27 @@ impl Importer<'_> {
             resumed,
             tally: run.tally(),
             stopped,
+            elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            api_wait_ms: self.api_wait.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
     /// Calls `f` until it succeeds, waiting out rate limits and backing off on transient
     /// failures, at most `max_attempts` times.
     async fn retrying<T, F, Fut>(&self, mut f: F) -> Result<T, DirectoryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, DirectoryError>>,
+    {
+        let started = std::time::Instant::now();
+        let result = self.retry_loop(&mut f).await;
+        let waited = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.api_wait
+            .fetch_add(waited, std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
+    async fn retry_loop<T, F, Fut>(&self, f: &mut F) -> Result<T, DirectoryError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, DirectoryError>>,
@@ -265,6 +289,7 @@ pub async fn sync_channels(
             scope,
             rules: &rules,
             progress: &progress,
+            api_wait: std::sync::atomic::AtomicU64::new(0),
         };
         out.push(ChannelReport {
             channel_id: channel_id.clone(),

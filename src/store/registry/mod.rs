@@ -1,7 +1,12 @@
 //! The member registry as an import writes it: members with names and first-seen times,
 //! customer relations with their contact way and remark, groups with names, owners and
 //! notices, memberships with how and by whom each member joined; the import runs with their
-//! cursors; and what a finished run did not see (vanished relations and memberships).
+//! cursors; and what a finished run did not see (vanished relations and memberships). The
+//! rows of a page are read together and only what changed is written ([`rows`]).
+
+mod rows;
+
+pub use rows::*;
 
 use sqlx::FromRow;
 
@@ -85,21 +90,6 @@ const FINISH_RUN: &str = "update sync_runs set finished_at = $2 where id = $1";
 const LAST_RUNS: &str = "select id, channel_id, what, started_at, finished_at, cursor, created, updated, unchanged, gone, errors, last_error \
      from sync_runs order by id desc limit $1";
 
-const MEMBER: &str =
-    "select id, display_name, first_seen_at from members where scope = $1 and platform_user_id = $2";
-const INSERT_MEMBER: &str = "insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) \
-     values ($1, $2, $3, $4, $4, 0) returning id";
-const UPDATE_MEMBER: &str =
-    "update members set display_name = $2, first_seen_at = $3 where id = $1";
-
-const FOLLOW: &str = "select state, remark, added_at, removed_at from contact_follows \
-     where scope = $1 and external_userid = $2 and staff = $3";
-const INSERT_FOLLOW: &str = "insert into contact_follows (scope, external_userid, staff, state, remark, added_at, removed_at, seen_run) \
-     values ($1, $2, $3, $4, $5, $6, null, $7)";
-const UPDATE_FOLLOW: &str = "update contact_follows set state = $4, remark = $5, added_at = $6, removed_at = null, seen_run = $7 \
-     where scope = $1 and external_userid = $2 and staff = $3";
-const SEE_FOLLOW: &str =
-    "update contact_follows set seen_run = $4 where scope = $1 and external_userid = $2 and staff = $3";
 const GONE_FOLLOWS: &str =
     "update contact_follows set removed_at = $3 where scope = $1 and removed_at is null \
      and (seen_run is null or seen_run < $2) and added_at < $4";
@@ -107,20 +97,6 @@ const GONE_FOLLOW_MEMBERS: &str = "select distinct m.id from contact_follows cf 
      on m.scope = cf.scope and m.platform_user_id = cf.external_userid \
      where cf.scope = $1 and cf.removed_at is null and (cf.seen_run is null or cf.seen_run < $2) and cf.added_at < $3";
 
-const GROUP: &str =
-    "select id, name, owner, notice, gone_at from chat_groups where scope = $1 and platform_group_id = $2";
-const INSERT_GROUP: &str = "insert into chat_groups (scope, platform_group_id, name, owner, notice, first_seen_at, last_active_at, seen_run) \
-     values ($1, $2, $3, $4, $5, $6, $6, $7) returning id";
-const UPDATE_GROUP: &str =
-    "update chat_groups set name = $2, owner = $3, notice = $4, gone_at = null, seen_run = $5 where id = $1";
-const SEE_GROUP: &str = "update chat_groups set seen_run = $2 where id = $1";
-const MEMBERSHIP: &str = "select joined_at, left_at, join_scene, inviter from group_members where group_id = $1 and member_id = $2";
-const INSERT_MEMBERSHIP: &str = "insert into group_members (group_id, member_id, joined_at, left_at, join_scene, inviter, seen_run) \
-     values ($1, $2, $3, null, $4, $5, $6)";
-const UPDATE_MEMBERSHIP: &str = "update group_members set joined_at = $3, left_at = null, join_scene = $4, inviter = $5, seen_run = $6 \
-     where group_id = $1 and member_id = $2";
-const SEE_MEMBERSHIP: &str =
-    "update group_members set seen_run = $3 where group_id = $1 and member_id = $2";
 const LEFT_MEMBERS: &str =
     "select member_id from group_members where group_id = $1 and left_at is null \
      and (seen_run is null or seen_run < $2) and joined_at < $3";
@@ -142,88 +118,6 @@ const SET_NAME: &str =
 const PLATFORM_TAGS: &str =
     "select platform_id, name from tags where scope = $1 and platform_id is not null";
 
-/// A member as the import knows them.
-#[derive(Debug, Clone, Copy)]
-pub struct KnownMember<'a> {
-    pub scope: &'a str,
-    pub user_id: &'a str,
-    pub name: &'a str,
-    /// When they first appeared (a customer's add time, a group join time).
-    pub first_seen_ms: i64,
-}
-
-/// Creates the member, or gives them the name and the earlier first-seen time; their id and
-/// what changed. An empty name never replaces one.
-pub async fn upsert_member(tx: &mut Tx, m: &KnownMember<'_>) -> Result<(i64, Written), StoreError> {
-    let found: Option<(i64, Option<String>, i64)> = on_tx!(tx, c => sqlx::query_as(MEMBER)
-        .bind(m.scope).bind(m.user_id).fetch_optional(&mut **c).await?);
-    let name = Some(m.name).filter(|n| !n.is_empty());
-    let Some((id, old_name, first_seen)) = found else {
-        let id: i64 = on_tx!(tx, c => sqlx::query_scalar(INSERT_MEMBER)
-            .bind(m.scope).bind(m.user_id).bind(name).bind(m.first_seen_ms)
-            .fetch_one(&mut **c).await?);
-        return Ok((id, Written::Created));
-    };
-    let name = name.map(str::to_owned).or(old_name.clone());
-    let first = first_seen.min(m.first_seen_ms);
-    if name == old_name && first == first_seen {
-        return Ok((id, Written::Unchanged));
-    }
-    on_tx!(tx, c => {
-        sqlx::query(UPDATE_MEMBER).bind(id).bind(&name).bind(first).execute(&mut **c).await?;
-    });
-    Ok((id, Written::Updated))
-}
-
-/// A customer relation as the platform has it.
-#[derive(Debug, Clone, Copy)]
-pub struct KnownFollow<'a> {
-    pub scope: &'a str,
-    pub external_userid: &'a str,
-    pub staff: &'a str,
-    pub state: &'a str,
-    pub remark: &'a str,
-    pub added_at_ms: i64,
-    pub run: i64,
-}
-
-fn non_empty(s: &str) -> Option<&str> {
-    Some(s).filter(|s| !s.is_empty())
-}
-
-/// Records the relation as seen by `run`, creating or correcting it.
-pub async fn upsert_follow(tx: &mut Tx, f: &KnownFollow<'_>) -> Result<Written, StoreError> {
-    type Row = (Option<String>, Option<String>, i64, Option<i64>);
-    let found: Option<Row> = on_tx!(tx, c => sqlx::query_as(FOLLOW)
-        .bind(f.scope).bind(f.external_userid).bind(f.staff).fetch_optional(&mut **c).await?);
-    let (state, remark) = (non_empty(f.state), non_empty(f.remark));
-    let sql = match &found {
-        None => INSERT_FOLLOW,
-        Some((s, r, added, removed))
-            if s.as_deref() == state
-                && r.as_deref() == remark
-                && *added == f.added_at_ms
-                && removed.is_none() =>
-        {
-            on_tx!(tx, c => {
-                sqlx::query(SEE_FOLLOW).bind(f.scope).bind(f.external_userid).bind(f.staff).bind(f.run)
-                    .execute(&mut **c).await?;
-            });
-            return Ok(Written::Unchanged);
-        }
-        Some(_) => UPDATE_FOLLOW,
-    };
-    on_tx!(tx, c => {
-        sqlx::query(sql).bind(f.scope).bind(f.external_userid).bind(f.staff).bind(state).bind(remark)
-            .bind(f.added_at_ms).bind(f.run).execute(&mut **c).await?;
-    });
-    Ok(if found.is_none() {
-        Written::Created
-    } else {
-        Written::Updated
-    })
-}
-
 /// Ends the relations of `scope` that run `run` (started at `started_ms`) did not see: the
 /// customer deleted the staff member or was deleted. Relations added after the run started are
 /// kept (the run could not have seen them). Returns the members concerned.
@@ -241,102 +135,6 @@ pub async fn end_unseen_follows(
             .execute(&mut **c).await?;
     });
     Ok(members)
-}
-
-/// A customer group as the platform has it.
-#[derive(Debug, Clone, Copy)]
-pub struct KnownGroup<'a> {
-    pub scope: &'a str,
-    pub chat_id: &'a str,
-    pub name: &'a str,
-    pub owner: &'a str,
-    pub notice: &'a str,
-    pub created_ms: i64,
-    pub run: i64,
-}
-
-/// Creates or corrects the group; its id and what changed.
-pub async fn upsert_group(tx: &mut Tx, g: &KnownGroup<'_>) -> Result<(i64, Written), StoreError> {
-    type Row = (
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-    );
-    let found: Option<Row> = on_tx!(tx, c => sqlx::query_as(GROUP)
-        .bind(g.scope).bind(g.chat_id).fetch_optional(&mut **c).await?);
-    let (name, owner, notice) = (non_empty(g.name), non_empty(g.owner), non_empty(g.notice));
-    match found {
-        None => {
-            let id: i64 = on_tx!(tx, c => sqlx::query_scalar(INSERT_GROUP)
-                .bind(g.scope).bind(g.chat_id).bind(name).bind(owner).bind(notice).bind(g.created_ms)
-                .bind(g.run).fetch_one(&mut **c).await?);
-            Ok((id, Written::Created))
-        }
-        Some((id, n, o, t, gone))
-            if n.as_deref() == name
-                && o.as_deref() == owner
-                && t.as_deref() == notice
-                && gone.is_none() =>
-        {
-            on_tx!(tx, c => { sqlx::query(SEE_GROUP).bind(id).bind(g.run).execute(&mut **c).await?; });
-            Ok((id, Written::Unchanged))
-        }
-        Some((id, ..)) => {
-            on_tx!(tx, c => {
-                sqlx::query(UPDATE_GROUP).bind(id).bind(name).bind(owner).bind(notice).bind(g.run)
-                    .execute(&mut **c).await?;
-            });
-            Ok((id, Written::Updated))
-        }
-    }
-}
-
-/// One member of a group as the platform has them.
-#[derive(Debug, Clone, Copy)]
-pub struct KnownMembership<'a> {
-    pub group_id: i64,
-    pub member_id: i64,
-    pub joined_at_ms: i64,
-    pub join_scene: i64,
-    pub inviter: Option<&'a str>,
-    pub run: i64,
-}
-
-/// Records the membership as seen by `run`.
-pub async fn upsert_membership(
-    tx: &mut Tx,
-    m: &KnownMembership<'_>,
-) -> Result<Written, StoreError> {
-    type Row = (i64, Option<i64>, Option<i64>, Option<String>);
-    let found: Option<Row> = on_tx!(tx, c => sqlx::query_as(MEMBERSHIP)
-        .bind(m.group_id).bind(m.member_id).fetch_optional(&mut **c).await?);
-    let sql = match &found {
-        None => INSERT_MEMBERSHIP,
-        Some((joined, left, scene, inviter))
-            if *joined == m.joined_at_ms
-                && left.is_none()
-                && *scene == Some(m.join_scene)
-                && inviter.as_deref() == m.inviter =>
-        {
-            on_tx!(tx, c => {
-                sqlx::query(SEE_MEMBERSHIP).bind(m.group_id).bind(m.member_id).bind(m.run)
-                    .execute(&mut **c).await?;
-            });
-            return Ok(Written::Unchanged);
-        }
-        Some(_) => UPDATE_MEMBERSHIP,
-    };
-    on_tx!(tx, c => {
-        sqlx::query(sql).bind(m.group_id).bind(m.member_id).bind(m.joined_at_ms).bind(m.join_scene)
-            .bind(m.inviter).bind(m.run).execute(&mut **c).await?;
-    });
-    Ok(if found.is_none() {
-        Written::Created
-    } else {
-        Written::Updated
-    })
 }
 
 /// Marks the members of group `group_id` that run `run` did not see as left (those who joined
