@@ -1,5 +1,6 @@
 //! State rules applied set-wise: for each rule and each of its tags, the members who match the
-//! condition and still lack the tag get it (or still have it and lose it). Only real changes are
+//! condition and still lack the tag get it (or still have it and lose it); members who no longer
+//! match lose the tags the rule itself gave them (a tag set by hand stays). Only real changes are
 //! written and logged (`rule:<id>`), so running it again — every event, every ten minutes —
 //! changes nothing.
 
@@ -56,18 +57,23 @@ pub async fn apply<'r>(
             _ => continue,
         };
         let by = format!("rule:{}", rule.id);
+        // Members who meet the condition get the rule's tags (and lose its removals); members
+        // who no longer meet it lose the tags this rule gave them.
         let wanted = rule
             .add
             .iter()
-            .map(|t| (t, true))
-            .chain(rule.remove.iter().map(|t| (t, false)));
-        for (tag, add) in wanted {
+            .map(|t| (t, true, false))
+            .chain(rule.remove.iter().map(|t| (t, false, false)))
+            .chain(rule.add.iter().map(|t| (t, false, true)));
+        for (tag, add, unmet) in wanted {
             let query = Candidates {
                 scope,
                 condition,
                 tag,
                 has_tag: !add,
                 user,
+                unmet,
+                set_by: unmet.then_some(by.as_str()),
             };
             let query = store.candidate_query(&query);
             let change = TagBatch {
@@ -90,4 +96,35 @@ pub async fn apply<'r>(
         }
     }
     Ok(changed)
+}
+
+/// Every rule, configured and stored, compiled (a stored rule that no longer compiles is skipped).
+pub async fn all_rules(
+    configs: &[crate::config::TagRuleConfig],
+    store: &Store,
+) -> Result<Vec<Rule>, StoreError> {
+    let mut all: Vec<Rule> = configs
+        .iter()
+        .filter_map(|c| super::rule_spec::compile(c).ok())
+        .collect();
+    all.extend(super::rules::compile_rows(&store.tag_rule_rows().await?));
+    Ok(all)
+}
+
+/// Applies every state rule to one member now (after a change outside the event chain, such as
+/// a points adjustment through the API); returns the number of tag changes.
+pub async fn apply_to_member(
+    store: &Store,
+    config: &crate::config::Config,
+    scope: &str,
+    user: &str,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    let rules = all_rules(&config.tag_rules, store).await?;
+    let ctx = StateContext {
+        levels: &config.points.levels,
+        now_ms,
+        timezone: config.timezone(),
+    };
+    apply(store, rules.iter(), scope, Some(user), &ctx).await
 }

@@ -71,6 +71,69 @@ pub async fn store_library(
     Ok(library.len())
 }
 
+/// How the local tags of a scope and the corp tag library differ.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TagDiff {
+    /// Local tags WeCom does not have (they are never mirrored until created there).
+    pub only_local: Vec<String>,
+    /// WeCom tags with no local tag (a pull maps them).
+    pub only_wecom: Vec<String>,
+    /// Tags on both sides.
+    pub mapped: usize,
+}
+
+/// Compares `scope`'s tags with the corp tag library.
+pub async fn diff(
+    outbox: &Outbox,
+    store: &Store,
+    channel_id: &str,
+    scope: &str,
+) -> Result<TagDiff, SyncError> {
+    let library = outbox
+        .corp_tag_library(channel_id)
+        .await
+        .map_err(|e| SyncError::Api(e.to_string()))?;
+    let wecom: HashSet<&str> = library.iter().map(|t| t.name.as_str()).collect();
+    let local = store.tag_list(scope).await?;
+    let local_names: HashSet<&str> = local.iter().map(|t| t.name.as_str()).collect();
+    let mut only_local: Vec<String> = local_names
+        .iter()
+        .filter(|n| !wecom.contains(*n))
+        .map(|n| (*n).to_owned())
+        .collect();
+    let mut only_wecom: Vec<String> = wecom
+        .iter()
+        .filter(|n| !local_names.contains(*n))
+        .map(|n| (*n).to_owned())
+        .collect();
+    only_local.sort();
+    only_wecom.sort();
+    Ok(TagDiff {
+        mapped: local_names.len() - only_local.len(),
+        only_local,
+        only_wecom,
+    })
+}
+
+/// Creates local tags at WeCom as corp tags in `group_name` (30 characters at most, WeCom's
+/// limit) and maps them, so their changes are mirrored from then on. Returns the tags created.
+pub async fn push(
+    outbox: &Outbox,
+    store: &Store,
+    channel_id: &str,
+    scope: &str,
+    group_name: &str,
+    names: &[String],
+    now_ms: i64,
+) -> Result<Vec<CorpTagFact>, SyncError> {
+    let created = outbox
+        .add_corp_tags(channel_id, group_name, names)
+        .await
+        .map_err(|e| SyncError::Api(e.to_string()))?;
+    store_library(store, scope, &created, now_ms).await?;
+    Ok(created)
+}
+
 /// Applies a customer's tags as WeCom has them (for one staff member's relation) locally.
 pub async fn apply_contact(
     outbox: &Outbox,

@@ -5,7 +5,8 @@
 
 use super::worker::{Failure, Outbox};
 use crate::wecom::api::types::{
-    BatchGetByUser, CorpTagListRequest, GroupChatGetRequest, GroupChatListRequest,
+    AddCorpTag, BatchGetByUser, CorpTagListRequest, GroupChatGetRequest, GroupChatListRequest,
+    NewCorpTag,
 };
 use crate::wecom::api::ErrorClass;
 
@@ -131,6 +132,44 @@ impl Outbox {
                         name: t.name,
                         group_name: group.clone(),
                     })
+            })
+            .collect())
+    }
+
+    /// `add_corp_tag`: creates `names` in the corp tag group `group_name` (created if new);
+    /// the tags as WeCom now has them, with their ids.
+    pub async fn add_corp_tags(
+        &self,
+        channel_id: &str,
+        group_name: &str,
+        names: &[String],
+    ) -> Result<Vec<CorpTagFact>, DirectoryError> {
+        let api = &self.inner.api;
+        let body = &AddCorpTag {
+            group_name: group_name.to_owned(),
+            tag: names
+                .iter()
+                .map(|n| NewCorpTag {
+                    name: n.clone(),
+                    order: 0,
+                })
+                .collect(),
+            ..AddCorpTag::default()
+        };
+        let created = self
+            .with_token(channel_id, |t: String| async move {
+                api.add_corp_tag(&t, body).await
+            })
+            .await?;
+        let group = created.tag_group;
+        Ok(group
+            .tag
+            .into_iter()
+            .filter(|t| !t.deleted && !t.id.is_empty())
+            .map(|t| CorpTagFact {
+                id: t.id,
+                name: t.name,
+                group_name: group.group_name.clone(),
             })
             .collect())
     }

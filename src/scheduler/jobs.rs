@@ -52,13 +52,8 @@ pub async fn apply_state_rules(
     config: &Config,
     now_ms: i64,
 ) -> Result<usize, crate::store::StoreError> {
-    use crate::members::{rule_spec, rules, state_rules};
-    let mut all: Vec<rule_spec::Rule> = config
-        .tag_rules
-        .iter()
-        .filter_map(|c| rule_spec::compile(c).ok())
-        .collect();
-    all.extend(rules::compile_rows(&store.tag_rule_rows().await?));
+    use crate::members::state_rules;
+    let all = state_rules::all_rules(&config.tag_rules, store).await?;
     if !all.iter().any(|r| r.trigger.is_state()) {
         return Ok(0);
     }

@@ -38,6 +38,10 @@ pub struct Candidates<'a> {
     pub tag: &'a str,
     pub has_tag: bool,
     pub user: Option<&'a str>,
+    /// Members who do *not* meet the condition (those a rule's tag no longer fits).
+    pub unmet: bool,
+    /// Only members whose tag was set by this (`rule:<id>`).
+    pub set_by: Option<&'a str>,
 }
 
 const LIST: &str =
@@ -99,16 +103,28 @@ impl Store {
             }
         };
         let negate = if query.has_tag { "" } else { "not " };
+        let cond = if query.unmet {
+            format!("not ({cond})")
+        } else {
+            cond
+        };
         let join = super::segments::AccountSql::for_backend(self.backend()).join();
         let (tag_scope, tag_name) = (binds.len() + 1, binds.len() + 2);
         binds.extend([
             Bind::Text(query.scope.to_owned()),
             Bind::Text(query.tag.to_owned()),
         ]);
+        let set_by = match query.set_by {
+            Some(by) => {
+                binds.push(Bind::Text(by.to_owned()));
+                format!(" and mt.set_by = ${}", binds.len())
+            }
+            None => String::new(),
+        };
         let mut sql = format!(
             "select m.id from members m{join} \
              where m.scope = $1 and {cond} and m.id {negate}in (select mt.member_id from member_tags mt \
-             join tags t on t.id = mt.tag_id where t.scope = ${tag_scope} and t.name = ${tag_name})"
+             join tags t on t.id = mt.tag_id where t.scope = ${tag_scope} and t.name = ${tag_name}{set_by})"
         );
         if let Some(user) = query.user {
             binds.push(Bind::Text(user.to_owned()));

@@ -26,6 +26,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/tags/{scope}/sync", post(sync_tags))
         .route("/api/v1/tags/{scope}/log", get(tag_log))
         .route(
+            "/api/v1/tags/{scope}/wecom",
+            get(wecom_diff).post(push_to_wecom),
+        )
+        .route(
             "/api/v1/tags/{scope}/{name}",
             post(update_tag).delete(delete_tag),
         )
@@ -319,15 +323,106 @@ async fn sync_tags(
     State(state): State<AppState>,
     Path(scope): Path<String>,
 ) -> Response {
-    let Some((channel, _)) = tag_sync::sync_channels(&state.config).find(|(_, s)| *s == scope)
-    else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no wecom_app channel with a secret serves scope `{scope}`"),
-        );
+    let channel = match tag_channel(&state, &scope) {
+        Ok(c) => c,
+        Err(r) => return r,
     };
     match tag_sync::pull(&state.outbox, &state.store, channel, &scope, now(&state)).await {
         Ok(n) => Json(json!({ "channel": channel, "tags": n })).into_response(),
+        Err(tag_sync::SyncError::Api(e)) => error(StatusCode::BAD_GATEWAY, e),
+        Err(e) => internal(e),
+    }
+}
+
+/// The `wecom_app` channel that syncs tags for `scope`, or the 404 saying there is none.
+fn tag_channel<'c>(state: &'c AppState, scope: &str) -> Result<&'c str, Response> {
+    tag_sync::sync_channels(&state.config)
+        .find(|(_, s)| *s == scope)
+        .map(|(c, _)| c)
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                format!("no wecom_app channel with a secret serves scope `{scope}`"),
+            )
+        })
+}
+
+/// How the scope's tags and the corp tag library differ.
+async fn wecom_diff(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(scope): Path<String>,
+) -> Response {
+    let channel = match tag_channel(&state, &scope) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match tag_sync::diff(&state.outbox, &state.store, channel, &scope).await {
+        Ok(d) => Json(d).into_response(),
+        Err(tag_sync::SyncError::Api(e)) => error(StatusCode::BAD_GATEWAY, e),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushBody {
+    /// The corp tag group to create them in.
+    group: String,
+    tags: Vec<String>,
+}
+
+/// Creates local tags at WeCom as corp tags in a group, and maps them.
+async fn push_to_wecom(
+    _: Operator,
+    State(state): State<AppState>,
+    Path(scope): Path<String>,
+    body: Result<Json<PushBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(Json(b)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "body must be {\"group\", \"tags\": [...]}",
+        );
+    };
+    let group = b.group.trim();
+    if group.is_empty() || group.chars().count() > 30 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "group: 1 to 30 characters (WeCom's limit)",
+        );
+    }
+    let tags: Vec<String> = b
+        .tags
+        .iter()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if tags.is_empty() || tags.iter().any(|t| t.chars().count() > 30) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "tags: at least one, each 1 to 30 characters",
+        );
+    }
+    let channel = match tag_channel(&state, &scope) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match tag_sync::push(
+        &state.outbox,
+        &state.store,
+        channel,
+        &scope,
+        group,
+        &tags,
+        now(&state),
+    )
+    .await
+    {
+        Ok(created) => {
+            let names: Vec<&str> = created.iter().map(|t| t.name.as_str()).collect();
+            Json(json!({ "channel": channel, "group": group, "created": names })).into_response()
+        }
         Err(tag_sync::SyncError::Api(e)) => error(StatusCode::BAD_GATEWAY, e),
         Err(e) => internal(e),
     }

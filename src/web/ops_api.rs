@@ -244,6 +244,7 @@ async fn adjust_points(
         Err(e) => return internal(e),
     }
     let (day, now) = (today(&state), state.ingress.clock().now_ms());
+    let (scope_for_rules, user_for_rules) = (scope.clone(), user_id.clone());
     let result = state
         .ingress
         .writer()
@@ -263,6 +264,18 @@ async fn adjust_points(
         .await;
     match result {
         Ok(Ok(AdjustOutcome::Applied { balance })) => {
+            // Points thresholds and levels tag at once, not at the next periodic run.
+            if let Err(e) = crate::members::state_rules::apply_to_member(
+                &state.store,
+                &state.config,
+                &scope_for_rules,
+                &user_for_rules,
+                now,
+            )
+            .await
+            {
+                tracing::warn!(error = %e, "state tag rules not applied after the adjustment; the periodic job will");
+            }
             Json(json!({ "applied": true, "balance": balance })).into_response()
         }
         Ok(Ok(AdjustOutcome::Duplicate { balance })) => {

@@ -401,4 +401,58 @@ async fn wecom_tags_are_pulled_mirrored_and_applied_without_loops(backend: Backe
         json!({ "userid": "zhangsan", "external_userid": "wm1", "remove_tag": ["etVIP"] }),
         "{marks:?}"
     );
+
+    // A tag made here is not at WeCom until pushed: the reconcile lists it, a push creates it.
+    let (status, _) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/tags/{SCOPE}"),
+        Some(json!({ "name": "活跃用户" })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let wecom = format!("/api/v1/tags/{SCOPE}/wecom");
+    let (status, diff) = call(&app, "GET", &wecom, None).await;
+    assert_eq!(status, 200, "{diff}");
+    assert!(
+        diff["only_local"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("活跃用户"))),
+        "{diff}"
+    );
+    let (status, pushed) = call(
+        &app,
+        "POST",
+        &wecom,
+        Some(json!({ "group": "运营标签", "tags": ["活跃用户"] })),
+    )
+    .await;
+    assert_eq!(
+        (status, pushed["created"].clone()),
+        (200, json!(["活跃用户"])),
+        "{pushed}"
+    );
+    let (_, diff) = call(&app, "GET", &wecom, None).await;
+    assert!(
+        !diff["only_local"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("活跃用户"))),
+        "{diff}"
+    );
+    assert_eq!(
+        app.store
+            .tag_by_platform_id(SCOPE, "et活跃用户")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("活跃用户")
+    );
+    let (status, _) = call(
+        &app,
+        "POST",
+        &wecom,
+        Some(json!({ "group": "", "tags": ["x"] })),
+    )
+    .await;
+    assert_eq!(status, 400);
 }

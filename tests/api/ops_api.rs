@@ -61,6 +61,13 @@ async fn ops_api_requires_a_token(backend: Backend) {
 async fn adjust_points_catalog_and_orders(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| {
         c.ops_api.token = Secret::new(TOKEN);
+        c.tag_rules.push(yunying::config::TagRuleConfig {
+            id: "hundred".into(),
+            when: "points".into(),
+            pattern: "100".into(),
+            add: vec!["百分会员".into()],
+            remove: Vec::new(),
+        });
         c.points.items = vec![ItemConfig {
             name: "贴纸".into(),
             cost: 30,
@@ -134,6 +141,42 @@ async fn adjust_points_catalog_and_orders(backend: Backend) {
     assert_eq!(status, 200);
     assert_eq!(points["balance"], 50);
     assert_eq!(points["ledger"][0]["operator"], "小运营");
+
+    // A points rule tags at once after an adjustment, and untags when the balance falls back.
+    let tagged = |app: &TestApp| {
+        let store = app.store.clone();
+        async move {
+            store
+                .tags_of(SCOPE, "u1")
+                .await
+                .expect("tags")
+                .contains(&"百分会员".to_owned())
+        }
+    };
+    let (status, _) = call(
+        &app,
+        "POST",
+        &path,
+        Some(json!({ "delta": 60, "reason": "活动", "operator": "o", "request_id": "r3" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        tagged(&app).await,
+        "110 points: tagged without waiting for the periodic job"
+    );
+    let (status, _) = call(
+        &app,
+        "POST",
+        &path,
+        Some(json!({ "delta": -20, "reason": "纠错", "operator": "o", "request_id": "r4" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        !tagged(&app).await,
+        "90 points: the rule's tag is taken back"
+    );
 
     // Catalog.
     let (status, created) = call(
@@ -245,7 +288,7 @@ async fn adjust_points_catalog_and_orders(backend: Backend) {
         .await
         .expect("q")
         .expect("account");
-    assert_eq!(account.balance, 50 - 30, "the cancelled order was refunded");
+    assert_eq!(account.balance, 90 - 30, "the cancelled order was refunded");
     assert_eq!(
         app.store.ledger_sum(id).await.expect("sum"),
         account.balance

@@ -207,34 +207,33 @@ pub async fn write_follow(
     })
 }
 
-/// Marks unchanged relations (customer, staff member) as seen by `run`.
+/// Marks unchanged relations (customer, staff member) as seen by `run`: one statement per staff
+/// member and list of customers, so the primary key finds the rows.
 pub async fn see_follows(
     tx: &mut Tx,
     scope: &str,
     run: i64,
     pairs: &[(&str, &str)],
 ) -> Result<(), StoreError> {
-    for chunk in pairs.chunks(PER_LIST / 2) {
-        let conditions: Vec<String> = (0..chunk.len())
-            .map(|i| {
-                format!(
-                    "(external_userid = ${} and staff = ${})",
-                    3 + 2 * i,
-                    4 + 2 * i
-                )
-            })
-            .collect();
-        let sql = format!(
-            "update contact_follows set seen_run = $2 where scope = $1 and ({})",
-            conditions.join(" or ")
-        );
-        on_tx!(tx, c => {
-            let mut q = sqlx::query(&sql).persistent(false).bind(scope).bind(run);
-            for (e, s) in chunk {
-                q = q.bind(*e).bind(*s);
-            }
-            q.execute(&mut **c).await?;
-        });
+    let mut by_staff: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (external, staff) in pairs {
+        by_staff.entry(staff).or_default().push(external);
+    }
+    for (staff, externals) in by_staff {
+        for chunk in externals.chunks(PER_LIST) {
+            let sql = format!(
+                "update contact_follows set seen_run = $2 where scope = $1 and staff = $3 \
+                 and external_userid in ({})",
+                placeholders(4, chunk.len())
+            );
+            on_tx!(tx, c => {
+                let mut q = sqlx::query(&sql).persistent(false).bind(scope).bind(run).bind(staff);
+                for e in chunk {
+                    q = q.bind(*e);
+                }
+                q.execute(&mut **c).await?;
+            });
+        }
     }
     Ok(())
 }
