@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
+
+use super::error::ApiError;
 use serde_json::json;
 
 use super::ops_api::{error, internal, Operator};
@@ -325,7 +327,7 @@ async fn sync_tags(
 ) -> Response {
     let channel = match tag_channel(&state, &scope) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match tag_sync::pull(&state.outbox, &state.store, channel, &scope, now(&state)).await {
         Ok(n) => Json(json!({ "channel": channel, "tags": n })).into_response(),
@@ -335,12 +337,12 @@ async fn sync_tags(
 }
 
 /// The `wecom_app` channel that syncs tags for `scope`, or the 404 saying there is none.
-fn tag_channel<'c>(state: &'c AppState, scope: &str) -> Result<&'c str, Response> {
+fn tag_channel<'c>(state: &'c AppState, scope: &str) -> Result<&'c str, ApiError> {
     tag_sync::sync_channels(&state.config)
         .find(|(_, s)| *s == scope)
         .map(|(c, _)| c)
         .ok_or_else(|| {
-            error(
+            ApiError::with_status(
                 StatusCode::NOT_FOUND,
                 format!("no wecom_app channel with a secret serves scope `{scope}`"),
             )
@@ -355,7 +357,7 @@ async fn wecom_diff(
 ) -> Response {
     let channel = match tag_channel(&state, &scope) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match tag_sync::diff(&state.outbox, &state.store, channel, &scope).await {
         Ok(d) => Json(d).into_response(),
@@ -406,7 +408,7 @@ async fn push_to_wecom(
     }
     let channel = match tag_channel(&state, &scope) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     match tag_sync::push(
         &state.outbox,

@@ -203,35 +203,45 @@ struct AdjustBody {
     request_id: String,
 }
 
-async fn adjust_points(
-    _: Operator,
-    State(state): State<AppState>,
-    Path((scope, user_id)): Path<(String, String)>,
+/// The body of an adjustment, or the 400 saying what is wrong with it.
+fn checked_adjustment(
+    state: &AppState,
     body: Result<Json<AdjustBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
+) -> Result<AdjustBody, ApiError> {
+    let bad = |reason: String| ApiError::with_status(StatusCode::BAD_REQUEST, reason);
     let Ok(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "body must be {delta, reason, operator, request_id}",
-        );
+        return Err(bad(
+            "body must be {delta, reason, operator, request_id}".into()
+        ));
     };
     if body.delta == 0
         || body.reason.trim().is_empty()
         || body.operator.trim().is_empty()
         || body.request_id.trim().is_empty()
     {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "delta must not be 0; reason, operator and request_id are required",
-        );
+        return Err(bad(
+            "delta must not be 0; reason, operator and request_id are required".into(),
+        ));
     }
     let max = state.config.commands.max_points_adjustment;
     if body.delta.unsigned_abs() > max.unsigned_abs() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("delta must be between -{max} and {max} (commands.max_points_adjustment)"),
-        );
+        return Err(bad(format!(
+            "delta must be between -{max} and {max} (commands.max_points_adjustment)"
+        )));
     }
+    Ok(body)
+}
+
+async fn adjust_points(
+    _: Operator,
+    State(state): State<AppState>,
+    Path((scope, user_id)): Path<(String, String)>,
+    body: Result<Json<AdjustBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let body = match checked_adjustment(&state, body) {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
     // An adjustment is for a member the registry has: a mistyped id or scope is not a new member.
     match state.store.member(&scope, &user_id).await {
         Ok(Some(_)) => {}

@@ -3,14 +3,14 @@
 //! tag rules are written with the cursor of the next page. A finished run ends the relations
 //! it did not see.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use super::{add_tally, Importer, SyncError, What};
 use crate::members::rule_spec::Trigger;
 use crate::outbox::directory::{CustomerFact, STAFF_PER_CALL};
-use crate::store::registry::{self, KnownFollow, KnownMember, SyncRun, Tally, Written};
+use crate::store::registry::{self, KnownFollow, KnownMember, NewMember, SyncRun, Tally, Written};
 use crate::store::tags::{self, TagBatch};
 use crate::store::Tx;
 
@@ -54,6 +54,7 @@ pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), Sy
         serde_json::from_str(&run.cursor).map_err(|e| SyncError::Cursor(e.to_string()))?
     };
     let tag_names = sync.store.platform_tag_names(sync.scope).await?;
+    sync.measure_tables(0).await?;
     let chunks: Vec<Vec<String>> = cursor
         .staff
         .chunks(STAFF_PER_CALL)
@@ -83,6 +84,7 @@ pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), Sy
         registry::save_run(&mut tx, run).await?;
         tx.commit().await?;
         sync.report(What::Contacts, run, cursor.done);
+        sync.measure_tables(cursor.done).await?;
     }
     let now = sync.clock.now_ms();
     let mut tx = sync.store.begin_write().await?;
@@ -101,8 +103,13 @@ pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), Sy
     Ok(())
 }
 
-/// Writes one page, reading its members, relations and tags first; counts per relation
-/// (created when the member is new, updated when the member, the relation or a tag changed).
+/// Tag changes of a page, by (tag, source, set by, present): the members they apply to.
+type TagChanges = BTreeMap<(String, &'static str, String, bool), Vec<i64>>;
+
+/// Writes one page: its members, relations and tags are read first; new members and relations
+/// go in with a few multi-row statements, corrections row by row, tags one statement per tag.
+/// Counts per relation (created for a customer's first relation when the customer is new,
+/// updated when the member, the relation or a tag changed).
 async fn write_page(
     sync: &Importer<'_>,
     tx: &mut Tx,
@@ -110,83 +117,111 @@ async fn write_page(
     tag_names: &HashMap<String, String>,
     run: i64,
 ) -> Result<Tally, SyncError> {
-    let mut tally = Tally::default();
     let now = sync.clock.now_ms();
     let users: Vec<&str> = page.iter().map(|c| c.external_userid.as_str()).collect();
     let mut members = registry::members_by_user(tx, sync.scope, &users).await?;
     let follows = registry::follows_of(tx, sync.scope, &users).await?;
+    // New customers with their earliest add time on the page.
+    let mut new: Vec<NewMember<'_>> = Vec::new();
+    let mut new_at: HashMap<&str, usize> = HashMap::new();
+    for c in page
+        .iter()
+        .filter(|c| !members.contains_key(&c.external_userid))
+    {
+        match new_at.get(c.external_userid.as_str()) {
+            Some(&i) => new[i].first_seen_ms = new[i].first_seen_ms.min(c.added_at_ms),
+            None => {
+                new_at.insert(&c.external_userid, new.len());
+                new.push(NewMember {
+                    user_id: &c.external_userid,
+                    name: &c.name,
+                    first_seen_ms: c.added_at_ms,
+                });
+            }
+        }
+    }
+    registry::insert_members(tx, sync.scope, &new, &mut members).await?;
     let ids: Vec<i64> = members.values().map(|m| m.id).collect();
     let mut have_tags = registry::tags_of_members(tx, &ids).await?;
+    let mut tally = Tally::default();
+    let mut new_follows = Vec::new();
     let mut unchanged = Vec::new();
+    let mut tag_changes = TagChanges::new();
+    let mut counted: HashSet<&str> = HashSet::new();
     for c in page {
-        let (member_id, member) = registry::write_member(
-            tx,
-            &KnownMember {
+        let (member_id, member) = if new_at.contains_key(c.external_userid.as_str()) {
+            let id = members.get(&c.external_userid).map_or(0, |m| m.id);
+            (id, Written::Created)
+        } else {
+            let known = KnownMember {
                 scope: sync.scope,
                 user_id: &c.external_userid,
                 name: &c.name,
                 first_seen_ms: c.added_at_ms,
-            },
-            &mut members,
-        )
-        .await?;
-        let stored = follows.get(&(c.external_userid.clone(), c.staff.clone()));
-        let follow = registry::write_follow(
-            tx,
-            &KnownFollow {
-                scope: sync.scope,
-                external_userid: &c.external_userid,
-                staff: &c.staff,
-                state: &c.state,
-                remark: &c.remark,
-                added_at_ms: c.added_at_ms,
-                run,
-            },
-            stored,
-        )
-        .await?;
+            };
+            registry::write_member(tx, &known, &mut members).await?
+        };
+        let known = KnownFollow {
+            scope: sync.scope,
+            external_userid: &c.external_userid,
+            staff: &c.staff,
+            state: &c.state,
+            remark: &c.remark,
+            added_at_ms: c.added_at_ms,
+            run,
+        };
+        let follow = match follows.get(&(c.external_userid.clone(), c.staff.clone())) {
+            None => {
+                new_follows.push(known);
+                Written::Created
+            }
+            stored => registry::write_follow(tx, &known, stored).await?,
+        };
         if follow == Written::Unchanged {
             unchanged.push((c.external_userid.as_str(), c.staff.as_str()));
         }
         let mut tagged = 0;
         let has = have_tags.entry(member_id).or_default();
         for tag in c.tag_ids.iter().filter_map(|id| tag_names.get(id)) {
-            if has.contains(tag) {
-                continue;
+            if has.insert(tag.clone()) {
+                let key = (tag.clone(), "platform", "sync".to_owned(), true);
+                tag_changes.entry(key).or_default().push(member_id);
+                tagged += 1;
             }
-            let batch = TagBatch {
-                scope: sync.scope,
-                tag,
-                source: "platform",
-                by: "sync",
-                now_ms: now,
-            };
-            tagged += tags::set_many(tx, &batch, &[member_id], true).await?;
-            has.insert(tag.clone());
         }
         if follow == Written::Created && !c.state.is_empty() {
-            tagged += channel_tags(sync, tx, member_id, &c.state, now).await?;
+            tagged += channel_tags(sync, &mut tag_changes, member_id, &c.state);
         }
         tally.count(match (member, follow, tagged) {
-            (Written::Created, ..) => Written::Created,
+            (Written::Created, ..) if counted.insert(&c.external_userid) => Written::Created,
             (Written::Unchanged, Written::Unchanged, 0) => Written::Unchanged,
             _ => Written::Updated,
         });
     }
+    registry::insert_follows(tx, &new_follows).await?;
     registry::see_follows(tx, sync.scope, run, &unchanged).await?;
+    for ((tag, source, by, present), ids) in &tag_changes {
+        let batch = TagBatch {
+            scope: sync.scope,
+            tag,
+            source,
+            by,
+            now_ms: now,
+        };
+        tags::set_many(tx, &batch, ids, *present).await?;
+    }
     Ok(tally)
 }
 
-/// Applies the contact-way tag rules to a relation first seen by the import, as the
-/// add-contact event would have.
-async fn channel_tags(
+/// The contact-way tag rules for a relation first seen by the import, as the add-contact event
+/// would have applied them; returns how many tag changes it adds.
+fn channel_tags(
     sync: &Importer<'_>,
-    tx: &mut Tx,
+    changes: &mut TagChanges,
     member_id: i64,
     state: &str,
-    now: i64,
-) -> Result<usize, SyncError> {
-    let mut changed = 0;
+) -> usize {
+    let mut added = 0;
     for rule in sync.rules {
         let Trigger::ChannelState(want) = &rule.trigger else {
             continue;
@@ -198,16 +233,10 @@ async fn channel_tags(
         let adds = rule.add.iter().map(|t| (t, true));
         let removes = rule.remove.iter().map(|t| (t, false));
         for (tag, present) in adds.chain(removes) {
-            let tag = tag.replace("{state}", state);
-            let batch = TagBatch {
-                scope: sync.scope,
-                tag: &tag,
-                source: "rule",
-                by: &by,
-                now_ms: now,
-            };
-            changed += tags::set_many(tx, &batch, &[member_id], present).await?;
+            let key = (tag.replace("{state}", state), "rule", by.clone(), present);
+            changes.entry(key).or_default().push(member_id);
+            added += 1;
         }
     }
-    Ok(changed)
+    added
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{add_tally, Importer, SyncError, What};
 use crate::outbox::directory::{DirectoryError, GroupFact};
 use crate::store::registry::{
-    self, KnownGroup, KnownMember, KnownMembership, SyncRun, Tally, Written,
+    self, KnownGroup, KnownMember, KnownMembership, NewMember, SyncRun, Tally, Written,
 };
 use crate::store::Tx;
 
@@ -29,6 +29,9 @@ pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), Sy
     } else {
         serde_json::from_str(&run.cursor).map_err(|e| SyncError::Cursor(e.to_string()))?
     };
+    sync.measure_tables(0).await?;
+    // Memberships written by this process, for when to measure the tables again.
+    let mut memberships: i64 = 0;
     loop {
         let page_cursor = cursor.page.clone();
         let page = sync
@@ -41,7 +44,10 @@ pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), Sy
             cursor.skip += 1;
             let mut tx = sync.store.begin_write().await?;
             let tally = match fetched {
-                Ok(group) => write_group(sync, &mut tx, &group, run).await?,
+                Ok(group) => {
+                    memberships += i64::try_from(group.members.len()).unwrap_or(0);
+                    write_group(sync, &mut tx, &group, run).await?
+                }
                 // A group dismissed between the list and the read: the end of the run sees it gone.
                 Err(DirectoryError::Permanent(reason)) => {
                     tracing::warn!(channel = sync.channel_id, chat = %listed.chat_id, %reason, "customer group not readable");
@@ -60,6 +66,7 @@ pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), Sy
             registry::save_run(&mut tx, run).await?;
             tx.commit().await?;
             sync.report(What::Groups, run, cursor.done);
+            sync.measure_tables(memberships).await?;
         }
         if page.next_cursor.is_empty() {
             break;
@@ -101,37 +108,49 @@ async fn write_group(
     let users: Vec<&str> = g.members.iter().map(|m| m.user_id.as_str()).collect();
     let mut members = registry::members_by_user(tx, sync.scope, &users).await?;
     let memberships = registry::memberships_of(tx, group_id).await?;
+    let new: Vec<NewMember<'_>> = g
+        .members
+        .iter()
+        .filter(|m| !members.contains_key(&m.user_id))
+        .map(|m| NewMember {
+            user_id: &m.user_id,
+            name: &m.name,
+            first_seen_ms: m.joined_at_ms,
+        })
+        .collect();
+    changed |= !new.is_empty();
+    registry::insert_members(tx, sync.scope, &new, &mut members).await?;
     let mut unchanged = Vec::new();
+    let mut joined = Vec::new();
     for m in &g.members {
-        let (member_id, member) = registry::write_member(
-            tx,
-            &KnownMember {
-                scope: sync.scope,
-                user_id: &m.user_id,
-                name: &m.name,
-                first_seen_ms: m.joined_at_ms,
-            },
-            &mut members,
-        )
-        .await?;
-        let membership = registry::write_membership(
-            tx,
-            &KnownMembership {
-                group_id,
-                member_id,
-                joined_at_ms: m.joined_at_ms,
-                join_scene: m.join_scene,
-                inviter: m.inviter.as_deref(),
-                run: run.id,
-            },
-            memberships.get(&member_id),
-        )
-        .await?;
-        if membership == Written::Unchanged {
+        let known = KnownMember {
+            scope: sync.scope,
+            user_id: &m.user_id,
+            name: &m.name,
+            first_seen_ms: m.joined_at_ms,
+        };
+        let (member_id, member) = registry::write_member(tx, &known, &mut members).await?;
+        let membership = KnownMembership {
+            group_id,
+            member_id,
+            joined_at_ms: m.joined_at_ms,
+            join_scene: m.join_scene,
+            inviter: m.inviter.as_deref(),
+            run: run.id,
+        };
+        let written = match memberships.get(&member_id) {
+            None => {
+                joined.push(membership);
+                Written::Created
+            }
+            stored => registry::write_membership(tx, &membership, stored).await?,
+        };
+        if written == Written::Unchanged {
             unchanged.push(member_id);
         }
-        changed |= member != Written::Unchanged || membership != Written::Unchanged;
+        changed |= member != Written::Unchanged || written != Written::Unchanged;
     }
+    registry::insert_memberships(tx, &joined).await?;
     registry::see_memberships(tx, group_id, run.id, &unchanged).await?;
     let left =
         registry::leave_unseen(tx, group_id, run.id, run.started_at, sync.clock.now_ms()).await?;

@@ -90,6 +90,8 @@ pub struct Importer<'a> {
     pub progress: &'a (dyn Fn(&Progress) + Send + Sync),
     /// Time spent in platform calls (and their retries) so far.
     pub api_wait: std::sync::atomic::AtomicU64,
+    /// Rows written at which table statistics are gathered next.
+    pub analyze_at: std::sync::Mutex<i64>,
 }
 
 impl Importer<'_> {
@@ -125,6 +127,7 @@ impl Importer<'_> {
             }
         };
         let resumed = !run.cursor.is_empty();
+        *self.analyze_at.lock().unwrap_or_else(|p| p.into_inner()) = 0;
         if resumed {
             tracing::info!(
                 channel = self.channel_id,
@@ -200,6 +203,28 @@ impl Importer<'_> {
             };
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Gathers table statistics at the start and whenever the run has written ten times as
+    /// much as at the last time (2,000 rows first).
+    async fn measure_tables(&self, written: i64) -> Result<(), StoreError> {
+        let due = {
+            let mut next = self.analyze_at.lock().unwrap_or_else(|p| p.into_inner());
+            if written < *next {
+                false
+            } else {
+                *next = if written == 0 {
+                    2_000
+                } else {
+                    written.saturating_mul(10)
+                };
+                true
+            }
+        };
+        if due {
+            self.store.analyze_registry().await?;
+        }
+        Ok(())
     }
 
     fn report(&self, what: What, run: &SyncRun, done: i64) {
@@ -290,6 +315,7 @@ pub async fn sync_channels(
             rules: &rules,
             progress: &progress,
             api_wait: std::sync::atomic::AtomicU64::new(0),
+            analyze_at: std::sync::Mutex::new(0),
         };
         out.push(ChannelReport {
             channel_id: channel_id.clone(),

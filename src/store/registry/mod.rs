@@ -199,6 +199,20 @@ pub async fn save_run(tx: &mut Tx, run: &SyncRun) -> Result<(), StoreError> {
 }
 
 impl Store {
+    /// PostgreSQL: gathers the statistics of the tables an import writes, so the planner looks
+    /// a page's rows up by index instead of scanning tables it still thinks are empty (an import
+    /// into a new database outgrows the statistics within seconds). SQLite: nothing to do.
+    pub async fn analyze_registry(&self) -> Result<(), StoreError> {
+        if let super::Pool::Postgres(p) = self.pool() {
+            sqlx::query(
+                "analyze members, contact_follows, member_tags, tags, chat_groups, group_members",
+            )
+            .execute(p)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// The unfinished run of (`channel_id`, `what`) to continue, or a new one.
     pub async fn open_sync_run(
         &self,

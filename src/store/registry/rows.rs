@@ -412,3 +412,133 @@ pub async fn see_memberships(
     }
     Ok(())
 }
+
+/// A member a page brings that the registry does not have yet.
+#[derive(Debug, Clone, Copy)]
+pub struct NewMember<'a> {
+    pub user_id: &'a str,
+    pub name: &'a str,
+    pub first_seen_ms: i64,
+}
+
+/// Rows per multi-row insert (four to six values each, within both databases' limits).
+const PER_INSERT: usize = 200;
+
+/// Inserts the members in few statements (one that appeared meanwhile keeps its row and gains
+/// the name); adds them to `stored`.
+pub async fn insert_members(
+    tx: &mut Tx,
+    scope: &str,
+    members: &[NewMember<'_>],
+    stored: &mut HashMap<String, StoredMember>,
+) -> Result<(), StoreError> {
+    // One row per member: a statement may not touch a row twice.
+    let mut seen = HashSet::new();
+    let members: Vec<&NewMember<'_>> = members.iter().filter(|m| seen.insert(m.user_id)).collect();
+    for chunk in members.chunks(PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = 2 + 3 * i;
+                format!("($1, ${b}, ${}, ${}, ${}, 0)", b + 1, b + 2, b + 2)
+            })
+            .collect();
+        let sql = format!(
+            "insert into members (scope, platform_user_id, display_name, first_seen_at, last_active_at, message_count) \
+             values {} on conflict (scope, platform_user_id) do update set \
+             display_name = coalesce(excluded.display_name, members.display_name) \
+             returning id, platform_user_id, display_name, first_seen_at",
+            values.join(", ")
+        );
+        let rows: Vec<StoredMember> = on_tx!(tx, c => {
+            let mut q = sqlx::query_as(&sql).persistent(false).bind(scope);
+            for m in chunk {
+                q = q.bind(m.user_id).bind(non_empty(m.name)).bind(m.first_seen_ms);
+            }
+            q.fetch_all(&mut **c).await?
+        });
+        stored.extend(rows.into_iter().map(|m| (m.platform_user_id.clone(), m)));
+    }
+    Ok(())
+}
+
+/// Inserts new relations (seen by their run) in few statements.
+pub async fn insert_follows(tx: &mut Tx, follows: &[KnownFollow<'_>]) -> Result<(), StoreError> {
+    let mut seen = HashSet::new();
+    let follows: Vec<&KnownFollow<'_>> = follows
+        .iter()
+        .filter(|f| seen.insert((f.external_userid, f.staff)))
+        .collect();
+    for chunk in follows.chunks(PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = 1 + 7 * i;
+                format!(
+                    "(${b}, ${}, ${}, ${}, ${}, ${}, null, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6
+                )
+            })
+            .collect();
+        let sql = format!(
+            "insert into contact_follows (scope, external_userid, staff, state, remark, added_at, removed_at, seen_run) \
+             values {} on conflict (scope, external_userid, staff) do update set state = excluded.state, \
+             remark = excluded.remark, added_at = excluded.added_at, removed_at = null, seen_run = excluded.seen_run",
+            values.join(", ")
+        );
+        on_tx!(tx, c => {
+            let mut q = sqlx::query(&sql).persistent(false);
+            for f in chunk {
+                q = q.bind(f.scope).bind(f.external_userid).bind(f.staff).bind(non_empty(f.state))
+                    .bind(non_empty(f.remark)).bind(f.added_at_ms).bind(f.run);
+            }
+            q.execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// Inserts new memberships (seen by their run) in few statements.
+pub async fn insert_memberships(
+    tx: &mut Tx,
+    memberships: &[KnownMembership<'_>],
+) -> Result<(), StoreError> {
+    let mut seen = HashSet::new();
+    let memberships: Vec<&KnownMembership<'_>> = memberships
+        .iter()
+        .filter(|m| seen.insert(m.member_id))
+        .collect();
+    for chunk in memberships.chunks(PER_INSERT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let b = 1 + 6 * i;
+                format!(
+                    "(${b}, ${}, ${}, null, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5
+                )
+            })
+            .collect();
+        let sql = format!(
+            "insert into group_members (group_id, member_id, joined_at, left_at, join_scene, inviter, seen_run) \
+             values {} on conflict (group_id, member_id) do update set joined_at = excluded.joined_at, \
+             left_at = null, join_scene = excluded.join_scene, inviter = excluded.inviter, seen_run = excluded.seen_run",
+            values.join(", ")
+        );
+        on_tx!(tx, c => {
+            let mut q = sqlx::query(&sql).persistent(false);
+            for m in chunk {
+                q = q.bind(m.group_id).bind(m.member_id).bind(m.joined_at_ms).bind(m.join_scene)
+                    .bind(m.inviter).bind(m.run);
+            }
+            q.execute(&mut **c).await?;
+        });
+    }
+    Ok(())
+}
