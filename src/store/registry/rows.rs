@@ -207,33 +207,32 @@ pub async fn write_follow(
     })
 }
 
-/// Marks unchanged relations (customer, staff member) as seen by `run`: one statement per staff
-/// member and list of customers, so the primary key finds the rows.
+/// Marks unchanged relations (customer, staff member) as seen by `run`, in one statement per
+/// [`PER_LIST`] pairs: the pairs are a `values` list joined on the primary key.
 pub async fn see_follows(
     tx: &mut Tx,
     scope: &str,
     run: i64,
     pairs: &[(&str, &str)],
 ) -> Result<(), StoreError> {
-    let mut by_staff: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (external, staff) in pairs {
-        by_staff.entry(staff).or_default().push(external);
-    }
-    for (staff, externals) in by_staff {
-        for chunk in externals.chunks(PER_LIST) {
-            let sql = format!(
-                "update contact_follows set seen_run = $2 where scope = $1 and staff = $3 \
-                 and external_userid in ({})",
-                placeholders(4, chunk.len())
-            );
-            on_tx!(tx, c => {
-                let mut q = sqlx::query(&sql).persistent(false).bind(scope).bind(run).bind(staff);
-                for e in chunk {
-                    q = q.bind(*e);
-                }
-                q.execute(&mut **c).await?;
-            });
-        }
+    for chunk in pairs.chunks(PER_LIST / 2) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 3 + 2 * i, 4 + 2 * i))
+            .collect();
+        let sql = format!(
+            "with seen (external_userid, staff) as (values {}) \
+             update contact_follows set seen_run = $2 from seen \
+             where contact_follows.scope = $1 and contact_follows.external_userid = seen.external_userid \
+             and contact_follows.staff = seen.staff",
+            values.join(", ")
+        );
+        on_tx!(tx, c => {
+            let mut q = sqlx::query(&sql).persistent(false).bind(scope).bind(run);
+            for (e, s) in chunk {
+                q = q.bind(*e).bind(*s);
+            }
+            q.execute(&mut **c).await?;
+        });
     }
     Ok(())
 }
