@@ -213,7 +213,7 @@ pub(super) async fn user_get(
     after(hang, response).await
 }
 
-/// What [`generate`] builds.
+/// What `generate` builds.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Community {

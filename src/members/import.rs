@@ -197,7 +197,7 @@ fn row_of(
     Ok(row)
 }
 
-/// Writes the rows into `scope`, [`ROWS_PER_TX`] to a transaction. A member's opening points
+/// Writes the rows into `scope`, `ROWS_PER_TX` to a transaction. A member's opening points
 /// are credited once: a second import (even with another number) leaves them, and says so.
 pub async fn import(
     store: &Store,

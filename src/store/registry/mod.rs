@@ -2,7 +2,7 @@
 //! customer relations with their contact way and remark, groups with names, owners and
 //! notices, memberships with how and by whom each member joined; the import runs with their
 //! cursors; and what a finished run did not see (vanished relations and memberships). The
-//! rows of a page are read together and only what changed is written ([`rows`]).
+//! rows of a page are read together and only what changed is written (`rows`).
 
 mod rows;
 

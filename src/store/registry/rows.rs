@@ -208,7 +208,7 @@ pub async fn write_follow(
 }
 
 /// Marks unchanged relations (customer, staff member) as seen by `run`, in one statement per
-/// [`PER_LIST`] pairs: the pairs are a `values` list joined on the primary key.
+/// `PER_LIST` pairs: the pairs are a `values` list joined on the primary key.
 pub async fn see_follows(
     tx: &mut Tx,
     scope: &str,
