@@ -121,25 +121,7 @@ async fn write_page(
     let users: Vec<&str> = page.iter().map(|c| c.external_userid.as_str()).collect();
     let mut members = registry::members_by_user(tx, sync.scope, &users).await?;
     let follows = registry::follows_of(tx, sync.scope, &users).await?;
-    // New customers with their earliest add time on the page.
-    let mut new: Vec<NewMember<'_>> = Vec::new();
-    let mut new_at: HashMap<&str, usize> = HashMap::new();
-    for c in page
-        .iter()
-        .filter(|c| !members.contains_key(&c.external_userid))
-    {
-        match new_at.get(c.external_userid.as_str()) {
-            Some(&i) => new[i].first_seen_ms = new[i].first_seen_ms.min(c.added_at_ms),
-            None => {
-                new_at.insert(&c.external_userid, new.len());
-                new.push(NewMember {
-                    user_id: &c.external_userid,
-                    name: &c.name,
-                    first_seen_ms: c.added_at_ms,
-                });
-            }
-        }
-    }
+    let (new, new_at) = new_customers(page, &members);
     registry::insert_members(tx, sync.scope, &new, &mut members).await?;
     let ids: Vec<i64> = members.values().map(|m| m.id).collect();
     let mut have_tags = registry::tags_of_members(tx, &ids).await?;
@@ -200,7 +182,45 @@ async fn write_page(
     }
     registry::insert_follows(tx, &new_follows).await?;
     registry::see_follows(tx, sync.scope, run, &unchanged).await?;
-    for ((tag, source, by, present), ids) in &tag_changes {
+    apply_tags(sync, tx, &tag_changes, now).await?;
+    Ok(tally)
+}
+
+/// The page's customers the registry does not have, with their earliest add time on the page,
+/// and where each is in that list.
+fn new_customers<'p>(
+    page: &'p [CustomerFact],
+    members: &HashMap<String, registry::StoredMember>,
+) -> (Vec<NewMember<'p>>, HashMap<&'p str, usize>) {
+    let mut new: Vec<NewMember<'p>> = Vec::new();
+    let mut new_at: HashMap<&'p str, usize> = HashMap::new();
+    for c in page
+        .iter()
+        .filter(|c| !members.contains_key(&c.external_userid))
+    {
+        match new_at.get(c.external_userid.as_str()) {
+            Some(&i) => new[i].first_seen_ms = new[i].first_seen_ms.min(c.added_at_ms),
+            None => {
+                new_at.insert(&c.external_userid, new.len());
+                new.push(NewMember {
+                    user_id: &c.external_userid,
+                    name: &c.name,
+                    first_seen_ms: c.added_at_ms,
+                });
+            }
+        }
+    }
+    (new, new_at)
+}
+
+/// Writes a page's tag changes, one statement per tag.
+async fn apply_tags(
+    sync: &Importer<'_>,
+    tx: &mut Tx,
+    changes: &TagChanges,
+    now: i64,
+) -> Result<(), SyncError> {
+    for ((tag, source, by, present), ids) in changes {
         let batch = TagBatch {
             scope: sync.scope,
             tag,
@@ -210,7 +230,7 @@ async fn write_page(
         };
         tags::set_many(tx, &batch, ids, *present).await?;
     }
-    Ok(tally)
+    Ok(())
 }
 
 /// The contact-way tag rules for a relation first seen by the import, as the add-contact event
