@@ -210,7 +210,8 @@ impl RecentChecks {
 
     fn due(&mut self, key: u64, now: i64) -> bool {
         let last = self.newer.get(&key).or_else(|| self.older.get(&key));
-        if last.is_some_and(|&at| now - at < MESSAGE_RECHECK_MS) {
+        // A clock that went back (an NTP step) must not hold the check off until it catches up.
+        if last.is_some_and(|&at| (0..MESSAGE_RECHECK_MS).contains(&(now - at))) {
             return false;
         }
         self.note(key, now);
@@ -329,6 +330,18 @@ mod tests {
         assert!(!recent.due(key, MESSAGE_RECHECK_MS + 1));
         assert!(recent.due(RecentChecks::key("corp", "lisi"), 1_000));
         assert!(recent.due(RecentChecks::key("other-corp", "zhangsan"), 1_000));
+    }
+
+    #[test]
+    fn a_clock_that_went_back_does_not_hold_the_check_off() {
+        let mut recent = RecentChecks::new(100);
+        let key = RecentChecks::key("corp", "zhangsan");
+        assert!(recent.due(key, 1_000_000));
+        assert!(
+            recent.due(key, 1_000_000 - 60_000),
+            "a clock stepped back a minute still checks"
+        );
+        assert!(!recent.due(key, 1_000_000 - 59_000));
     }
 
     #[test]
