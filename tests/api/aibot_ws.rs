@@ -322,7 +322,7 @@ fn count_standby_looks(
 async fn a_killed_holder_is_replaced_once_its_lease_lapses(backend: Backend) {
     let fake = FakeWecom::start("127.0.0.1:0").await.expect("stand-in");
     let dir = tempfile::tempdir().expect("tmp");
-    let db = crate::helpers::fresh_database(backend, dir.path()).await;
+    let (db, _pg) = crate::helpers::fresh_database(backend, dir.path()).await;
     let mut holder = serve_with_bot(&db, &fake);
     count_standby_looks(&mut holder);
     until(

@@ -54,11 +54,21 @@ pub fn pg_url() -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// A fresh database of `backend`: a SQLite file in `dir`, or a new PostgreSQL database.
-pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
+/// A fresh database of `backend`: a SQLite file in `dir`, or a new PostgreSQL database dropped
+/// when the returned guard goes.
+pub async fn fresh_database(
+    backend: Backend,
+    dir: &std::path::Path,
+) -> (String, Option<PgDatabase>) {
     match backend {
-        Backend::Sqlite => format!("sqlite://{}", dir.join("test.db").display()),
-        Backend::Postgres => fresh_pg_database().await,
+        Backend::Sqlite => (format!("sqlite://{}", dir.join("test.db").display()), None),
+        Backend::Postgres => {
+            let url = fresh_pg_database().await;
+            let guard = url::Url::parse(&url).ok().map(|u| PgDatabase {
+                name: u.path().trim_start_matches('/').to_owned(),
+            });
+            (url, guard)
+        }
     }
 }
 

@@ -37,12 +37,13 @@ struct Rig {
     config: Arc<Config>,
     channels: Arc<Channels>,
     _dir: tempfile::TempDir,
+    _pg: Option<crate::helpers::PgDatabase>,
 }
 
 impl Rig {
     async fn new(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("tmp");
-        let url = fresh_database(backend, dir.path()).await;
+        let (url, _pg) = fresh_database(backend, dir.path()).await;
         let fake = FakeWecom::start("127.0.0.1:0").await.expect("stand-in");
         let mut config = test_config(&url);
         config.api.wecom_base = fake.base_url();
@@ -65,6 +66,7 @@ impl Rig {
             config: Arc::new(config),
             channels,
             _dir: dir,
+            _pg,
         }
     }
 

@@ -124,7 +124,7 @@ fn check_exactly_once(fake: &FakeWecom, n: usize) {
 
 async fn kill_9_while_draining_loses_nothing_and_sends_nothing_twice(backend: Backend) {
     let dir = tempfile::tempdir().expect("tmp");
-    let url = fresh_database(backend, dir.path()).await;
+    let (url, _pg) = fresh_database(backend, dir.path()).await;
     let fake = FakeWecom::start("127.0.0.1:0").await.expect("stand-in");
     // Slow answers keep the drain going for a few seconds, so the kills land mid-way.
     fake.set_faults(yunying::fake_wecom::Faults {
@@ -171,7 +171,7 @@ async fn kill_9_while_draining_loses_nothing_and_sends_nothing_twice(backend: Ba
 
 async fn two_serve_processes_drain_one_outbox_without_double_sends(backend: Backend) {
     let dir = tempfile::tempdir().expect("tmp");
-    let url = fresh_database(backend, dir.path()).await;
+    let (url, _pg) = fresh_database(backend, dir.path()).await;
     let fake = FakeWecom::start("127.0.0.1:0").await.expect("stand-in");
     // Without the platform's duplicate check, a row sent by both would show up twice.
     fake.set_faults(yunying::fake_wecom::Faults {

@@ -441,7 +441,7 @@ async fn a_killed_sync_process_continues_where_it_stopped(backend: Backend) {
         ..Faults::default()
     });
     let dir = tempfile::tempdir().expect("tmp");
-    let db = crate::helpers::fresh_database(backend, dir.path()).await;
+    let (db, _pg) = crate::helpers::fresh_database(backend, dir.path()).await;
     let sync_process = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_yunying"))
             .args(["sync", "--channel", "demo_app", "--what", "contacts"])
