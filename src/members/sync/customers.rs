@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{add_tally, Importer, SyncError, What};
+use super::{add_tally, read_cursor, write_cursor, Importer, SyncError, What};
 use crate::members::rule_spec::Trigger;
 use crate::outbox::directory::{CustomerFact, STAFF_PER_CALL};
 use crate::store::registry::{self, KnownFollow, KnownMember, NewMember, SyncRun, Tally, Written};
@@ -51,7 +51,7 @@ pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), Sy
             ..Cursor::default()
         }
     } else {
-        serde_json::from_str(&run.cursor).map_err(|e| SyncError::Cursor(e.to_string()))?
+        read_cursor(run)?
     };
     let tag_names = sync.store.platform_tag_names(sync.scope).await?;
     sync.measure_tables(0).await?;
@@ -76,8 +76,7 @@ pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), Sy
         } else {
             cursor.page = page.next_cursor;
         }
-        run.cursor =
-            serde_json::to_string(&cursor).map_err(|e| SyncError::Cursor(e.to_string()))?;
+        write_cursor(run, &cursor)?;
         let mut tx = sync.store.begin_write().await?;
         let tally = write_page(sync, &mut tx, &page.items, &tag_names, run.id).await?;
         add_tally(run, tally);

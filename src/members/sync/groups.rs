@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{add_tally, Importer, SyncError, What};
+use super::{add_tally, read_cursor, write_cursor, Importer, SyncError, What};
 use crate::outbox::directory::{DirectoryError, GroupFact};
 use crate::store::registry::{
     self, KnownGroup, KnownMember, KnownMembership, NewMember, SyncRun, Tally, Written,
@@ -24,11 +24,7 @@ struct Cursor {
 }
 
 pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), SyncError> {
-    let mut cursor: Cursor = if run.cursor.is_empty() {
-        Cursor::default()
-    } else {
-        serde_json::from_str(&run.cursor).map_err(|e| SyncError::Cursor(e.to_string()))?
-    };
+    let mut cursor: Cursor = read_cursor(run)?;
     sync.measure_tables(0).await?;
     // Memberships written by this process, for when to measure the tables again.
     let mut memberships: i64 = 0;
@@ -61,8 +57,7 @@ pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), Sy
             };
             cursor.done += 1;
             add_tally(run, tally);
-            run.cursor =
-                serde_json::to_string(&cursor).map_err(|e| SyncError::Cursor(e.to_string()))?;
+            write_cursor(run, &cursor)?;
             registry::save_run(&mut tx, run).await?;
             tx.commit().await?;
             sync.report(What::Groups, run, cursor.done);

@@ -237,6 +237,20 @@ impl Importer<'_> {
     }
 }
 
+/// Where a run stands, from its stored cursor (a new run starts from the default).
+fn read_cursor<T: serde::de::DeserializeOwned + Default>(run: &SyncRun) -> Result<T, SyncError> {
+    if run.cursor.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_str(&run.cursor).map_err(|e| SyncError::Cursor(e.to_string()))
+}
+
+/// Stores where a run stands in the run (saved with the page's writes).
+fn write_cursor<T: serde::Serialize>(run: &mut SyncRun, cursor: &T) -> Result<(), SyncError> {
+    run.cursor = serde_json::to_string(cursor).map_err(|e| SyncError::Cursor(e.to_string()))?;
+    Ok(())
+}
+
 /// Adds a page's counts to the run.
 fn add_tally(run: &mut SyncRun, t: Tally) {
     run.created += t.created;

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{add_tally, Importer, SyncError, What};
+use super::{add_tally, read_cursor, write_cursor, Importer, SyncError, What};
 use crate::store::registry::{self, SyncRun, Tally, Written};
 
 /// Members asked for per round.
@@ -17,11 +17,7 @@ struct Cursor {
 }
 
 pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), SyncError> {
-    let mut cursor: Cursor = if run.cursor.is_empty() {
-        Cursor::default()
-    } else {
-        serde_json::from_str(&run.cursor).map_err(|e| SyncError::Cursor(e.to_string()))?
-    };
+    let mut cursor: Cursor = read_cursor(run)?;
     loop {
         let unnamed = sync
             .store
@@ -53,8 +49,7 @@ pub(super) async fn run(sync: &Importer<'_>, run: &mut SyncRun) -> Result<(), Sy
         cursor.done += i64::try_from(unnamed.len()).unwrap_or(0);
         cursor.after = last;
         add_tally(run, tally);
-        run.cursor =
-            serde_json::to_string(&cursor).map_err(|e| SyncError::Cursor(e.to_string()))?;
+        write_cursor(run, &cursor)?;
         registry::save_run(&mut tx, run).await?;
         tx.commit().await?;
         sync.report(What::Staff, run, cursor.done);
